@@ -1,0 +1,240 @@
+//! What the core gives a plugin: the [`PluginContext`] and the [`Host`] services behind it.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::abi::guard;
+use crate::plugin::PluginError;
+
+/// An event a plugin declares it emits, and the fields policy triggers may template from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventSpec {
+    /// Dotted event name, e.g. `appointment.created`.
+    pub name: String,
+    /// Field names every emitted event of this kind carries.
+    pub fields: Vec<String>,
+    /// What happened, for the docs and `larder explain`.
+    pub description: String,
+}
+
+impl EventSpec {
+    /// Declares an event and its fields.
+    pub fn new(name: &str, fields: &[&str], description: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            description: description.to_owned(),
+        }
+    }
+}
+
+/// An event emitted by a plugin. Policy `triggers:` turn events into invalidations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// The emitting plugin.
+    pub plugin: String,
+    /// Event name, one of the plugin's [`EventSpec`]s.
+    pub name: String,
+    /// Field values (a JSON object).
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A warm source a plugin offers to warming jobs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WarmSourceSpec {
+    /// Name used in a policy's `warming: - source: <plugin>.<name>`.
+    pub name: String,
+    /// What it warms.
+    pub description: String,
+}
+
+/// One request a warming job sends through the server (and so through the cache).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WarmRequest {
+    /// HTTP method, e.g. `GET`.
+    pub method: String,
+    /// Path and query relative to the plugin's mount prefix, e.g. `/api/v2/services`.
+    pub path: String,
+    /// JSON body for POST routes whose rule keys the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+}
+
+impl WarmRequest {
+    /// A GET of `path` (relative to the plugin's prefix).
+    pub fn get(path: impl Into<String>) -> Self {
+        Self {
+            method: "GET".into(),
+            path: path.into(),
+            body: None,
+        }
+    }
+}
+
+/// What to drop from the cache.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", content = "values", rename_all = "snake_case")]
+pub enum Invalidation {
+    /// Exact cache keys.
+    Keys(Vec<String>),
+    /// Every entry carrying any of these tags.
+    Tags(Vec<String>),
+    /// Keys matching a glob pattern (`*`, `?`); a bare `*` is refused, use `All`.
+    Pattern(String),
+    /// Everything this plugin cached.
+    All,
+}
+
+/// A value from [`PluginContext::get_or_load`], and whether it came from the cache.
+#[derive(Debug, Clone)]
+pub struct LoadedValue<T> {
+    /// The value.
+    pub value: T,
+    /// True exactly when the value was served from the cache (fresh or stale), not loaded.
+    pub cache_hit: bool,
+}
+
+/// Bytes from the cache or the loader, as the host returns them.
+#[derive(Debug, Clone)]
+pub struct CachedBytes {
+    /// The stored bytes.
+    pub bytes: Bytes,
+    /// True when served from the cache rather than from the loader.
+    pub cache_hit: bool,
+}
+
+/// Loader handed to the host by [`PluginContext::get_or_load`]: produces the bytes to cache.
+pub type BytesLoader = BoxFuture<'static, Result<Bytes, PluginError>>;
+
+/// The core's services behind a [`PluginContext`]. Implemented by the core; plugins use the
+/// typed methods of [`PluginContext`] instead of calling this directly.
+pub trait Host: Send + Sync {
+    /// Serves `key` from the cache under the named policy rule, or runs `load` (once per key
+    /// at a time, however many callers wait) and caches what it returns.
+    fn get_or_load(
+        &self,
+        plugin: &str,
+        rule: &str,
+        key: String,
+        load: BytesLoader,
+    ) -> BoxFuture<'static, Result<CachedBytes, PluginError>>;
+
+    /// Drops entries this plugin cached; returns how many were removed.
+    fn invalidate(
+        &self,
+        plugin: &str,
+        what: Invalidation,
+    ) -> BoxFuture<'static, Result<u64, PluginError>>;
+
+    /// Publishes an event; policy triggers on it run after this call returns.
+    fn emit(&self, event: Event);
+
+    /// Runs a background task on the server's runtime; it is stopped at shutdown.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+}
+
+/// The core's services, as a plugin sees them. Cheap to clone; keep one in your state.
+#[derive(Clone)]
+pub struct PluginContext {
+    plugin: Arc<str>,
+    host: Arc<dyn Host>,
+}
+
+impl fmt::Debug for PluginContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginContext")
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginContext {
+    /// Built by the core for each plugin.
+    pub fn new(plugin: &str, host: Arc<dyn Host>) -> Self {
+        Self {
+            plugin: plugin.into(),
+            host,
+        }
+    }
+
+    /// The plugin this context belongs to.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// The seeds' `@cached`: returns the cached value for `key` under the policy rule named
+    /// `rule`, or runs `load` and caches its result with that rule's TTL, tags and store.
+    ///
+    /// Keys are namespaced by plugin. Concurrent calls for one key run `load` once.
+    pub async fn get_or_load<T, F, Fut>(
+        &self,
+        rule: &str,
+        key: impl Into<String>,
+        load: F,
+    ) -> Result<LoadedValue<T>, PluginError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
+    {
+        let loader: BytesLoader = Box::pin(async move {
+            let value = guard(async move { load().await }).await??;
+            serde_json::to_vec(&value)
+                .map(Bytes::from)
+                .map_err(|e| PluginError::failed(format!("cannot serialise cached value: {e}")))
+        });
+        let cached = self
+            .host
+            .get_or_load(&self.plugin, rule, key.into(), loader)
+            .await?;
+        let value = serde_json::from_slice(&cached.bytes)
+            .map_err(|e| PluginError::failed(format!("cached value does not decode: {e}")))?;
+        Ok(LoadedValue {
+            value,
+            cache_hit: cached.cache_hit,
+        })
+    }
+
+    /// The seeds' `@cache_invalidate`: drops entries this plugin cached.
+    pub async fn invalidate(&self, what: Invalidation) -> Result<u64, PluginError> {
+        self.host.invalidate(&self.plugin, what).await
+    }
+
+    /// Emits an event with its fields (a JSON object); policy triggers map it to
+    /// invalidations. Emit after the change is committed, so a purge never races ahead of it.
+    pub fn emit(&self, name: &str, fields: serde_json::Value) {
+        let fields = match fields {
+            serde_json::Value::Object(map) => map,
+            other => {
+                let mut map = serde_json::Map::new();
+                map.insert("value".into(), other);
+                map
+            }
+        };
+        self.host.emit(Event {
+            plugin: self.plugin.to_string(),
+            name: name.to_owned(),
+            fields,
+        });
+    }
+
+    /// Spawns a background task on the server's runtime. Use this rather than
+    /// `tokio::spawn`: a dynamic plugin has its own copy of tokio with no runtime of its own.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let plugin = self.plugin.clone();
+        self.host.spawn(Box::pin(async move {
+            if let Err(e) = guard(task).await {
+                tracing::error!(plugin = %plugin, error = %e, "background task failed");
+            }
+        }));
+    }
+}

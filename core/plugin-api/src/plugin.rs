@@ -1,0 +1,255 @@
+//! The [`Plugin`] trait and its type-erased form.
+//!
+//! Plugin authors implement [`Plugin`]; the core never sees the concrete type. [`factory`]
+//! erases it into a [`PluginFactory`] (settings validation and construction) that builds a
+//! [`DynPlugin`] (the running plugin). Every future and call that crosses this boundary is
+//! guarded: it runs inside the host's tokio runtime and a panic becomes a
+//! [`PluginError::Panicked`] instead of unwinding into the host.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::abi::{self, guard};
+use crate::api::PluginApi;
+use crate::context::{EventSpec, PluginContext, WarmRequest, WarmSourceSpec};
+
+/// Why a plugin could not be configured, built, or could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    /// The plugin's settings do not fit its typed config. `path` is the dotted path inside
+    /// the plugin's `settings` block (empty for the block itself).
+    #[error("invalid setting `{path}`: {message}")]
+    Config { path: String, message: String },
+    /// The plugin failed; the message says what to do about it.
+    #[error("{0}")]
+    Failed(String),
+    /// Plugin code panicked. The panic was caught at the boundary; the server keeps running.
+    #[error("plugin code panicked: {0}")]
+    Panicked(String),
+}
+
+impl PluginError {
+    /// A failure with a message for the operator.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::Failed(message.into())
+    }
+}
+
+/// What a plugin receives when it is built.
+pub struct PluginInit<C> {
+    /// The plugin's typed settings (`plugins.<name>.settings` in the config file; the
+    /// type's `Default` when the block is absent).
+    pub config: C,
+    /// The core's services: cache, events, spawning.
+    pub context: PluginContext,
+}
+
+/// A domain plugin: routes plus what the cache policy needs to know about them.
+///
+/// Hooks run in this order: [`Plugin::new`] → [`Plugin::api`] (routes mounted) →
+/// [`Plugin::start`] → serving (with [`Plugin::warm_source`] called by warming jobs) →
+/// [`Plugin::stop`] on shutdown. Every hook but `new` and `api` has a default that does
+/// nothing, so a plugin only writes what it needs.
+pub trait Plugin: Sized + Send + Sync + 'static {
+    /// Typed settings, validated when the config loads. Doc comments on its fields become
+    /// the descriptions in the config's JSON Schema.
+    type Config: DeserializeOwned + JsonSchema + Default + Send + Sync + 'static;
+
+    /// The plugin's name: its config key, its OpenAPI tag, the `plugin` of policy rules.
+    const NAME: &'static str;
+    /// The plugin's own version, shown by `/admin/plugins`.
+    const VERSION: &'static str;
+    /// One line for the OpenAPI tag description.
+    const DESCRIPTION: &'static str = "";
+
+    /// Builds the plugin from validated settings.
+    ///
+    /// Use it for everything the routes need before the first request: open or create the
+    /// database, build upstream clients, check credentials. An error stops start-up with
+    /// the message shown to the operator, so say what to fix.
+    fn new(
+        init: PluginInit<Self::Config>,
+    ) -> impl Future<Output = Result<Self, PluginError>> + Send;
+
+    /// The plugin's routes, as a poem-openapi API (a tuple of APIs works too).
+    ///
+    /// Called once after [`Plugin::new`]. The core mounts the routes at the configured
+    /// prefix, tags them with [`Plugin::NAME`] in the merged OpenAPI document and puts the
+    /// caching layer in front of each one.
+    fn api(&self) -> PluginApi;
+
+    /// The events this plugin emits through [`PluginContext::emit`], with the fields each
+    /// carries. Policy `triggers:` are validated against this list, so declare every event.
+    fn events(&self) -> Vec<EventSpec> {
+        Vec::new()
+    }
+
+    /// Named warm sources a warming job can use instead of a fixed request list, for when
+    /// the requests worth warming depend on data (every barber, every category, ...).
+    fn warm_sources(&self) -> Vec<WarmSourceSpec> {
+        Vec::new()
+    }
+
+    /// The requests a warm source stands for right now. Called by warming jobs.
+    fn warm_source(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<WarmRequest>, PluginError>> + Send {
+        let message = format!("plugin `{}` has no warm source `{name}`", Self::NAME);
+        async move { Err(PluginError::Failed(message)) }
+    }
+
+    /// Runs after routes are mounted and before the server reports ready.
+    ///
+    /// Use it for background work that needs the server's runtime (refresh loops started
+    /// with [`PluginContext::spawn`]), not for set-up the routes depend on (that is `new`).
+    fn start(&self) -> impl Future<Output = Result<(), PluginError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Runs during graceful shutdown, after in-flight requests have drained: flush and close.
+    fn stop(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// A running plugin, as the core drives it.
+pub trait DynPlugin: Send + Sync {
+    /// See [`Plugin::NAME`].
+    fn name(&self) -> &'static str;
+    /// See [`Plugin::api`].
+    fn api(&self) -> Result<PluginApi, PluginError>;
+    /// See [`Plugin::events`].
+    fn events(&self) -> Vec<EventSpec>;
+    /// See [`Plugin::warm_sources`].
+    fn warm_sources(&self) -> Vec<WarmSourceSpec>;
+    /// See [`Plugin::warm_source`].
+    fn warm_source<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<WarmRequest>, PluginError>>;
+    /// See [`Plugin::start`].
+    fn start(&self) -> BoxFuture<'_, Result<(), PluginError>>;
+    /// See [`Plugin::stop`].
+    fn stop(&self) -> BoxFuture<'_, Result<(), PluginError>>;
+}
+
+/// Validates settings for, and builds, one kind of plugin.
+pub trait PluginFactory: Send + Sync {
+    /// See [`Plugin::NAME`].
+    fn name(&self) -> &'static str;
+    /// See [`Plugin::VERSION`].
+    fn version(&self) -> &'static str;
+    /// See [`Plugin::DESCRIPTION`].
+    fn description(&self) -> &'static str;
+    /// JSON Schema of the plugin's settings.
+    fn config_schema(&self) -> serde_json::Value;
+    /// Checks settings without building the plugin (`larder check`).
+    fn validate(&self, settings: &serde_json::Value) -> Result<(), PluginError>;
+    /// Builds the plugin.
+    fn create(
+        &self,
+        settings: serde_json::Value,
+        context: PluginContext,
+    ) -> BoxFuture<'static, Result<Arc<dyn DynPlugin>, PluginError>>;
+}
+
+/// Erases a plugin type into the factory the core registers.
+pub fn factory<P: Plugin>() -> Box<dyn PluginFactory> {
+    Box::new(Factory::<P>(PhantomData))
+}
+
+struct Factory<P>(PhantomData<fn() -> P>);
+
+fn parse_settings<C: DeserializeOwned + Default>(
+    settings: &serde_json::Value,
+) -> Result<C, PluginError> {
+    if settings.is_null() {
+        return Ok(C::default());
+    }
+    serde_path_to_error::deserialize(settings).map_err(|e| {
+        let path = e.path().to_string();
+        PluginError::Config {
+            path: if path == "." { String::new() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+impl<P: Plugin> PluginFactory for Factory<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn version(&self) -> &'static str {
+        P::VERSION
+    }
+
+    fn description(&self) -> &'static str {
+        P::DESCRIPTION
+    }
+
+    fn config_schema(&self) -> serde_json::Value {
+        abi::catch(|| serde_json::to_value(schemars::schema_for!(P::Config)).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn validate(&self, settings: &serde_json::Value) -> Result<(), PluginError> {
+        abi::catch(|| parse_settings::<P::Config>(settings).map(drop))?
+    }
+
+    fn create(
+        &self,
+        settings: serde_json::Value,
+        context: PluginContext,
+    ) -> BoxFuture<'static, Result<Arc<dyn DynPlugin>, PluginError>> {
+        Box::pin(async move {
+            guard(async move {
+                let config = parse_settings::<P::Config>(&settings)?;
+                let plugin = P::new(PluginInit { config, context }).await?;
+                Ok(Arc::new(Running(plugin)) as Arc<dyn DynPlugin>)
+            })
+            .await?
+        })
+    }
+}
+
+struct Running<P>(P);
+
+impl<P: Plugin> DynPlugin for Running<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn api(&self) -> Result<PluginApi, PluginError> {
+        abi::catch(|| self.0.api())
+    }
+
+    fn events(&self) -> Vec<EventSpec> {
+        abi::catch(|| self.0.events()).unwrap_or_default()
+    }
+
+    fn warm_sources(&self) -> Vec<WarmSourceSpec> {
+        abi::catch(|| self.0.warm_sources()).unwrap_or_default()
+    }
+
+    fn warm_source<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<WarmRequest>, PluginError>> {
+        Box::pin(async move { guard(self.0.warm_source(name)).await? })
+    }
+
+    fn start(&self) -> BoxFuture<'_, Result<(), PluginError>> {
+        Box::pin(async move { guard(self.0.start()).await? })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, Result<(), PluginError>> {
+        Box::pin(guard(self.0.stop()))
+    }
+}

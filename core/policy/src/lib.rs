@@ -1,0 +1,1 @@
+//! larder-policy (in progress)

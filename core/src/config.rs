@@ -1,0 +1,613 @@
+//! The server's one config file (YAML), its embedded defaults and `LARDER_*` overrides.
+//!
+//! Loading goes: YAML → typed [`Config`] (structural errors with `file:line:col`) →
+//! environment overrides → semantic checks that collect *every* problem, each pointing at
+//! the line it comes from.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+
+/// The whole server configuration. Every field has a default, so an empty file (or no
+/// file at all) runs the server on its embedded defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on. `LARDER_LISTEN` or `--listen` override it.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Folder holding the policy files (`*.yaml`). `LARDER_POLICIES` overrides it.
+    #[serde(default = "default_policies")]
+    pub policies: PathBuf,
+    /// Plugins by name. Built-in plugins are enabled unless listed with `enabled: false`;
+    /// a dynamic plugin is an entry with a `library` path.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Logs and traces.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// Admin API keys and request limits.
+    #[serde(default)]
+    pub security: SecurityConfig,
+    /// Connection handling.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            policies: default_policies(),
+            plugins: BTreeMap::new(),
+            telemetry: TelemetryConfig::default(),
+            security: SecurityConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_policies() -> PathBuf {
+    "policies".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One plugin's entry.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Whether the plugin runs. Built-in plugins default to enabled.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Path prefix the plugin's routes are mounted under, e.g. `/shop`. Empty: its own paths.
+    #[serde(default)]
+    pub prefix: String,
+    /// Path to a dynamic plugin library (`.so`). Relative paths are relative to the config
+    /// file. Absent for built-in plugins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<PathBuf>,
+    /// The plugin's own typed settings; each plugin documents and validates its fields.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub settings: serde_json::Value,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            prefix: String::new(),
+            library: None,
+            settings: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Log filter in `tracing` syntax (`info`, `larder=debug,info`). `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Log line format.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_level: default_log_level(),
+            log_format: LogFormat::default(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// What an admin key may do.
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminRole {
+    /// Stats, keys, health, reports, policies.
+    Read,
+    /// Everything `read` can, plus invalidation, warming and policy reload.
+    Write,
+}
+
+/// An admin API key. The key itself is never logged or shown.
+#[derive(Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminKey {
+    /// The secret, sent as `x-admin-key` or `Authorization: Bearer`.
+    pub key: String,
+    /// Its role.
+    pub role: AdminRole,
+}
+
+impl std::fmt::Debug for AdminKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminKey")
+            .field("key", &"<redacted>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// Admin access.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Admin API keys. `LARDER_ADMIN_KEY` adds a write key, `LARDER_ADMIN_READ_KEY` a read
+    /// key. With no key at all, the admin API refuses every call.
+    #[serde(default)]
+    pub admin_keys: Vec<AdminKey>,
+}
+
+/// Connection handling.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT before the server exits.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_seconds: default_grace(),
+        }
+    }
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+/// Where each part of the file is, for semantic errors. Parsed leniently next to
+/// [`Config`], so it never fails on a structure `Config` accepts.
+#[derive(Deserialize, Default)]
+struct Positions {
+    #[serde(default)]
+    listen: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    plugins: KeyedPositions<PluginPositions>,
+}
+
+/// A map whose keys keep their positions, so an error about an entry can point at its name.
+struct KeyedPositions<T>(Vec<(Spanned<String>, Spanned<T>)>);
+
+impl<T> Default for KeyedPositions<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for KeyedPositions<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = KeyedPositions<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = m.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(KeyedPositions(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct PluginPositions {
+    #[serde(default)]
+    library: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    prefix: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    settings: Option<Spanned<IgnoredAny>>,
+}
+
+/// A loaded config and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The config, overrides applied.
+    pub config: Config,
+    /// The file it was read from; `None` for embedded defaults.
+    pub file: Option<PathBuf>,
+    positions: PositionIndex,
+}
+
+/// Line/column of the parts semantic checks point at.
+#[derive(Debug, Clone, Default)]
+pub struct PositionIndex {
+    entries: BTreeMap<String, (u64, u64)>,
+}
+
+impl PositionIndex {
+    fn from_positions(p: &Positions) -> Self {
+        let mut entries = BTreeMap::new();
+        let mut put = |path: String, loc: &serde_saphyr::Location| {
+            entries.insert(path, (loc.line(), loc.column()));
+        };
+        if let Some(l) = &p.listen {
+            put("listen".into(), &l.referenced);
+        }
+        for (key, plugin) in &p.plugins.0 {
+            let name = &key.value;
+            put(format!("plugins.{name}"), &key.referenced);
+            let v = &plugin.value;
+            for (field, span) in [
+                ("library", &v.library),
+                ("prefix", &v.prefix),
+                ("settings", &v.settings),
+            ] {
+                if let Some(s) = span {
+                    put(format!("plugins.{name}.{field}"), &s.referenced);
+                }
+            }
+        }
+        Self { entries }
+    }
+
+    /// Position of a dotted path, or of its closest ancestor that has one.
+    pub fn get(&self, path: &str) -> (u64, u64) {
+        let mut path = path;
+        loop {
+            if let Some(pos) = self.entries.get(path) {
+                return *pos;
+            }
+            match path.rsplit_once('.') {
+                Some((parent, _)) => path = parent,
+                None => return (0, 0),
+            }
+        }
+    }
+}
+
+impl LoadedConfig {
+    /// Embedded defaults with environment overrides.
+    pub fn defaults() -> Result<Self, Diagnostics> {
+        let mut loaded = Self {
+            config: Config::default(),
+            file: None,
+            positions: PositionIndex::default(),
+        };
+        loaded.apply_env(std::env::vars())?;
+        Ok(loaded)
+    }
+
+    /// Reads a config file, then applies environment overrides.
+    pub fn load(path: &Path) -> Result<Self, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics(vec![Diagnostic::at(
+                &path.display().to_string(),
+                0,
+                0,
+                format!("cannot read config file: {e}"),
+            )])
+        })?;
+        let mut loaded = Self::parse(path, &text)?;
+        loaded.apply_env(std::env::vars())?;
+        Ok(loaded)
+    }
+
+    /// Parses config text without looking at the environment.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Diagnostics> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_saphyr::from_str(text)
+                .map_err(|e| Diagnostics(vec![Diagnostic::from_yaml(path, &e)]))?
+        };
+        let positions: Positions = if text.trim().is_empty() {
+            Positions::default()
+        } else {
+            serde_saphyr::from_str(text).unwrap_or_default()
+        };
+        let mut config = config;
+        // Relative library paths are relative to the config file, not the working directory.
+        if let Some(dir) = path.parent() {
+            for plugin in config.plugins.values_mut() {
+                if let Some(lib) = &mut plugin.library
+                    && lib.is_relative()
+                    && !dir.as_os_str().is_empty()
+                {
+                    *lib = dir.join(&*lib);
+                }
+            }
+        }
+        Ok(Self {
+            config,
+            file: Some(path.to_owned()),
+            positions: PositionIndex::from_positions(&positions),
+        })
+    }
+
+    /// The file name used in diagnostics.
+    pub fn file_name(&self) -> String {
+        self.file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "<embedded defaults>".into())
+    }
+
+    /// A diagnostic pointing at a dotted config path.
+    pub fn diagnostic(&self, path: &str, message: impl Into<String>) -> Diagnostic {
+        let (line, column) = self.positions.get(path);
+        Diagnostic::at(&self.file_name(), line, column, message)
+    }
+
+    /// Applies `LARDER_*` overrides: the named ones (`LARDER_LISTEN`, `LARDER_POLICIES`,
+    /// `LARDER_ADMIN_KEY`, `LARDER_ADMIN_READ_KEY`) and the generic form
+    /// `LARDER_SECTION__FIELD=value` (double underscore between levels, e.g.
+    /// `LARDER_PLUGINS__BOOKING__ENABLED=false`).
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), Diagnostics> {
+        let mut tree = serde_json::to_value(&self.config).expect("config serialises");
+        let mut errors = Vec::new();
+        let mut extra_keys = Vec::new();
+        let mut touched = false;
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("LARDER_"))
+            .collect();
+        vars.sort();
+        for (name, value) in vars {
+            let path: Vec<String> = match name.as_str() {
+                "LARDER_CONFIG" => continue,
+                "LARDER_LISTEN" => vec!["listen".into()],
+                "LARDER_POLICIES" => vec!["policies".into()],
+                "LARDER_ADMIN_KEY" | "LARDER_ADMIN_READ_KEY" => {
+                    let role = if name == "LARDER_ADMIN_KEY" {
+                        AdminRole::Write
+                    } else {
+                        AdminRole::Read
+                    };
+                    if !value.is_empty() {
+                        extra_keys.push(AdminKey { key: value, role });
+                    }
+                    continue;
+                }
+                other => match other.strip_prefix("LARDER_") {
+                    Some(rest) if rest.contains("__") => {
+                        rest.split("__").map(str::to_ascii_lowercase).collect()
+                    }
+                    _ => continue,
+                },
+            };
+            let parsed = serde_saphyr::from_str::<serde_json::Value>(&value)
+                .unwrap_or(serde_json::Value::String(value.clone()));
+            let parsed = match (&path[..], parsed) {
+                // Paths and addresses stay strings even when they look like numbers.
+                ([only], v) if only == "listen" || only == "policies" => {
+                    serde_json::Value::String(match v {
+                        serde_json::Value::String(s) => s,
+                        _ => value.clone(),
+                    })
+                }
+                (_, v) => v,
+            };
+            set_path(&mut tree, &path, parsed);
+            touched = true;
+        }
+        if touched {
+            match serde_json::from_value::<Config>(tree) {
+                Ok(config) => self.config = config,
+                Err(e) => errors.push(Diagnostic::at(
+                    "<environment>",
+                    0,
+                    0,
+                    format!("a LARDER_* override does not fit the config: {e}"),
+                )),
+            }
+        }
+        self.config.security.admin_keys.extend(extra_keys);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    /// Semantic checks on the core's own fields; plugin checks happen where plugins are known.
+    pub fn check(&self) -> Vec<Diagnostic> {
+        let mut errors = Vec::new();
+        if self.config.listen.parse::<SocketAddr>().is_err() {
+            errors.push(
+                self.diagnostic(
+                    "listen",
+                    format!("`{}` is not an address:port", self.config.listen),
+                )
+                .with_hint("write it as `127.0.0.1:8080` or `0.0.0.0:8080`"),
+            );
+        }
+        for (name, plugin) in &self.config.plugins {
+            let prefix = &plugin.prefix;
+            if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.ends_with('/')) {
+                errors.push(
+                    self.diagnostic(
+                        &format!("plugins.{name}.prefix"),
+                        format!("prefix `{prefix}` must start with `/` and not end with one"),
+                    )
+                    .with_hint(format!("e.g. `/{}`", prefix.trim_matches('/'))),
+                );
+            }
+            if let Some(lib) = &plugin.library
+                && !lib.is_file()
+            {
+                errors.push(
+                        self.diagnostic(
+                            &format!("plugins.{name}.library"),
+                            format!("plugin library `{}` does not exist", lib.display()),
+                        )
+                        .with_hint("build it first (`cargo build -p <plugin crate>`) and check the path; relative paths are relative to the config file"),
+                    );
+            }
+        }
+        for key in &self.config.security.admin_keys {
+            if key.key.len() < 16 {
+                errors.push(
+                    self.diagnostic(
+                        "security.admin_keys",
+                        "an admin key is shorter than 16 characters",
+                    )
+                    .with_hint("use a long random secret, e.g. `openssl rand -hex 32`"),
+                );
+            }
+        }
+        errors
+    }
+}
+
+fn set_path(tree: &mut serde_json::Value, path: &[String], value: serde_json::Value) {
+    let mut node = tree;
+    for (i, key) in path.iter().enumerate() {
+        if !node.is_object() {
+            *node = serde_json::Value::Object(Default::default());
+        }
+        let map = node.as_object_mut().expect("object");
+        if i == path.len() - 1 {
+            map.insert(key.clone(), value);
+            return;
+        }
+        node = map.entry(key.clone()).or_insert(serde_json::Value::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<LoadedConfig, Diagnostics> {
+        LoadedConfig::parse(Path::new("larder.yaml"), text)
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(parse("").unwrap().config, Config::default());
+    }
+
+    #[test]
+    fn unknown_field_has_position_and_hint() {
+        let err = parse("listen: 127.0.0.1:9000\nplugins:\n  booking:\n    enabeld: false\n")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("larder.yaml:4:5: error: unknown field `enabeld`"),
+            "{text}"
+        );
+        assert!(text.contains("did you mean `enabled`?"), "{text}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_positions() {
+        let loaded = parse(
+            "listen: nowhere\nplugins:\n  a:\n    prefix: shop/\n  b:\n    library: /nonexistent/libb.so\n",
+        )
+        .unwrap();
+        let errors = loaded.check();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 3, "{text:#?}");
+        assert!(
+            text[0].starts_with("larder.yaml:1:9: error: `nowhere`"),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text[1].starts_with("larder.yaml:4:13: error: prefix `shop/`"),
+            "{}",
+            text[1]
+        );
+        assert!(
+            text[2].starts_with("larder.yaml:6:14: error: plugin library"),
+            "{}",
+            text[2]
+        );
+    }
+
+    #[test]
+    fn env_overrides_named_and_generic() {
+        let mut loaded = parse("plugins:\n  booking:\n    prefix: /b\n").unwrap();
+        loaded
+            .apply_env([
+                ("LARDER_LISTEN".to_owned(), "0.0.0.0:9999".to_owned()),
+                (
+                    "LARDER_PLUGINS__BOOKING__ENABLED".to_owned(),
+                    "false".to_owned(),
+                ),
+                (
+                    "LARDER_ADMIN_KEY".to_owned(),
+                    "0123456789abcdef0123".to_owned(),
+                ),
+                ("UNRELATED".to_owned(), "x".to_owned()),
+            ])
+            .unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.listen, "0.0.0.0:9999");
+        assert!(!c.plugins["booking"].enabled);
+        assert_eq!(c.plugins["booking"].prefix, "/b");
+        assert_eq!(c.security.admin_keys[0].role, AdminRole::Write);
+    }
+
+    #[test]
+    fn bad_env_override_names_the_problem() {
+        let mut loaded = parse("").unwrap();
+        let err = loaded
+            .apply_env([(
+                "LARDER_SERVER__SHUTDOWN_GRACE_SECONDS".into(),
+                "soon".into(),
+            )])
+            .unwrap_err();
+        assert!(err.to_string().contains("LARDER_* override"), "{err}");
+    }
+
+    #[test]
+    fn admin_key_is_not_printed() {
+        let key = AdminKey {
+            key: "supersecretvalue123".into(),
+            role: AdminRole::Read,
+        };
+        assert!(!format!("{key:?}").contains("supersecret"));
+    }
+}

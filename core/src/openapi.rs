@@ -1,0 +1,256 @@
+//! One OpenAPI document and one route tree for every plugin, built-in and dynamic.
+//!
+//! Each plugin's [`PluginApi`] is registered into its own registry first, so two plugins
+//! defining a schema of the same name with different shapes are caught (poem-openapi's own
+//! registry would keep one silently). Paths get the plugin's mount prefix, every operation
+//! gets the plugin's tag, and the document is rendered once at start-up.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use larder_plugin::PluginApi;
+use larder_plugin::api::{MetaFn, RegisterFn, RouteTable};
+use poem::endpoint::BoxEndpoint;
+use poem::http::Method;
+use poem_openapi::registry::{MetaApi, MetaSchema, MetaTag, Registry};
+use poem_openapi::{OpenApi, OpenApiService};
+use serde::Serialize;
+
+/// A plugin's API and where it is mounted.
+pub struct Mount {
+    /// Plugin name, also its OpenAPI tag.
+    pub plugin: String,
+    /// Tag description.
+    pub description: String,
+    /// Path prefix ("" for none).
+    pub prefix: String,
+    /// The API.
+    pub api: PluginApi,
+}
+
+/// One operation of the merged API, for policy matching and `larder explain`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Operation {
+    /// Owning plugin.
+    pub plugin: String,
+    /// poem-openapi operation id (the method name unless `operation_id` is set).
+    pub operation_id: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Full OpenAPI path template, prefix included (`/api/v2/barbers/{barber_id}/slots`).
+    pub path: String,
+}
+
+/// The merged result.
+pub struct Merged {
+    /// `/openapi.json`.
+    pub json: String,
+    /// `/openapi.yaml`.
+    pub yaml: String,
+    /// `/docs` (Swagger UI with the document inlined).
+    pub swagger_html: String,
+    /// Every operation.
+    pub operations: Vec<Operation>,
+    /// Endpoints by full poem path and method, for the server's router.
+    pub routes: Vec<(String, Method, BoxEndpoint<'static>, usize)>,
+}
+
+struct Source {
+    plugin: &'static str,
+    description: &'static str,
+    prefix: String,
+    meta: MetaFn,
+    register: RegisterFn,
+}
+
+thread_local! {
+    // poem-openapi asks an API type for its metadata through functions without `self`; the
+    // set of plugins is only known at run time, so the combined type reads it from here
+    // while the document is rendered on this thread.
+    static SOURCES: RefCell<Vec<Source>> = const { RefCell::new(Vec::new()) };
+}
+
+struct Combined;
+
+impl OpenApi for Combined {
+    fn meta() -> Vec<MetaApi> {
+        SOURCES.with(|s| {
+            s.borrow()
+                .iter()
+                .flat_map(|src| prefixed_meta(src).unwrap_or_default())
+                .collect()
+        })
+    }
+
+    fn register(registry: &mut Registry) {
+        SOURCES.with(|s| {
+            for src in s.borrow().iter() {
+                let _ = (src.register)(registry);
+            }
+            // One tag per plugin: drop the plugins' own tags, add the plugin names.
+            registry.tags.clear();
+            for src in s.borrow().iter() {
+                registry.create_tag(MetaTag {
+                    name: src.plugin,
+                    description: (!src.description.is_empty()).then_some(src.description),
+                    external_docs: None,
+                });
+            }
+        });
+    }
+
+    fn add_routes(self, _: &mut HashMap<String, HashMap<Method, BoxEndpoint<'static>>>) {}
+}
+
+fn prefixed_meta(src: &Source) -> Result<Vec<MetaApi>, String> {
+    let mut metas = (src.meta)().map_err(|e| format!("plugin `{}`: {e}", src.plugin))?;
+    for path in metas.iter_mut().flat_map(|m| m.paths.iter_mut()) {
+        path.path = join(&src.prefix, &path.path);
+        for op in &mut path.operations {
+            op.tags = vec![src.plugin];
+        }
+    }
+    Ok(metas)
+}
+
+fn join(prefix: &str, path: &str) -> String {
+    if prefix.is_empty() {
+        path.to_owned()
+    } else if path == "/" || path.is_empty() {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}{path}")
+    }
+}
+
+fn leak(s: String) -> &'static str {
+    // Tag names must be `&'static str` in poem-openapi's registry; a handful per start-up.
+    Box::leak(s.into_boxed_str())
+}
+
+/// Merges the mounted APIs, or names every conflict.
+pub fn merge(title: &str, version: &str, mounts: Vec<Mount>) -> Result<Merged, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut sources = Vec::new();
+    let mut apis = Vec::new();
+    for m in mounts {
+        sources.push(Source {
+            plugin: leak(m.plugin.clone()),
+            description: leak(m.description.clone()),
+            prefix: m.prefix.clone(),
+            meta: m.api.meta_fn(),
+            register: m.api.register_fn(),
+        });
+        apis.push(m);
+    }
+
+    // Schemas: the same name from two plugins must be the same schema.
+    let mut owners: BTreeMap<String, (&'static str, MetaSchema)> = BTreeMap::new();
+    for src in &sources {
+        let mut own = Registry::new();
+        if let Err(e) = (src.register)(&mut own) {
+            errors.push(format!(
+                "plugin `{}` failed to describe its API: {e}",
+                src.plugin
+            ));
+            continue;
+        }
+        for (name, schema) in own.schemas {
+            match owners.get(&name) {
+                Some((other, existing)) if *other != src.plugin && *existing != schema => {
+                    errors.push(format!(
+                        "schema name clash: plugins `{other}` and `{}` both define a schema \
+                         named `{name}` with different shapes; rename one of the types (or give \
+                         it `#[oai(rename = \"...\")]`)",
+                        src.plugin
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    owners.insert(name, (src.plugin, schema));
+                }
+            }
+        }
+    }
+
+    // Operations: unique operation ids and unique method + path across the document.
+    let mut operations = Vec::new();
+    let mut seen_ids: HashMap<String, &'static str> = HashMap::new();
+    let mut seen_routes: HashMap<(String, String), &'static str> = HashMap::new();
+    for src in &sources {
+        let metas = match prefixed_meta(src) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        for path in metas.iter().flat_map(|m| &m.paths) {
+            for op in &path.operations {
+                let method = op.method.to_string();
+                if let Some(other) =
+                    seen_routes.insert((method.clone(), path.path.clone()), src.plugin)
+                {
+                    errors.push(format!(
+                        "route clash: `{method} {}` is served by both `{other}` and `{}`; mount one \
+                         of them under a `prefix`",
+                        path.path, src.plugin
+                    ));
+                }
+                if let Some(id) = op.operation_id
+                    && let Some(other) = seen_ids.insert(id.to_owned(), src.plugin)
+                {
+                    errors.push(format!(
+                        "operation id clash: `{id}` is used by both `{other}` and `{}`; \
+                             operation ids must be unique in one OpenAPI document",
+                        src.plugin
+                    ));
+                }
+                operations.push(Operation {
+                    plugin: src.plugin.to_owned(),
+                    operation_id: op.operation_id.map(str::to_owned),
+                    method,
+                    path: path.path.clone(),
+                });
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let (json, yaml, swagger_html) = SOURCES.with(|s| {
+        *s.borrow_mut() = sources;
+        let service = OpenApiService::new(Combined, title, version);
+        let out = (
+            service.spec(),
+            service.spec_yaml(),
+            service.swagger_ui_html(),
+        );
+        s.borrow_mut().clear();
+        out
+    });
+
+    let mut routes = Vec::new();
+    for (index, m) in apis.into_iter().enumerate() {
+        let table: RouteTable = m.api.into_routes(&m.plugin).map_err(|e| {
+            vec![format!(
+                "plugin `{}` failed to build its routes: {e}",
+                m.plugin
+            )]
+        })?;
+        for (path, methods) in table {
+            let full = join(&m.prefix, &path);
+            for (method, endpoint) in methods {
+                routes.push((full.clone(), method, endpoint, index));
+            }
+        }
+    }
+    Ok(Merged {
+        json,
+        yaml,
+        swagger_html,
+        operations,
+        routes,
+    })
+}

@@ -1,0 +1,404 @@
+//! Building the application (plugins, admin, docs, one router) and serving it with a
+//! graceful shutdown.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use larder_plugin::PluginApi;
+use poem::endpoint::{BoxEndpoint, make_sync};
+use poem::http::{Method, StatusCode};
+use poem::listener::TcpAcceptor;
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route, RouteMethod,
+};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::admin::{AdminApi, AdminKeys, AdminState, PluginInfo};
+use crate::config::LoadedConfig;
+use crate::diagnostics::Diagnostics;
+use crate::host::CoreHost;
+use crate::openapi::{self, Merged, Mount, Operation};
+use crate::plugins::{self, LoadedPlugin, PluginRegistry};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Problems in the user's files, each with a position.
+    #[error("{0}")]
+    Invalid(#[from] Diagnostics),
+    /// The plugins' APIs do not fit together in one document.
+    #[error("the plugins' APIs conflict:\n{}", .0.join("\n"))]
+    Conflicts(Vec<String>),
+    /// A plugin failed to start.
+    #[error("plugin `{plugin}` failed to start: {message}")]
+    PluginStart {
+        /// Which plugin.
+        plugin: String,
+        /// Its message.
+        message: String,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Liveness and readiness.
+struct SystemApi {
+    ready: Arc<AtomicBool>,
+}
+
+/// Health or readiness answer.
+#[derive(Object)]
+struct Status {
+    /// `ok`, `ready` or `starting`.
+    status: String,
+}
+
+#[derive(ApiResponse)]
+enum ReadyResponse {
+    /// Plugins are started and start-up warm jobs are done.
+    #[oai(status = 200)]
+    Ready(Json<Status>),
+    /// Still starting.
+    #[oai(status = 503)]
+    Starting(Json<Status>),
+}
+
+#[OpenApi]
+impl SystemApi {
+    /// Liveness: the process serves HTTP.
+    #[oai(path = "/health", method = "get", operation_id = "health")]
+    async fn health(&self) -> Json<Status> {
+        Json(Status {
+            status: "ok".into(),
+        })
+    }
+
+    /// Readiness: plugins initialised and start-up warm jobs done.
+    #[oai(path = "/ready", method = "get", operation_id = "ready")]
+    async fn ready(&self) -> ReadyResponse {
+        if self.ready.load(Ordering::Acquire) {
+            ReadyResponse::Ready(Json(Status {
+                status: "ready".into(),
+            }))
+        } else {
+            ReadyResponse::Starting(Json(Status {
+                status: "starting".into(),
+            }))
+        }
+    }
+}
+
+/// A built application, not yet listening.
+pub struct App {
+    /// The merged OpenAPI document (JSON).
+    pub openapi_json: String,
+    /// The merged OpenAPI document (YAML).
+    pub openapi_yaml: String,
+    /// Every operation of every plugin.
+    pub operations: Vec<Operation>,
+    /// The loaded plugins.
+    pub plugins: Vec<LoadedPlugin>,
+    /// Set once plugins started.
+    pub ready: Arc<AtomicBool>,
+    /// Background tasks of plugins and the core.
+    pub tasks: TaskTracker,
+    /// Services shared with plugins.
+    pub host: Arc<CoreHost>,
+    /// The effective config.
+    pub config: LoadedConfig,
+}
+
+impl App {
+    /// Resolves and builds the plugins and merges everything into one router and document.
+    /// Returns the application and its root endpoint.
+    pub async fn build(
+        config: LoadedConfig,
+        registry: &PluginRegistry,
+    ) -> Result<(Self, BoxEndpoint<'static>), StartError> {
+        let mut problems = config.check();
+        let resolved = match plugins::resolve(&config, registry) {
+            Ok(r) => r,
+            Err(Diagnostics(mut more)) => {
+                problems.append(&mut more);
+                Vec::new()
+            }
+        };
+        if !problems.is_empty() {
+            return Err(Diagnostics(problems).into());
+        }
+        let tasks = TaskTracker::new();
+        let host = CoreHost::new(tasks.clone());
+        let plugins = plugins::build(&config, resolved, host.clone()).await?;
+
+        let ready = Arc::new(AtomicBool::new(false));
+        let admin = AdminState {
+            plugins: plugins.iter().map(PluginInfo::of).collect(),
+        };
+        let mut mounts = vec![
+            Mount {
+                plugin: "system".into(),
+                description: "Liveness and readiness.".into(),
+                prefix: String::new(),
+                api: PluginApi::new(SystemApi {
+                    ready: ready.clone(),
+                }),
+            },
+            Mount {
+                plugin: "admin".into(),
+                description: "Cache administration (API key required).".into(),
+                prefix: String::new(),
+                api: PluginApi::new(AdminApi::new(Arc::new(admin))),
+            },
+        ];
+        for p in &plugins {
+            let api = p.plugin.api().map_err(|e| StartError::PluginStart {
+                plugin: p.name.to_owned(),
+                message: e.to_string(),
+            })?;
+            mounts.push(Mount {
+                plugin: p.name.to_owned(),
+                description: p.description.to_owned(),
+                prefix: p.prefix.clone(),
+                api,
+            });
+        }
+        let Merged {
+            json,
+            yaml,
+            swagger_html,
+            operations,
+            routes,
+        } = openapi::merge("Larder", env!("CARGO_PKG_VERSION"), mounts)
+            .map_err(StartError::Conflicts)?;
+
+        let mut by_path: BTreeMap<String, Vec<(Method, BoxEndpoint<'static>)>> = BTreeMap::new();
+        for (path, method, endpoint, _) in routes {
+            by_path.entry(path).or_default().push((method, endpoint));
+        }
+        let mut route = Route::new();
+        for (path, methods) in by_path {
+            let rm = methods
+                .into_iter()
+                .fold(RouteMethod::new(), |rm, (m, ep)| rm.method(m, ep));
+            route = route.at(path, rm);
+        }
+        let json_body = json.clone();
+        let yaml_body = yaml.clone();
+        route = route
+            .at(
+                "/openapi.json",
+                make_sync(move |_| {
+                    Response::builder()
+                        .content_type("application/json")
+                        .body(json_body.clone())
+                }),
+            )
+            .at(
+                "/openapi.yaml",
+                make_sync(move |_| {
+                    Response::builder()
+                        .content_type("application/yaml")
+                        .body(yaml_body.clone())
+                }),
+            )
+            .at(
+                "/docs",
+                make_sync(move |_| poem::web::Html(swagger_html.clone())),
+            );
+
+        let endpoint = route
+            .data(AdminKeys::new(config.config.security.admin_keys.clone()))
+            .with(TraceRequests)
+            .boxed();
+        let app = Self {
+            openapi_json: json,
+            openapi_yaml: yaml,
+            operations,
+            plugins,
+            ready,
+            tasks,
+            host,
+            config,
+        };
+        Ok((app, endpoint))
+    }
+
+    /// Runs every plugin's `start` hook, then reports ready.
+    pub async fn start(&self) -> Result<(), StartError> {
+        for p in &self.plugins {
+            p.plugin
+                .start()
+                .await
+                .map_err(|e| StartError::PluginStart {
+                    plugin: p.name.to_owned(),
+                    message: e.to_string(),
+                })?;
+        }
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Stops plugins and waits (bounded) for background tasks.
+    pub async fn stop(&self, grace: Duration) {
+        for p in &self.plugins {
+            if let Err(e) = p.plugin.stop().await {
+                tracing::warn!(plugin = p.name, error = %e, "plugin stop hook failed");
+            }
+        }
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks still running after the grace period");
+        }
+    }
+}
+
+/// One span per request, so plugin logs land inside it; status and duration recorded.
+struct TraceRequests;
+
+impl<E: Endpoint> Middleware<E> for TraceRequests {
+    type Output = TraceEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        TraceEndpoint(ep)
+    }
+}
+
+struct TraceEndpoint<E>(E);
+
+impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            status = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        async move {
+            let resp = match self.0.call(req).await {
+                Ok(r) => r.into_response(),
+                Err(e) => error_response(&e),
+            };
+            let status = resp.status();
+            tracing::Span::current().record("status", status.as_u16());
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::warn!(elapsed_ms, "request failed");
+            } else {
+                tracing::debug!(elapsed_ms, "request done");
+            }
+            Ok(resp)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Every error the core or poem-openapi produces (bad parameters, auth, unknown routes)
+/// answers with a JSON body that names the problem, like the plugins' own errors.
+fn error_response(e: &poem::Error) -> Response {
+    let status = e.status();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal_error",
+        _ => "error",
+    };
+    let message = match status {
+        StatusCode::UNAUTHORIZED => {
+            "missing or unknown admin key: send it as `x-admin-key` or `Authorization: Bearer`"
+                .to_owned()
+        }
+        StatusCode::NOT_FOUND => "no route matches this path".to_owned(),
+        _ => e.to_string(),
+    };
+    let body = serde_json::json!({ "error": code, "message": message });
+    let mut resp = poem::web::Json(body).into_response();
+    resp.set_status(status);
+    resp
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested: no new connections, draining in-flight requests");
+}
+
+/// Builds, binds, serves until SIGTERM/SIGINT, drains, stops plugins.
+pub async fn serve(config: LoadedConfig, registry: &PluginRegistry) -> Result<(), StartError> {
+    let grace = Duration::from_secs(config.config.server.shutdown_grace_seconds);
+    let addr_text = config.config.listen.clone();
+    // Build first: it checks the whole config and reports every problem at once.
+    let (app, endpoint) = App::build(config, registry).await?;
+    let addr: SocketAddr = addr_text.parse().map_err(|_| StartError::Bind {
+        addr: addr_text.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address:port"),
+    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr_text.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: addr_text.clone(),
+        source,
+    })?;
+    app.start().await?;
+    let names: Vec<&str> = app.plugins.iter().map(|p| p.name).collect();
+    tracing::info!(addr = %local, plugins = ?names, "larder ready");
+    // The one line on stdout: scripts and tests read the bound address (port 0 included).
+    println!("listening on http://{local}");
+    let acceptor = TcpAcceptor::from_tokio(listener).map_err(|source| StartError::Bind {
+        addr: addr_text,
+        source,
+    })?;
+    let result = poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(endpoint, shutdown_signal(), Some(grace))
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "server stopped with an error");
+    }
+    app.stop(grace).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! larder-store (in progress)

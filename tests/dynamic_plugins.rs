@@ -1,0 +1,147 @@
+//! Dynamic plugins: a real `.so` built from `examples/hello-plugin` and the fixtures under
+//! `tests/plugins/`, loaded by the real binary.
+
+use std::time::{Duration, Instant};
+
+use larder_testkit::server::{Larder, artifacts};
+use serde_json::{Value, json};
+
+fn hello_config(prefix: &str) -> String {
+    format!(
+        "plugins:\n  hello:\n    library: {}\n    prefix: {prefix}\n    settings: {{ default_greeting: Hi, delay_ms: 30 }}\n",
+        artifacts().cdylib("hello-plugin").display()
+    )
+}
+
+#[tokio::test]
+async fn hello_plugin_is_loaded_documented_and_answers() {
+    let larder = Larder::start(&hello_config("/hello")).unwrap();
+    let client = reqwest::Client::new();
+
+    let doc: Value = client
+        .get(larder.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = &doc["paths"]["/hello/greetings/{name}"];
+    assert_eq!(op["get"]["operationId"], "get_greeting", "{doc}");
+    assert_eq!(op["put"]["operationId"], "put_greeting");
+    assert_eq!(op["get"]["tags"], json!(["hello"]));
+    assert!(
+        doc["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "hello")
+    );
+    assert!(doc["components"]["schemas"]["NewGreeting"].is_object());
+
+    // The handler sleeps with tokio inside the library: timers work across the boundary.
+    let started = Instant::now();
+    let resp = client
+        .get(larder.url("/hello/greetings/ada"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"name": "ada", "message": "Hi, ada!", "custom": false})
+    );
+
+    let resp = client
+        .put(larder.url("/hello/greetings/ada"))
+        .json(&json!({"greeting": "Good morning"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["message"],
+        "Good morning, ada!"
+    );
+
+    // Typed validation happens in the plugin and answers 400 with a JSON body naming the field.
+    let resp = client
+        .put(larder.url("/hello/greetings/ada"))
+        .json(&json!({"greeting": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("greeting"),
+        "{body}"
+    );
+
+    // The plugin's tracing events reach the host's log inside the request span, and the
+    // task it spawned through the context ran.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = larder.logs();
+        if logs.contains("request{method=GET path=/hello/greetings/ada}")
+            && logs.contains("hello: computing greeting")
+            && logs.contains("hello plugin started")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "plugin logs missing:\n{logs}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let line = larder
+        .logs()
+        .lines()
+        .find(|l| l.contains("hello: computing greeting"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains("request{method=GET path=/hello/greetings/ada}"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_library_with_a_mismatched_declaration_is_refused_by_name() {
+    let bad = artifacts().cdylib("bad-abi-plugin");
+    let err = Larder::start(&format!(
+        "plugins:\n  bad:\n    library: {}\n",
+        bad.display()
+    ))
+    .err()
+    .expect("the server must refuse to start");
+    let text = err.to_string();
+    assert!(text.contains("refusing plugin library"), "{text}");
+    assert!(
+        text.contains("plugin API version: library has `0.0.1+api.0`"),
+        "{text}"
+    );
+    assert!(text.contains("type fingerprint"), "{text}");
+    assert!(text.contains(":3:14: error:"), "position missing: {text}");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
+    let faulty = artifacts().cdylib("faulty-plugin");
+    let larder = Larder::start(&format!(
+        "plugins:\n  faulty:\n    library: {}\n    prefix: /faulty\n",
+        faulty.display()
+    ))
+    .unwrap();
+    for _ in 0..3 {
+        let resp = reqwest::get(larder.url("/faulty/boom")).await.unwrap();
+        assert_eq!(resp.status(), 500);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "internal_error");
+        let resp = reqwest::get(larder.url("/faulty/ok")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "still here");
+    }
+    let resp = reqwest::get(larder.url("/health")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+}

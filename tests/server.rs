@@ -1,0 +1,178 @@
+//! The server on its embedded defaults and with config files: health, docs, admin auth,
+//! config errors, graceful shutdown. Every test runs the real `larder` binary.
+
+use std::time::{Duration, Instant};
+
+use larder_testkit::server::{Larder, LarderOptions, artifacts, run_larder};
+use serde_json::Value;
+
+const WRITE_KEY: &str = "write-key-0123456789abcdef";
+const READ_KEY: &str = "read-key-0123456789abcdef";
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn embedded_defaults_serve_health_ready_openapi_and_docs() {
+    let larder = Larder::start_with(LarderOptions::default()).unwrap();
+
+    let (status, body) = get_json(&larder.url("/health")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = get_json(&larder.url("/ready")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+
+    let (status, doc) = get_json(&larder.url("/openapi.json")).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for path in ["/health", "/ready", "/admin/plugins"] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from {:?}",
+            paths.keys()
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/admin/plugins"]["get"]["tags"][0].as_str(),
+        Some("admin")
+    );
+
+    let yaml = reqwest::get(larder.url("/openapi.yaml")).await.unwrap();
+    assert_eq!(yaml.status(), 200);
+    assert!(yaml.text().await.unwrap().contains("openapi: 3."));
+
+    let docs = reqwest::get(larder.url("/docs")).await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().await.unwrap();
+    assert!(html.to_lowercase().contains("swagger"), "not Swagger UI");
+
+    let (status, body) = get_json(&larder.url("/no/such/route")).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn admin_needs_a_key_and_accepts_header_or_bearer() {
+    let larder = Larder::start_with(LarderOptions {
+        env: vec![
+            ("LARDER_ADMIN_KEY".into(), WRITE_KEY.into()),
+            ("LARDER_ADMIN_READ_KEY".into(), READ_KEY.into()),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let client = reqwest::Client::new();
+    let url = larder.url("/admin/plugins");
+
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+
+    let resp = client
+        .get(&url)
+        .header("x-admin-key", "not-a-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let resp = client
+        .get(&url)
+        .header("x-admin-key", WRITE_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = client.get(&url).bearer_auth(READ_KEY).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.json::<Value>().await.unwrap().is_array());
+}
+
+#[test]
+fn bad_config_reports_every_error_with_file_line_col() {
+    let dir = tempfile_dir();
+    let path = dir.join("larder.yaml");
+    std::fs::write(
+        &path,
+        "listen: nowhere\nplugins:\n  helo:\n    prefix: shop/\n",
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+
+    for args in [["check", "--config", file], ["serve", "--config", file]] {
+        let out = run_larder(&args, &[]).unwrap();
+        assert!(!out.status.success(), "{args:?} must fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for expected in [
+            format!("{file}:1:9: error: `nowhere` is not an address:port"),
+            format!("{file}:3:3: error: unknown plugin `helo`"),
+            format!("{file}:4:13: error: prefix `shop/` must start with `/`"),
+        ] {
+            assert!(
+                stderr.contains(&expected),
+                "{args:?}: missing `{expected}` in:\n{stderr}"
+            );
+        }
+    }
+
+    std::fs::write(&path, "plugins:\n  x:\n    enabeld: true\n").unwrap();
+    let out = run_larder(&["check", "--config", file], &[]).unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{file}:3:5: error: unknown field `enabeld`"))
+            && stderr.contains("did you mean `enabled`?"),
+        "{stderr}"
+    );
+
+    std::fs::write(&path, "listen: 127.0.0.1:0\n").unwrap();
+    let out = run_larder(&["check", "--config", file], &[]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let hello = artifacts().cdylib("hello-plugin");
+    let mut larder = Larder::start(&format!(
+        "plugins:\n  hello:\n    library: {}\n    settings: {{ delay_ms: 1500 }}\n",
+        hello.display()
+    ))
+    .unwrap();
+    let url = larder.url("/greetings/slow");
+    let request = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+
+    // The handler logs when it starts; signal only once the request is in flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !larder.logs().contains("hello: computing greeting") {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the handler"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    larder.signal(libc_sigterm());
+
+    let status = request.await.unwrap().expect("in-flight request completes");
+    assert_eq!(status, 200);
+    let exit = larder.wait_exit(Duration::from_secs(20)).unwrap();
+    assert_eq!(exit.code(), Some(0), "logs:\n{}", larder.logs());
+    assert!(larder.logs().contains("shutdown requested"));
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("larder-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,7 @@
+//! Test support shared by the workspace's integration tests: real processes on loopback.
+//!
+//! - [`redis`]: spawn a private `redis-server` (or a 3-master cluster) on free ports.
+//! - [`server`]: spawn the `larder` binary with a config and talk to it.
+
+pub mod redis;
+pub mod server;

@@ -1,0 +1,1 @@
+//! Spawning private redis-server processes (in progress).

@@ -1,0 +1,250 @@
+//! Spawning the real `larder` binary on `127.0.0.1:0` and reading what it prints.
+//!
+//! [`artifacts`] builds the binary and the workspace's dynamic plugins in **one** cargo
+//! invocation (feature unification must be the same for host and plugins, or the loader
+//! rightly refuses them), once per test process; cargo's own lock serialises concurrent
+//! test processes and makes the later builds no-ops.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Built binaries of the workspace.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// `target/<profile>/larder`.
+    pub larder: PathBuf,
+    /// `target/<profile>`, where the `lib*.so` plugins are.
+    pub dir: PathBuf,
+}
+
+impl Artifacts {
+    /// Path of a dynamic plugin library built from crate `name` (`hello-plugin` →
+    /// `libhello_plugin.so`).
+    pub fn cdylib(&self, name: &str) -> PathBuf {
+        let stem = name.replace('-', "_");
+        self.dir.join(format!(
+            "{}{stem}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ))
+    }
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("testkit lives at tests/testkit")
+        .to_owned()
+}
+
+/// Builds (once per process) and returns the larder binary and the dynamic plugins.
+pub fn artifacts() -> &'static Artifacts {
+    static ONCE: OnceLock<Artifacts> = OnceLock::new();
+    ONCE.get_or_init(|| build().expect("building larder and the dynamic plugins"))
+}
+
+fn build() -> anyhow::Result<Artifacts> {
+    // target/<profile>/deps/<test binary> → target/<profile>
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary is not under target/<profile>/deps")?
+        .to_owned();
+    let target_dir = profile_dir.parent().context("no target dir")?.to_owned();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("debug")
+        .to_owned();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root())
+        .args(["build", "--quiet", "--target-dir"])
+        .arg(&target_dir)
+        .args([
+            "-p",
+            "larder",
+            "-p",
+            "hello-plugin",
+            "-p",
+            "faulty-plugin",
+            "-p",
+            "bad-abi-plugin",
+        ]);
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed: {status}");
+    }
+    Ok(Artifacts {
+        larder: profile_dir.join(format!("larder{}", std::env::consts::EXE_SUFFIX)),
+        dir: profile_dir,
+    })
+}
+
+/// A running `larder serve`, killed on drop.
+pub struct Larder {
+    child: Child,
+    /// The bound address.
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct LarderOptions {
+    /// Config file contents (YAML); none runs on embedded defaults.
+    pub config: Option<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Policy folder; defaults to the repository's `policies/`.
+    pub policies: Option<PathBuf>,
+}
+
+impl Larder {
+    /// Starts the server with a config file.
+    pub fn start(config: &str) -> anyhow::Result<Self> {
+        Self::start_with(LarderOptions {
+            config: Some(config.to_owned()),
+            ..Default::default()
+        })
+    }
+
+    /// Starts the server and waits (with a deadline) for its "listening on" line.
+    pub fn start_with(opts: LarderOptions) -> anyhow::Result<Self> {
+        let art = artifacts();
+        let dir = tempfile::tempdir()?;
+        let mut cmd = Command::new(&art.larder);
+        cmd.arg("serve").args(["--listen", "127.0.0.1:0"]);
+        if let Some(config) = &opts.config {
+            let path = dir.path().join("larder.yaml");
+            std::fs::write(&path, config)?;
+            cmd.arg("--config").arg(path);
+        }
+        let policies = opts
+            .policies
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("policies"));
+        cmd.env("LARDER_POLICIES", policies)
+            .env_remove("LARDER_CONFIG")
+            .env_remove("REDIS_URL")
+            .env("RUST_LOG", "info")
+            .env("RUST_BACKTRACE", "0")
+            .env("NO_COLOR", "1")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("spawning larder")?;
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut s = sink.lock().expect("log lock");
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a.parse()?,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                // Give the stderr reader a moment to drain what the process printed.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < deadline && logs.lock().expect("log lock").is_empty() {
+                    std::thread::yield_now();
+                }
+                bail!(
+                    "larder did not report a listening address; its output:\n{}",
+                    logs.lock().expect("log lock")
+                );
+            }
+        };
+        Ok(Self {
+            child,
+            addr,
+            logs,
+            _dir: dir,
+        })
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    /// Sends a signal (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("larder did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Larder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `larder` with arguments to completion (for `check`, `openapi`, ...).
+pub fn run_larder(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<std::process::Output> {
+    let art = artifacts();
+    let mut cmd = Command::new(&art.larder);
+    cmd.args(args)
+        .env_remove("LARDER_CONFIG")
+        .env_remove("REDIS_URL")
+        .env("NO_COLOR", "1")
+        .env("LARDER_POLICIES", workspace_root().join("policies"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Ok(cmd.output()?)
+}
