@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod compression;
 pub mod config;
 pub mod diagnostics;
 pub mod host;

@@ -254,3 +254,113 @@ pub fn merge(title: &str, version: &str, mounts: Vec<Mount>) -> Result<Merged, V
         routes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::payload::Json;
+    use poem_openapi::{Object, OpenApi};
+
+    use super::*;
+
+    mod shop {
+        use super::*;
+        /// An item in the shop plugin.
+        #[derive(Object)]
+        pub struct Item {
+            pub sku: String,
+        }
+        pub struct Api;
+        #[OpenApi]
+        impl Api {
+            #[oai(path = "/items", method = "get", operation_id = "shop_items")]
+            async fn items(&self) -> Json<Vec<Item>> {
+                Json(vec![])
+            }
+        }
+    }
+
+    mod blog {
+        use super::*;
+        /// An item in the blog plugin: same name, other shape.
+        #[derive(Object)]
+        pub struct Item {
+            pub title: String,
+            pub words: u32,
+        }
+        pub struct Api;
+        #[OpenApi]
+        impl Api {
+            #[oai(path = "/items", method = "get", operation_id = "blog_items")]
+            async fn items(&self) -> Json<Vec<Item>> {
+                Json(vec![])
+            }
+        }
+    }
+
+    fn mount(plugin: &str, prefix: &str, api: PluginApi) -> Mount {
+        Mount {
+            plugin: plugin.into(),
+            description: String::new(),
+            prefix: prefix.into(),
+            api,
+        }
+    }
+
+    fn err(mounts: Vec<Mount>) -> Vec<String> {
+        match merge("t", "1", mounts) {
+            Ok(_) => panic!("merge must fail"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn same_schema_name_with_another_shape_is_refused() {
+        let errors = err(vec![
+            mount("shop", "/shop", PluginApi::new(shop::Api)),
+            mount("blog", "/blog", PluginApi::new(blog::Api)),
+        ]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("schema name clash")
+                && errors[0].contains("`shop`")
+                && errors[0].contains("`blog`")
+                && errors[0].contains("`Item`"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn same_route_twice_is_refused_and_prefixes_separate_them() {
+        let errors = err(vec![
+            mount("a", "", PluginApi::new(shop::Api)),
+            mount("b", "", PluginApi::new(shop::Api)),
+        ]);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("route clash: `GET /items`")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("operation id clash: `shop_items`"))
+        );
+    }
+
+    #[test]
+    fn prefixes_and_tags_are_applied() {
+        let merged = merge(
+            "t",
+            "1",
+            vec![mount("shop", "/shop", PluginApi::new(shop::Api))],
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let doc: serde_json::Value = serde_json::from_str(&merged.json).unwrap();
+        assert_eq!(doc["paths"]["/shop/items"]["get"]["tags"][0], "shop");
+        assert_eq!(doc["tags"][0]["name"], "shop");
+        assert_eq!(merged.operations[0].path, "/shop/items");
+        assert_eq!(merged.routes[0].0, "/shop/items");
+    }
+}
