@@ -54,6 +54,11 @@ impl Host for CoreHost {
         Box::pin(async { Ok(0) })
     }
 
+    fn cache_stats(&self, plugin: &str) -> BoxFuture<'static, serde_json::Value> {
+        let plugin = plugin.to_owned();
+        Box::pin(async move { serde_json::json!({ "plugin": plugin, "cache": "not configured" }) })
+    }
+
     fn emit(&self, event: Event) {
         tracing::debug!(plugin = %event.plugin, event = %event.name, "plugin event");
         // No receiver is fine: nothing subscribed to events yet.

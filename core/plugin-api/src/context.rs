@@ -132,7 +132,12 @@ pub trait Host: Send + Sync {
         what: Invalidation,
     ) -> BoxFuture<'static, Result<u64, PluginError>>;
 
-    /// Publishes an event; policy triggers on it run after this call returns.
+    /// Cache statistics for this plugin's rules and keys (hits, misses, entries, ...), as the
+    /// admin API reports them; for a plugin's own stats route.
+    fn cache_stats(&self, plugin: &str) -> BoxFuture<'static, serde_json::Value>;
+
+    /// Publishes an event. When emitted while handling a request, the policy triggers it
+    /// fires complete before that request's response is sent.
     fn emit(&self, event: Event);
 
     /// Runs a background task on the server's runtime; it is stopped at shutdown.
@@ -204,6 +209,11 @@ impl PluginContext {
     /// The seeds' `@cache_invalidate`: drops entries this plugin cached.
     pub async fn invalidate(&self, what: Invalidation) -> Result<u64, PluginError> {
         self.host.invalidate(&self.plugin, what).await
+    }
+
+    /// This plugin's cache statistics (for a plugin's own stats alias route).
+    pub async fn cache_stats(&self) -> serde_json::Value {
+        self.host.cache_stats(&self.plugin).await
     }
 
     /// Emits an event with its fields (a JSON object); policy triggers map it to
