@@ -1,0 +1,695 @@
+//! L2: Redis through fred, built for outages and for Redis Cluster.
+//!
+//! # Key layout
+//! Every cache key `K` maps to a bucket `b = xxh3(K) mod 64`, written as a Redis Cluster hash
+//! tag so an entry and the tag sets that index it share one hash slot:
+//!
+//! ```text
+//! {prefix}:{bNN}:e:K       the encoded entry (SET … PX retention)
+//! {prefix}:{bNN}:t:TAG     set of the bucket's keys carrying TAG (expires with its longest entry)
+//! {prefix}:{bNN}:l:K       cross-instance load lock (SET NX PX, random token)
+//! ```
+//!
+//! An entry with tags is written by one Lua script over keys of a single slot, so the
+//! entry and its index are atomic even in Cluster. A tag purge reads the 64 bucket sets
+//! concurrently and deletes each bucket's members with one script per bucket: cost
+//! proportional to the tag, never a scan of all keys. Pattern purges use SCAN in batches of
+//! [`SCAN_BATCH`] (on every primary in Cluster), never KEYS.
+//!
+//! # Outages
+//! Every command runs with `fail_fast` and a short timeout, behind a [`Breaker`]. The client
+//! has a reconnect policy (without one fred hangs after a restart), and the pub/sub client
+//! uses `manage_subscriptions()` so invalidation messages resume after a reconnect.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fred::prelude::*;
+use fred::types::config::{Options, ServerConfig};
+use fred::types::scan::Scanner;
+use fred::types::{Expiration, SetOptions};
+use futures::StreamExt;
+use futures::future::join_all;
+use serde::Serialize;
+
+use crate::breaker::Breaker;
+use crate::clock::Clock;
+use crate::config::RedisConfig;
+use crate::entry::{Entry, Freshness};
+use crate::error::StoreError;
+use crate::stats::Stats;
+use crate::store::{Found, KeyInfo, Layer, Purge, Store, glob_escape, ms};
+
+/// Number of hash-tag buckets. Small enough that a tag purge (one set per bucket) is cheap,
+/// large enough to spread keys over a cluster's slots.
+pub const BUCKETS: u64 = 64;
+/// Keys asked per SCAN call and deleted per batch.
+pub const SCAN_BATCH: u32 = 500;
+/// Bytes of `:{bNN}:e:` between the prefix and the cache key.
+const ENTRY_INFIX_LEN: usize = 9;
+
+const SET_WITH_TAGS: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local px = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[3])
+  local left = redis.call('PTTL', KEYS[i])
+  if left < px then redis.call('PEXPIRE', KEYS[i], px) end
+end
+return 1
+"#;
+
+const PURGE_BUCKET: &str = r#"
+local n = 0
+for i = 2, #KEYS do n = n + redis.call('UNLINK', KEYS[i]) end
+redis.call('SREM', KEYS[1], unpack(ARGV))
+return n
+"#;
+
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// How Redis is deployed, from the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One server.
+    Standalone,
+    /// A server found through Sentinel.
+    Sentinel,
+    /// Redis Cluster.
+    Cluster,
+}
+
+/// The answer of [`RedisStore::health`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisHealth {
+    /// Deployment mode.
+    pub mode: RedisMode,
+    /// At least one pooled connection is up.
+    pub connected: bool,
+    /// The breaker is open.
+    pub breaker_open: bool,
+    /// Round trip of a PING, if it answered.
+    pub ping_ms: Option<f64>,
+    /// Why the PING failed, if it did.
+    pub error: Option<String>,
+}
+
+/// The L2 store. Cloning shares the connections.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    builder: Builder,
+    breaker: Breaker,
+    clock: Clock,
+    stats: Arc<Stats>,
+    prefix: String,
+    channel: String,
+    opts: Options,
+    mode: RedisMode,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("mode", &self.inner.mode)
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hash-tag bucket of a cache key (stable across processes and builds).
+pub fn bucket_of(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % BUCKETS
+}
+
+impl RedisStore {
+    /// Connects (waiting at most `connect_timeout_ms` for the first connection). If Redis is
+    /// not reachable yet the store is still returned, with its breaker open and reconnection
+    /// running in the background, so Larder starts without its L2.
+    pub async fn connect(
+        cfg: &RedisConfig,
+        clock: Clock,
+        stats: Arc<Stats>,
+    ) -> Result<RedisStore, StoreError> {
+        let url = cfg
+            .url
+            .as_deref()
+            .ok_or_else(|| StoreError::Config("redis.url is required for redis/hybrid".into()))?;
+        if cfg.key_prefix.contains(['{', '}']) {
+            return Err(StoreError::Config(
+                "redis.key_prefix must not contain '{' or '}' (the bucket hash tag must be the first braces)".into(),
+            ));
+        }
+        let config = Config::from_url(url)
+            .map_err(|e| StoreError::Config(format!("redis.url {url:?}: {e}")))?;
+        let mode = match config.server {
+            ServerConfig::Clustered { .. } => RedisMode::Cluster,
+            ServerConfig::Sentinel { .. } => RedisMode::Sentinel,
+            _ => RedisMode::Standalone,
+        };
+        let mut builder = Builder::from_config(config);
+        let command_timeout = cfg.command_timeout_ms;
+        let connect_timeout = cfg.connect_timeout_ms;
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = connect_timeout;
+                c.internal_command_timeout = command_timeout.max(Duration::from_secs(1));
+                c.max_command_attempts = 1;
+                c.tcp.nodelay = Some(true);
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = command_timeout;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(
+                0,
+                cfg.reconnect_min_ms.as_millis().max(1) as u32,
+                cfg.reconnect_max_ms.as_millis().max(1) as u32,
+                2,
+            ));
+        let pool = builder.build_pool(cfg.pool_size.max(1))?;
+        let opts = Options {
+            fail_fast: true,
+            timeout: Some(command_timeout),
+            max_attempts: Some(1),
+            ..Default::default()
+        };
+        let store = RedisStore {
+            inner: Arc::new(Inner {
+                pool,
+                builder,
+                breaker: Breaker::new(
+                    clock,
+                    cfg.breaker.failure_threshold,
+                    cfg.breaker.open_for_ms,
+                ),
+                clock,
+                stats,
+                prefix: cfg.key_prefix.clone(),
+                channel: cfg.channel.clone(),
+                opts,
+                mode,
+            }),
+        };
+        store.inner.pool.connect_pool();
+        let connected = tokio::time::timeout(connect_timeout, store.inner.pool.wait_for_connect())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !connected {
+            tracing::warn!(url = %redact(url), "redis not reachable at start; continuing on L1 and origin");
+            store.inner.breaker.open();
+        }
+        store.watch_reconnects();
+        Ok(store)
+    }
+
+    /// A reconnect event means Redis may be back: probe at once instead of waiting for the
+    /// open period to elapse.
+    fn watch_reconnects(&self) {
+        for client in self.inner.pool.clients() {
+            let weak = Arc::downgrade(&self.inner);
+            let mut rx = client.reconnect_rx();
+            tokio::spawn(async move {
+                while rx.recv().await.is_ok() {
+                    let Some(inner) = weak.upgrade() else { break };
+                    RedisStore { inner }.probe(true);
+                }
+            });
+        }
+    }
+
+    /// Deployment mode from the URL.
+    pub fn mode(&self) -> RedisMode {
+        self.inner.mode
+    }
+
+    /// True while the breaker lets calls through.
+    #[inline]
+    pub fn available(&self) -> bool {
+        self.inner.breaker.allows()
+    }
+
+    /// The breaker (for stats).
+    pub fn breaker(&self) -> &Breaker {
+        &self.inner.breaker
+    }
+
+    /// At least one pooled connection is up.
+    pub fn connected(&self) -> bool {
+        self.inner.pool.clients().iter().any(|c| c.is_connected())
+    }
+
+    fn client(&self) -> fred::clients::WithOptions<Client> {
+        self.inner
+            .pool
+            .next_connected()
+            .with_options(&self.inner.opts)
+    }
+
+    /// The Redis key holding `key`'s entry.
+    pub fn entry_key(&self, key: &str) -> String {
+        format!("{}:{{b{:02}}}:e:{key}", self.inner.prefix, bucket_of(key))
+    }
+
+    fn tag_key(&self, bucket: u64, tag: &str) -> String {
+        format!("{}:{{b{bucket:02}}}:t:{tag}", self.inner.prefix)
+    }
+
+    fn lock_key(&self, key: &str) -> String {
+        format!("{}:{{b{:02}}}:l:{key}", self.inner.prefix, bucket_of(key))
+    }
+
+    /// Runs one Redis operation behind the breaker: refused at once while open, failures
+    /// (connection, timeout) counted towards opening it.
+    async fn guarded<T>(
+        &self,
+        op: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, StoreError> {
+        if !self.inner.breaker.allows() {
+            self.probe(false);
+            return Err(StoreError::Unavailable("circuit breaker open".into()));
+        }
+        match op.await {
+            Ok(v) => {
+                self.inner.breaker.success();
+                Ok(v)
+            }
+            Err(e) => {
+                self.inner
+                    .stats
+                    .counters
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if is_outage(&e) {
+                    self.inner.breaker.failure();
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Starts a background PING if the breaker is open and a probe is due (or `force`d).
+    /// Requests never wait for it.
+    fn probe(&self, force: bool) {
+        if !self.inner.breaker.try_start_probe(force) {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let ok = store.client().ping::<String>(None).await.is_ok();
+            store.inner.breaker.probe_done(ok);
+        });
+    }
+
+    /// Reads and decodes an entry. Corrupt or unknown-version bytes are deleted and reported
+    /// as a miss; so are entries past every window (clock skew between instances).
+    pub async fn fetch(&self, key: &str) -> Result<Option<Arc<Entry>>, StoreError> {
+        let rkey = self.entry_key(key);
+        let raw: Option<Bytes> = self.guarded(self.client().get(rkey.as_str())).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        match Entry::decode(raw) {
+            Ok(entry) if entry.freshness(self.inner.clock.now_ms()) != Freshness::Expired => {
+                Ok(Some(Arc::new(entry)))
+            }
+            Ok(_) => Ok(None),
+            Err(err) => {
+                self.inner
+                    .stats
+                    .counters
+                    .corrupt
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(key, %err, "deleting undecodable cache entry");
+                let _ = self
+                    .guarded(self.client().unlink::<i64, _>(rkey.as_str()))
+                    .await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes an entry and, atomically with it, its tag index.
+    pub async fn store(&self, key: &str, entry: &Entry) -> Result<(), StoreError> {
+        let retention = entry.retention_from(self.inner.clock.now_ms());
+        let px = ms(retention) as i64;
+        if px <= 0 {
+            return Ok(());
+        }
+        let value = entry.encode();
+        let rkey = self.entry_key(key);
+        if entry.tags.is_empty() {
+            let _: Option<String> = self
+                .guarded(
+                    self.client()
+                        .set(rkey, value, Some(Expiration::PX(px)), None, false),
+                )
+                .await?;
+            return Ok(());
+        }
+        let bucket = bucket_of(key);
+        let mut keys = Vec::with_capacity(entry.tags.len() + 1);
+        keys.push(rkey);
+        keys.extend(entry.tags.iter().map(|t| self.tag_key(bucket, t)));
+        let args: Vec<Value> = vec![value.into(), px.into(), key.into()];
+        let _: i64 = self
+            .guarded(self.client().eval(SET_WITH_TAGS, keys, args))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the given keys; returns how many existed.
+    pub async fn delete_keys(&self, keys: &[String]) -> Result<u64, StoreError> {
+        let ops = keys.iter().map(|k| {
+            let rkey = self.entry_key(k);
+            async move { self.guarded(self.client().unlink::<i64, _>(rkey)).await }
+        });
+        let mut n = 0;
+        for r in join_all(ops).await {
+            n += r? as u64;
+        }
+        Ok(n)
+    }
+
+    /// Deletes every entry carrying one of the tags: 64 small set reads, then one script per
+    /// non-empty bucket.
+    pub async fn purge_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for tag in tags {
+            let reads = (0..BUCKETS).map(|b| {
+                let tkey = self.tag_key(b, tag);
+                async move {
+                    let members: Vec<String> =
+                        self.guarded(self.client().smembers(tkey.as_str())).await?;
+                    Ok::<_, StoreError>((tkey, members))
+                }
+            });
+            let buckets = join_all(reads).await;
+            let mut deletes = Vec::new();
+            for result in buckets {
+                let (tkey, members) = result?;
+                for chunk in members.chunks(1_000) {
+                    let mut keys = Vec::with_capacity(chunk.len() + 1);
+                    keys.push(tkey.clone());
+                    keys.extend(chunk.iter().map(|m| self.entry_key(m)));
+                    let args: Vec<String> = chunk.to_vec();
+                    deletes.push(async move {
+                        self.guarded(self.client().eval::<i64, _, _, _>(PURGE_BUCKET, keys, args))
+                            .await
+                    });
+                }
+            }
+            for r in join_all(deletes).await {
+                total += r? as u64;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Deletes keys matching a raw Redis glob, SCANning in bounded batches (on every primary
+    /// in Cluster).
+    async fn scan_delete(&self, raw_pattern: String) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        let mut pages = self.scan(raw_pattern);
+        while let Some(page) = pages.next().await {
+            let mut page = page.map_err(|e| self.note_error(e))?;
+            let keys = page.take_results().unwrap_or_default();
+            let ops = keys
+                .into_iter()
+                .map(|k| async move { self.guarded(self.client().unlink::<i64, _>(k)).await });
+            for r in join_all(ops).await {
+                deleted += r? as u64;
+            }
+            page.next();
+        }
+        Ok(deleted)
+    }
+
+    fn note_error(&self, e: fred::error::Error) -> StoreError {
+        if is_outage(&e) {
+            self.inner.breaker.failure();
+        }
+        e.into()
+    }
+
+    fn scan(
+        &self,
+        raw_pattern: String,
+    ) -> std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<fred::types::scan::ScanResult, fred::error::Error>>
+                + Send,
+        >,
+    > {
+        let client = self.inner.pool.next_connected();
+        if client.is_clustered() {
+            Box::pin(client.scan_cluster(raw_pattern, Some(SCAN_BATCH), None))
+        } else {
+            Box::pin(client.scan(raw_pattern, Some(SCAN_BATCH), None))
+        }
+    }
+
+    fn entries_pattern(&self, pattern: &str) -> String {
+        format!("{}:{{b*}}:e:{pattern}", glob_escape(&self.inner.prefix))
+    }
+
+    /// Lists entry keys matching a glob over cache keys, with their remaining lifetime.
+    pub async fn list(&self, pattern: &str, limit: usize) -> Result<Vec<KeyInfo>, StoreError> {
+        if !self.inner.breaker.allows() {
+            return Err(StoreError::Unavailable("circuit breaker open".into()));
+        }
+        let mut found = Vec::new();
+        let mut pages = self.scan(self.entries_pattern(pattern));
+        let skip = self.inner.prefix.len() + ENTRY_INFIX_LEN;
+        while let Some(page) = pages.next().await {
+            let mut page = page.map_err(|e| self.note_error(e))?;
+            for key in page.take_results().unwrap_or_default() {
+                if found.len() >= limit {
+                    break;
+                }
+                if let Some(k) = key.as_str().filter(|k| k.len() >= skip) {
+                    found.push(k.to_string());
+                }
+            }
+            if found.len() >= limit {
+                page.cancel();
+                break;
+            }
+            page.next();
+        }
+        let ttls =
+            join_all(found.iter().map(|k| async move {
+                self.guarded(self.client().pttl::<i64, _>(k.as_str())).await
+            }))
+            .await;
+        Ok(found
+            .into_iter()
+            .zip(ttls)
+            .map(|(k, ttl)| KeyInfo {
+                key: k[skip..].to_string(),
+                expires_in_ms: ttl.ok().and_then(|t| u64::try_from(t).ok()),
+                layer: Layer::L2,
+            })
+            .collect())
+    }
+
+    /// Takes the cross-instance load lock for `key`; `Ok(Some(token))` when this instance
+    /// should load, `Ok(None)` when another instance holds it.
+    pub async fn try_lock(&self, key: &str, ttl: Duration) -> Result<Option<String>, StoreError> {
+        let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let set: Option<String> = self
+            .guarded(self.client().set(
+                self.lock_key(key),
+                token.as_str(),
+                Some(Expiration::PX(ms(ttl).max(1) as i64)),
+                Some(SetOptions::NX),
+                false,
+            ))
+            .await?;
+        Ok(set.map(|_| token))
+    }
+
+    /// True while some instance holds the load lock for `key`.
+    pub async fn lock_held(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .guarded(self.client().exists(self.lock_key(key)))
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Releases the lock if this instance still holds it (the token check keeps an instance
+    /// whose lock expired from releasing someone else's).
+    pub async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .guarded(
+                self.client()
+                    .eval(UNLOCK, vec![self.lock_key(key)], vec![token]),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes an invalidation message to the other instances.
+    pub async fn publish(&self, payload: Bytes) -> Result<(), StoreError> {
+        let _: i64 = self
+            .guarded(self.client().publish(self.inner.channel.as_str(), payload))
+            .await?;
+        Ok(())
+    }
+
+    /// Subscribes to the invalidation channel and calls `on_message` for each payload, for
+    /// as long as the store lives. The subscriber client re-subscribes after reconnects;
+    /// the first SUBSCRIBE is retried until Redis answers (it may be down at start).
+    pub fn subscribe<F>(&self, on_message: F) -> Result<(), StoreError>
+    where
+        F: Fn(Bytes) + Send + Sync + 'static,
+    {
+        let subscriber = self.inner.builder.build_subscriber_client()?;
+        let mut rx = subscriber.message_rx();
+        let channel = self.inner.channel.clone();
+        subscriber.connect();
+        subscriber.manage_subscriptions();
+        let weak = Arc::downgrade(&self.inner);
+        let sub = subscriber.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(20);
+            loop {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                let attempt = async {
+                    sub.wait_for_connect().await?;
+                    sub.subscribe(channel.as_str()).await
+                };
+                match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                    Ok(Ok(())) => return,
+                    _ => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
+        });
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(msg) => {
+                        if weak.strong_count() == 0 {
+                            break;
+                        }
+                        if let Some(bytes) = msg.value.as_bytes() {
+                            on_message(Bytes::copy_from_slice(bytes));
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            missed = n,
+                            "invalidation messages dropped (subscriber lagged)"
+                        );
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = subscriber.quit().await;
+        });
+        Ok(())
+    }
+
+    /// Mode, connection state and PING latency, for the admin health endpoint.
+    pub async fn health(&self) -> RedisHealth {
+        let start = Instant::now();
+        let ping = self.client().ping::<String>(None).await;
+        let (ping_ms, error) = match ping {
+            Ok(_) => (Some(start.elapsed().as_secs_f64() * 1_000.0), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        RedisHealth {
+            mode: self.inner.mode,
+            connected: self.connected(),
+            breaker_open: self.inner.breaker.is_open(),
+            ping_ms,
+            error,
+        }
+    }
+}
+
+fn is_outage(e: &fred::error::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::IO
+            | ErrorKind::Timeout
+            | ErrorKind::Canceled
+            | ErrorKind::Backpressure
+            | ErrorKind::Cluster
+            | ErrorKind::Routing
+            | ErrorKind::Unknown
+    )
+}
+
+/// Hides the password of a Redis URL for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+impl Store for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Found>, StoreError> {
+        Ok(self.fetch(key).await?.map(|entry| Found {
+            entry,
+            layer: Layer::L2,
+        }))
+    }
+
+    async fn set(&self, key: &str, entry: Arc<Entry>) -> Result<(), StoreError> {
+        self.store(key, &entry).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.delete_keys(&[key.to_string()]).await? > 0)
+    }
+
+    async fn purge(&self, target: &Purge) -> Result<u64, StoreError> {
+        match target {
+            Purge::Keys(keys) => self.delete_keys(keys).await,
+            Purge::Tags(tags) => self.purge_tags(tags).await,
+            Purge::Pattern(p) => self.scan_delete(self.entries_pattern(p)).await,
+            Purge::All => {
+                self.scan_delete(format!("{}:*", glob_escape(&self.inner.prefix)))
+                    .await
+            }
+        }
+    }
+
+    async fn keys(&self, pattern: &str, limit: usize) -> Result<Vec<KeyInfo>, StoreError> {
+        self.list(pattern, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_stable() {
+        // Other instances (and other builds) must agree on a key's bucket.
+        assert_eq!(
+            bucket_of("booking:slots:1:2024-01-01"),
+            bucket_of("booking:slots:1:2024-01-01")
+        );
+        assert!(
+            (0..1000)
+                .map(|i| bucket_of(&format!("k{i}")))
+                .all(|b| b < BUCKETS)
+        );
+        assert_eq!(redact("redis://u:secret@h:1/0"), "redis://***@h:1/0");
+    }
+}

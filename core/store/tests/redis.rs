@@ -1,0 +1,435 @@
+//! Engine behaviour against real redis-server processes spawned by the testkit.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use larder_store::{
+    Cache, CacheConfig, CallOptions, Entry, Layer, Loaded, Outcome, Purge, RedisConfig, StoreKind,
+};
+use larder_testkit::redis::{RedisCluster, RedisServer};
+
+fn config(url: &str) -> CacheConfig {
+    CacheConfig {
+        mode: StoreKind::Hybrid,
+        ttl_jitter: 0.0,
+        redis: RedisConfig {
+            url: Some(url.to_string()),
+            command_timeout_ms: Duration::from_millis(100),
+            ..RedisConfig::default()
+        },
+        ..CacheConfig::default()
+    }
+}
+
+fn entry(body: &str, tags: &[&str]) -> Entry {
+    Entry::new(200, body.to_string())
+        .with_ttl(Duration::from_secs(60))
+        .with_tags(tags.iter().copied())
+        .with_header("content-type", "text/plain")
+}
+
+/// Polls `check` until it holds or `within` passes; returns how long it took.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn in_l2(cache: &Cache, key: &str) -> bool {
+    matches!(cache.l2().unwrap().fetch(key).await, Ok(Some(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_instance_is_served_from_l2() {
+    let redis = RedisServer::spawn().unwrap();
+    let opts = CallOptions::default();
+    let a = Cache::new(config(&redis.url())).await.unwrap();
+    let first = a
+        .get_or_load("product:1", &opts, || async {
+            Loaded::Store(entry("p1", &[]))
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.status.outcome, Outcome::Miss);
+    eventually(Duration::from_secs(5), "L2 write", || {
+        in_l2(&a, "product:1")
+    })
+    .await;
+
+    // A restarted Larder: new engine, empty L1, same Redis.
+    let b = Cache::new(config(&redis.url())).await.unwrap();
+    let served = b
+        .get_or_load("product:1", &opts, || async {
+            panic!("must be served from L2")
+        })
+        .await
+        .unwrap();
+    assert_eq!(served.status.outcome, Outcome::Hit);
+    assert_eq!(served.status.layer, Some(Layer::L2));
+    assert_eq!(&served.entry.body[..], b"p1");
+    assert!(served.status.ttl_left_ms > 50_000);
+    assert!(
+        served
+            .status
+            .header_value("larder")
+            .starts_with("larder; hit; ttl=")
+    );
+    // Promoted: the next hit is local.
+    let again = b.lookup("product:1", &opts).await.unwrap();
+    assert_eq!(again.status.layer, Some(Layer::L1));
+    let snap = b.snapshot();
+    assert_eq!((snap.counters.hits_l1, snap.counters.hits_l2), (1, 1));
+    assert_eq!(b.health().await.mode, "standalone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_and_unknown_version_entries_are_misses_and_deleted() {
+    let redis = RedisServer::spawn().unwrap();
+    let cache = Cache::new(config(&redis.url())).await.unwrap();
+    let l2 = cache.l2().unwrap();
+
+    let garbage_key = l2.entry_key("garbage");
+    redis
+        .set_bytes(&garbage_key, b"\x00\x01 not an entry")
+        .unwrap();
+    let mut future_version = entry("v", &[]).encode().to_vec();
+    future_version[4] = 200;
+    let future_key = l2.entry_key("future");
+    redis.set_bytes(&future_key, &future_version).unwrap();
+
+    for (key, raw_key) in [("garbage", &garbage_key), ("future", &future_key)] {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let l = loads.clone();
+        let served = cache
+            .get_or_load(
+                key,
+                &CallOptions::store(StoreKind::Redis),
+                move || async move {
+                    l.fetch_add(1, Ordering::SeqCst);
+                    Loaded::PassThrough(entry("fresh", &[]))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(served.status.outcome, Outcome::PassThrough);
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        let exists = redis.command(&format!("EXISTS {raw_key}")).unwrap();
+        assert_eq!(exists.trim(), ":0", "{key} should have been deleted");
+    }
+    assert_eq!(cache.snapshot().counters.corrupt, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_instance_lock_makes_one_origin_call_in_total() {
+    let redis = RedisServer::spawn().unwrap();
+    let mut cfg = config(&redis.url());
+    cfg.redis.lock.enabled = true;
+    let a = Cache::new(cfg.clone()).await.unwrap();
+    let b = Cache::new(cfg).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..1_000 {
+        let cache = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let calls = calls.clone();
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_load("expensive", &CallOptions::default(), move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Loaded::Store(entry("computed", &[]))
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(&t.await.unwrap().entry.body[..], b"computed");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let waits = a.snapshot().counters.lock_waits + b.snapshot().counters.lock_waits;
+    assert_eq!(waits, 1, "exactly one instance waited on the other's lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_invalidation_reaches_other_instances_l1() {
+    let redis = RedisServer::spawn().unwrap();
+    let opts = CallOptions::default();
+    let a = Cache::new(config(&redis.url())).await.unwrap();
+    let b = Cache::new(config(&redis.url())).await.unwrap();
+    a.set("slots:7:mon", entry("free", &["slots:7"]), &opts)
+        .await
+        .unwrap();
+    a.set("slots:8:mon", entry("free", &["slots:8"]), &opts)
+        .await
+        .unwrap();
+    for key in ["slots:7:mon", "slots:8:mon"] {
+        let served = b.lookup(key, &opts).await.unwrap();
+        assert_eq!(served.status.layer, Some(Layer::L2));
+        assert!(b.l1().get_now(key).is_some());
+    }
+    // Let B's subscription come up before invalidating (it is established in the background).
+    eventually(Duration::from_secs(5), "B subscribed", || async {
+        redis
+            .command("PUBSUB NUMSUB larder:invalidate")
+            .unwrap()
+            .contains(":2")
+    })
+    .await;
+
+    let removed = a
+        .invalidate(Purge::Tags(vec!["slots:7".into()]))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let delay = eventually(Duration::from_secs(5), "B dropped its L1 copy", || async {
+        b.l1().get_now("slots:7:mon").is_none()
+    })
+    .await;
+    println!("cross-instance L1 invalidation delay: {delay:?}");
+    assert!(
+        b.lookup("slots:7:mon", &opts).await.is_none(),
+        "gone from L2 too"
+    );
+    assert!(
+        b.l1().get_now("slots:8:mon").is_some(),
+        "other tags untouched"
+    );
+    assert_eq!(b.snapshot().counters.invalidations_received, 1);
+
+    // Keys and patterns travel the same way.
+    a.invalidate(Purge::Pattern("slots:8:*".into()))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "pattern purge on B", || async {
+        b.l1().get_now("slots:8:mon").is_none()
+    })
+    .await;
+    // A's own messages are ignored by A.
+    assert_eq!(a.snapshot().counters.invalidations_received, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pattern_purge_keys_listing_and_purge_all() {
+    let redis = RedisServer::spawn().unwrap();
+    let cache = Cache::new(config(&redis.url())).await.unwrap();
+    let opts = CallOptions::default();
+    for i in 0..1_200 {
+        let prefix = if i % 2 == 0 { "even" } else { "odd" };
+        cache
+            .set(&format!("{prefix}:{i}"), entry("x", &["all"]), &opts)
+            .await
+            .unwrap();
+    }
+    let listed = cache.keys("even:*", 10).await.unwrap();
+    assert_eq!(listed.len(), 10);
+    assert!(listed.iter().all(|k| k.key.starts_with("even:")));
+    assert!(listed.iter().all(|k| k.expires_in_ms.unwrap() > 50_000));
+    let removed = cache
+        .invalidate(Purge::Pattern("even:*".into()))
+        .await
+        .unwrap();
+    assert_eq!(removed, 600);
+    assert!(cache.keys("even:*", 10).await.unwrap().is_empty());
+    assert_eq!(cache.keys("odd:*", 1_000).await.unwrap().len(), 600);
+    cache.invalidate(Purge::All).await.unwrap();
+    let left = redis.command("DBSIZE").unwrap();
+    assert_eq!(left.trim(), ":0", "purge all removes entries and tag sets");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_costs_no_failures_and_l2_comes_back() {
+    let mut redis = RedisServer::spawn().unwrap();
+    let cache = Cache::new(config(&redis.url())).await.unwrap();
+    let opts = CallOptions::default();
+    for i in 0..20 {
+        cache
+            .set(&format!("warm:{i}"), entry("w", &[]), &opts)
+            .await
+            .unwrap();
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let driver = {
+        let (cache, stop, calls) = (cache.clone(), stop.clone(), calls.clone());
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            let mut latencies = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Half L1 hits, half fresh misses that go to L2 and then the origin.
+                let key = if i.is_multiple_of(2) {
+                    format!("warm:{}", i % 20)
+                } else {
+                    format!("cold:{i}")
+                };
+                let started = Instant::now();
+                let served = cache
+                    .get_or_load(&key, &CallOptions::default(), || async {
+                        Loaded::Store(entry("origin", &[]))
+                    })
+                    .await;
+                let took = started.elapsed();
+                assert!(served.is_ok(), "call {i} failed");
+                worst = worst.max(took);
+                latencies.push(took);
+                calls.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                tokio::task::yield_now().await;
+            }
+            latencies.sort();
+            (worst, latencies)
+        })
+    };
+    let wait_calls = |n: u64| {
+        let calls = calls.clone();
+        async move {
+            let target = calls.load(Ordering::Relaxed) + n;
+            eventually(Duration::from_secs(10), "calls flowing", || {
+                let calls = calls.clone();
+                async move { calls.load(Ordering::Relaxed) >= target }
+            })
+            .await;
+        }
+    };
+    wait_calls(200).await;
+    redis.kill();
+    let killed_at = Instant::now();
+    wait_calls(2_000).await;
+    eventually(Duration::from_secs(5), "breaker opens", || async {
+        cache.snapshot().redis.unwrap().breaker_open
+    })
+    .await;
+    wait_calls(2_000).await;
+    println!("outage: {:?} with calls flowing", killed_at.elapsed());
+
+    tokio::task::spawn_blocking(move || {
+        redis.restart().unwrap();
+        redis
+    })
+    .await
+    .map(|r| {
+        let restarted_at = Instant::now();
+        (r, restarted_at)
+    })
+    .map(|(redis, restarted_at)| async move {
+        let resumed = eventually(Duration::from_secs(10), "L2 hits resume", || async {
+            let key = "after-restart";
+            let _ = cache
+                .set(
+                    key,
+                    entry("back", &[]),
+                    &CallOptions::store(StoreKind::Redis),
+                )
+                .await;
+            matches!(
+                cache.lookup(key, &CallOptions::store(StoreKind::Redis)).await,
+                Some(s) if s.status.layer == Some(Layer::L2)
+            )
+        })
+        .await;
+        println!(
+            "L2 hits resumed {resumed:?} after polling began ({:?} after restart)",
+            restarted_at.elapsed()
+        );
+        drop(redis);
+    })
+    .unwrap()
+    .await;
+
+    stop.store(true, Ordering::Relaxed);
+    let (worst, latencies) = driver.await.unwrap();
+    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "calls during the test: {}, p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        p(0.5),
+        p(0.99),
+        worst
+    );
+    // Fail-fast plus the breaker: no call waits anywhere near a reconnect; the worst case
+    // is bounded by the command timeout (100 ms) on the call that met the dying socket.
+    assert!(
+        worst < Duration::from_millis(250),
+        "worst call took {worst:?}"
+    );
+    assert!(p(0.99) < Duration::from_millis(20), "p99 {:?}", p(0.99));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_tags_patterns_and_lookups() {
+    let cluster = RedisCluster::spawn().unwrap();
+    let cache = Cache::new(config(&cluster.url())).await.unwrap();
+    let opts = CallOptions::default();
+    for i in 0..200 {
+        let tags: &[&str] = if i % 4 == 0 { &["quarter"] } else { &["rest"] };
+        cache
+            .set(&format!("item:{i}"), entry(&format!("v{i}"), tags), &opts)
+            .await
+            .unwrap();
+    }
+    // A fresh instance sees everything through L2, spread over the three masters.
+    let other = Cache::new(config(&cluster.url())).await.unwrap();
+    let served = other.lookup("item:13", &opts).await.unwrap();
+    assert_eq!(served.status.layer, Some(Layer::L2));
+    assert_eq!(&served.entry.body[..], b"v13");
+
+    let removed = cache
+        .invalidate(Purge::Tags(vec!["quarter".into()]))
+        .await
+        .unwrap();
+    assert_eq!(removed, 50);
+    let redis_only = CallOptions::store(StoreKind::Redis);
+    assert!(other.lookup("item:0", &redis_only).await.is_none());
+    assert!(other.lookup("item:1", &redis_only).await.is_some());
+
+    let listed = cache.keys("item:1*", 1_000).await.unwrap();
+    assert!(!listed.is_empty() && listed.iter().all(|k| k.key.starts_with("item:1")));
+    let removed = cache
+        .invalidate(Purge::Pattern("item:1*".into()))
+        .await
+        .unwrap();
+    assert_eq!(removed as usize, listed.len());
+    assert!(other.lookup("item:13", &redis_only).await.is_none());
+
+    // Coalescing with the lock also works per slot.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let locked = CallOptions::default().with_lock(true);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let cache = if i % 2 == 0 {
+            cache.clone()
+        } else {
+            other.clone()
+        };
+        let (calls, locked) = (calls.clone(), locked.clone());
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_load("cluster-cold", &locked, move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Loaded::Store(entry("once", &[]))
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let health = cache.health().await;
+    assert_eq!(health.mode, "cluster");
+    assert!(health.redis.unwrap().ping_ms.is_some());
+}
