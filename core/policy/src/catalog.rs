@@ -1,0 +1,117 @@
+//! What the running server offers, as the policy validator needs to know it.
+//!
+//! The core builds a [`Catalog`] from its plugins (routes with operation ids, events with
+//! their fields, warm sources) and passes it to the loader, which then rejects policies that
+//! name things that do not exist.
+
+use serde::{Deserialize, Serialize};
+
+/// Routes, events and warm sources of every enabled plugin.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// Every route.
+    #[serde(default)]
+    pub routes: Vec<CatalogRoute>,
+    /// Every event a plugin may emit.
+    #[serde(default)]
+    pub events: Vec<CatalogEvent>,
+    /// Every named warm source.
+    #[serde(default)]
+    pub warm_sources: Vec<CatalogWarmSource>,
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogRoute {
+    /// Plugin name.
+    pub plugin: String,
+    /// Operation id, unique within the plugin.
+    pub operation: String,
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// Full path template with the plugin's prefix, parameters as `{name}`.
+    pub path: String,
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEvent {
+    /// Plugin name.
+    pub plugin: String,
+    /// Event name (policies write `plugin.name`).
+    pub name: String,
+    /// Field names the event carries.
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// One warm source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogWarmSource {
+    /// Plugin name.
+    pub plugin: String,
+    /// Source name (policies write `plugin.name`).
+    pub name: String,
+}
+
+impl Catalog {
+    /// Adds a route.
+    pub fn route(mut self, plugin: &str, operation: &str, method: &str, path: &str) -> Self {
+        self.routes.push(CatalogRoute {
+            plugin: plugin.into(),
+            operation: operation.into(),
+            method: method.to_ascii_uppercase(),
+            path: path.into(),
+        });
+        self
+    }
+
+    /// Adds an event.
+    pub fn event(mut self, plugin: &str, name: &str, fields: &[&str]) -> Self {
+        self.events.push(CatalogEvent {
+            plugin: plugin.into(),
+            name: name.into(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+        });
+        self
+    }
+
+    /// Adds a warm source.
+    pub fn warm_source(mut self, plugin: &str, name: &str) -> Self {
+        self.warm_sources.push(CatalogWarmSource {
+            plugin: plugin.into(),
+            name: name.into(),
+        });
+        self
+    }
+
+    /// The route of `plugin` with `operation`.
+    pub fn find_route(&self, plugin: &str, operation: &str) -> Option<&CatalogRoute> {
+        self.routes
+            .iter()
+            .find(|r| r.plugin == plugin && r.operation == operation)
+    }
+
+    pub(crate) fn has_plugin(&self, plugin: &str) -> bool {
+        self.routes.iter().any(|r| r.plugin == plugin)
+            || self.events.iter().any(|e| e.plugin == plugin)
+            || self.warm_sources.iter().any(|w| w.plugin == plugin)
+    }
+
+    pub(crate) fn plugins(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .routes
+            .iter()
+            .map(|r| r.plugin.as_str())
+            .chain(self.events.iter().map(|e| e.plugin.as_str()))
+            .chain(self.warm_sources.iter().map(|w| w.plugin.as_str()))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}

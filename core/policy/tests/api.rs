@@ -1,0 +1,86 @@
+//! The surface the core uses: per-rule settings, sharing, events.
+
+use larder_policy::{Catalog, Clock, PolicySet, Request, Scope, Size, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const POLICY: &str = r#"
+version: 1
+defaults: { store: memory, max_size: 1MiB }
+rules:
+  - name: revenue
+    match: { plugin: analytics, operation: revenue }
+    statuses: [200, 203]
+    max_size: 2MiB
+    store: redis
+    scope: tenant
+    json: { compact: true, strip_nulls: true }
+    ignore_origin_no_store: true
+  - name: customers
+    match: { plugin: analytics, operation: list_customers }
+"#;
+
+fn set() -> PolicySet {
+    let catalog = Catalog::default()
+        .route("analytics", "revenue", "GET", "/api/v1/analytics/revenue")
+        .route("analytics", "list_customers", "GET", "/api/v1/customers");
+    PolicySet::load_sources(
+        &[(PathBuf::from("a.yaml"), POLICY.to_owned())],
+        Some(&catalog),
+    )
+    .unwrap()
+}
+
+#[test]
+fn rule_settings_resolve_over_defaults() {
+    let set = set();
+    let r = set.rule_for_route("analytics", "revenue").unwrap();
+    assert!(r.caches_status(203) && !r.caches_status(404));
+    assert!(r.fits(2 << 20) && !r.fits((2 << 20) + 1));
+    assert_eq!((r.store, r.scope), (Store::Redis, Scope::Tenant));
+    assert!(r.json.compact && r.json.strip_nulls && r.ignore_origin_no_store);
+    assert!(r.caches_method("get") && !r.caches_method("POST"));
+    let c = set.rule_for_route("analytics", "list_customers").unwrap();
+    assert_eq!(
+        (c.store, c.max_size, c.statuses.clone()),
+        (Store::Memory, Size::from_bytes(1 << 20), vec![200])
+    );
+    assert!(!c.json.compact);
+    assert_eq!(
+        set.rule_for_route("analytics", "nope")
+            .map(|r| r.name.clone()),
+        None
+    );
+}
+
+#[test]
+fn policy_set_is_shareable_and_events_without_listeners_purge_nothing() {
+    fn shareable<T: Send + Sync + 'static>(_: &T) {}
+    let set = Arc::new(set());
+    shareable(&set);
+    let inv = set.on_event("analytics", "order_created", &serde_json::json!({}));
+    assert!(inv.is_empty());
+    assert!(!set.listens_to("analytics", "order_created"));
+}
+
+#[test]
+fn explain_renders_for_a_cached_route() {
+    let set = set();
+    let mut req = Request::new("GET", "/api/v1/customers?page=2");
+    req.tenant = Some("t1".into());
+    let text = set.explain(&req, Clock::at(0)).to_string();
+    assert!(
+        text.contains("route:   analytics.list_customers (GET /api/v1/customers)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("key:     analytics:list_customers:/api/v1/customers:page=2"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "revenue: matches analytics.revenue; this request is analytics.list_customers"
+        ),
+        "{text}"
+    );
+}
