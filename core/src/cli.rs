@@ -64,6 +64,7 @@ fn report(e: &StartError) -> ExitCode {
     eprintln!("{e}");
     match e {
         StartError::Invalid(d) => eprintln!("\n{} error(s); larder did not start", d.0.len()),
+        StartError::Policy(d) => eprintln!("\n{} error(s); larder did not start", d.len()),
         _ => eprintln!("larder did not start"),
     }
     ExitCode::from(2)

@@ -17,7 +17,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 
 /// The whole server configuration. Every field has a default, so an empty file (or no
 /// file at all) runs the server on its embedded defaults.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address and port to listen on. `LARDER_LISTEN` or `--listen` override it.
@@ -39,6 +39,43 @@ pub struct Config {
     /// Connection handling.
     #[serde(default)]
     pub server: ServerConfig,
+    /// The cache: memory-only (default), Redis, or L1 over Redis. `REDIS_URL` sets
+    /// `redis.url` and, unless `mode` is given here, switches to `hybrid`.
+    #[serde(default)]
+    pub storage: larder_store::CacheConfig,
+    /// Request and response size limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Size limits.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted on a route with a policy rule, in bytes.
+    #[serde(default = "default_request_body")]
+    pub request_body_bytes: usize,
+    /// Largest size a stored compressed body may decode to for a client that does not
+    /// accept its coding, in bytes.
+    #[serde(default = "default_decoded_body")]
+    pub decoded_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            request_body_bytes: default_request_body(),
+            decoded_body_bytes: default_decoded_body(),
+        }
+    }
+}
+
+fn default_request_body() -> usize {
+    1 << 20
+}
+
+fn default_decoded_body() -> usize {
+    64 << 20
 }
 
 impl Default for Config {
@@ -50,6 +87,8 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             security: SecurityConfig::default(),
             server: ServerConfig::default(),
+            storage: larder_store::CacheConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -202,6 +241,14 @@ struct Positions {
     listen: Option<Spanned<IgnoredAny>>,
     #[serde(default)]
     plugins: KeyedPositions<PluginPositions>,
+    #[serde(default)]
+    storage: Option<StoragePositions>,
+}
+
+#[derive(Deserialize, Default)]
+struct StoragePositions {
+    #[serde(default)]
+    mode: Option<Spanned<IgnoredAny>>,
 }
 
 /// A map whose keys keep their positions, so an error about an entry can point at its name.
@@ -270,6 +317,9 @@ impl PositionIndex {
         };
         if let Some(l) = &p.listen {
             put("listen".into(), &l.referenced);
+        }
+        if let Some(m) = p.storage.as_ref().and_then(|s| s.mode.as_ref()) {
+            put("storage.mode".into(), &m.referenced);
         }
         for (key, plugin) in &p.plugins.0 {
             let name = &key.value;
@@ -388,10 +438,17 @@ impl LoadedConfig {
         let mut errors = Vec::new();
         let mut extra_keys = Vec::new();
         let mut touched = false;
+        let mut redis_url = None;
         let mut vars: Vec<(String, String)> = vars
             .into_iter()
-            .filter(|(k, _)| k.starts_with("LARDER_"))
+            .filter(|(k, v)| {
+                if k == "REDIS_URL" {
+                    redis_url = Some(v.clone());
+                }
+                k.starts_with("LARDER_")
+            })
             .collect();
+        let mode_from_env = vars.iter().any(|(k, _)| k == "LARDER_STORAGE__MODE");
         vars.sort();
         for (name, value) in vars {
             let path: Vec<String> = match name.as_str() {
@@ -443,6 +500,12 @@ impl LoadedConfig {
             }
         }
         self.config.security.admin_keys.extend(extra_keys);
+        if let Some(url) = redis_url.filter(|u| !u.is_empty()) {
+            self.config.storage.redis.url = Some(url);
+            if !self.positions.entries.contains_key("storage.mode") && !mode_from_env {
+                self.config.storage.mode = larder_store::StoreKind::Hybrid;
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -525,7 +588,23 @@ mod tests {
 
     #[test]
     fn empty_file_is_the_defaults() {
-        assert_eq!(parse("").unwrap().config, Config::default());
+        let json = |c: &Config| serde_json::to_value(c).unwrap();
+        assert_eq!(json(&parse("").unwrap().config), json(&Config::default()));
+    }
+
+    #[test]
+    fn redis_url_makes_the_store_hybrid_unless_the_file_says_otherwise() {
+        let url = || ("REDIS_URL".to_owned(), "redis://127.0.0.1:7000".to_owned());
+        let mut loaded = parse("").unwrap();
+        loaded.apply_env([url()]).unwrap();
+        assert_eq!(loaded.config.storage.mode, larder_store::StoreKind::Hybrid);
+        assert_eq!(
+            loaded.config.storage.redis.url.as_deref(),
+            Some("redis://127.0.0.1:7000")
+        );
+        let mut loaded = parse("storage:\n  mode: redis\n").unwrap();
+        loaded.apply_env([url()]).unwrap();
+        assert_eq!(loaded.config.storage.mode, larder_store::StoreKind::Redis);
     }
 
     #[test]

@@ -22,9 +22,13 @@ use tracing::Instrument;
 use crate::admin::{AdminApi, AdminKeys, AdminState, PluginInfo};
 use crate::config::LoadedConfig;
 use crate::diagnostics::Diagnostics;
+use crate::engine::Engine;
 use crate::host::CoreHost;
+use crate::layer::{CachedEndpoint, Limits};
 use crate::openapi::{self, Merged, Mount, Operation};
 use crate::plugins::{self, LoadedPlugin, PluginRegistry};
+use larder_policy::Catalog;
+use larder_store::Cache;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,12 @@ pub enum StartError {
         /// Its message.
         message: String,
     },
+    /// The policies do not load; every problem is listed.
+    #[error("{0}")]
+    Policy(larder_policy::Diagnostics),
+    /// The cache could not be set up.
+    #[error("cache: {0}")]
+    Cache(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -100,8 +110,34 @@ impl SystemApi {
     }
 }
 
+/// Names of the core's own APIs, mounted first and never behind the caching layer.
+const CORE_APIS: [&str; 2] = ["system", "admin"];
+
+/// Whether a poem route path (`/greetings/:param0`, as poem-openapi registers it) is the
+/// OpenAPI path `/greetings/{name}`; returns the parameter names in order if so.
+fn same_route(poem: &str, oai: &str) -> Option<Vec<String>> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (poem.split('/').collect(), oai.split('/').collect());
+    if a.len() != b.len() {
+        return None;
+    }
+    let mut names = Vec::new();
+    for (p, o) in a.iter().zip(&b) {
+        match (
+            p.strip_prefix(':'),
+            o.strip_prefix('{').and_then(|o| o.strip_suffix('}')),
+        ) {
+            (Some(_), Some(name)) => names.push(name.to_owned()),
+            (None, None) if p == o => {}
+            _ => return None,
+        }
+    }
+    Some(names)
+}
+
 /// A built application, not yet listening.
 pub struct App {
+    /// Cache and policies.
+    pub engine: Arc<Engine>,
     /// The merged OpenAPI document (JSON).
     pub openapi_json: String,
     /// The merged OpenAPI document (YAML).
@@ -183,8 +219,65 @@ impl App {
         } = openapi::merge("Larder", env!("CARGO_PKG_VERSION"), mounts)
             .map_err(StartError::Conflicts)?;
 
+        // The policy catalog: every plugin route with an operation id, every event and
+        // warm source, so rules naming something that does not exist fail at load.
+        let mut catalog = Catalog::default();
+        for op in operations
+            .iter()
+            .filter(|o| !CORE_APIS.contains(&o.plugin.as_str()))
+        {
+            if let Some(id) = &op.operation_id {
+                catalog = catalog.route(&op.plugin, id, &op.method, &op.path);
+            }
+        }
+        for p in &plugins {
+            for e in &p.events {
+                let fields: Vec<&str> = e.fields.iter().map(String::as_str).collect();
+                catalog = catalog.event(p.name, &e.name, &fields);
+            }
+            for w in &p.warm_sources {
+                catalog = catalog.warm_source(p.name, &w.name);
+            }
+        }
+        let cache = Cache::new(config.config.storage.clone())
+            .await
+            .map_err(|e| StartError::Cache(e.to_string()))?;
+        let engine = Arc::new(
+            Engine::new(cache, config.config.policies.clone(), catalog)
+                .map_err(StartError::Policy)?,
+        );
+        host.attach(engine.clone());
+        let limits = Limits {
+            request_body: config.config.limits.request_body_bytes,
+            decoded_body: config.config.limits.decoded_body_bytes,
+        };
+
         let mut by_path: BTreeMap<String, Vec<(Method, BoxEndpoint<'static>)>> = BTreeMap::new();
-        for (path, method, endpoint, _) in routes {
+        for (path, method, endpoint, index) in routes {
+            // The first mounts are the core's own APIs; every plugin route gets the layer.
+            let endpoint = if index < CORE_APIS.len() {
+                endpoint
+            } else {
+                let found = operations.iter().find_map(|o| {
+                    (o.method == method.as_str())
+                        .then(|| same_route(&path, &o.path))
+                        .flatten()
+                        .map(|params| (o, params))
+                });
+                let Some((op, params)) = found else {
+                    return Err(StartError::Conflicts(vec![format!(
+                        "route `{method} {path}` has no operation in the OpenAPI document"
+                    )]));
+                };
+                let slot = engine.add_route(
+                    &op.plugin,
+                    op.operation_id.as_deref(),
+                    method.as_str(),
+                    &op.path,
+                    params,
+                );
+                CachedEndpoint::new(endpoint, slot, engine.clone(), limits).boxed()
+            };
             by_path.entry(path).or_default().push((method, endpoint));
         }
         let mut route = Route::new();
@@ -223,6 +316,7 @@ impl App {
             .with(TraceRequests)
             .boxed();
         let app = Self {
+            engine,
             openapi_json: json,
             openapi_yaml: yaml,
             operations,
@@ -313,7 +407,7 @@ impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
 
 /// Every error the core or poem-openapi produces (bad parameters, auth, unknown routes)
 /// answers with a JSON body that names the problem, like the plugins' own errors.
-fn error_response(e: &poem::Error) -> Response {
+pub fn error_response(e: &poem::Error) -> Response {
     let status = e.status();
     let code = match status {
         StatusCode::BAD_REQUEST => "bad_request",

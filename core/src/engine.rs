@@ -1,0 +1,370 @@
+//! The cache engine and the policies, joined: what the caching layer, the plugins' context,
+//! the admin API and warming jobs share.
+//!
+//! Policies are loaded against a [`Catalog`] of every plugin's routes, events and warm
+//! sources, so a rule naming an unknown operation fails at load. Each route gets a
+//! [`RouteSlot`] whose rule is resolved once (at start and on every reload), so a request
+//! never searches the rule list. Reloads swap everything atomically; an invalid edit
+//! keeps the old policies serving and is reported.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use larder_policy::{Catalog, Clock, Diagnostics, Invalidation, PolicySet, Rule};
+use larder_store::{Cache, CallOptions, Purge, RuleStats, StoreKind};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+/// A route as the caching layer knows it, with its rule (re-resolved on reload).
+pub struct RouteSlot {
+    /// Plugin serving it.
+    pub plugin: String,
+    /// Operation id, when the route has one.
+    pub operation: Option<String>,
+    /// Upper-case method.
+    pub method: String,
+    /// Full OpenAPI path template.
+    pub path: String,
+    /// Path parameter names in order; poem-openapi registers them positionally as
+    /// `param0`, `param1`, ... (see [`RouteSlot::param_key`]).
+    pub params: Vec<String>,
+    /// The rule in force, with what a request under it needs prepared.
+    pub bound: ArcSwapOption<BoundRule>,
+}
+
+impl RouteSlot {
+    /// The router's name for path parameter `name` (`param0`, ...).
+    pub fn param_key(&self, name: &str) -> Option<&'static str> {
+        const KEYS: [&str; 8] = [
+            "param0", "param1", "param2", "param3", "param4", "param5", "param6", "param7",
+        ];
+        let i = self.params.iter().position(|p| p == name)?;
+        KEYS.get(i).copied()
+    }
+}
+
+/// A rule plus the per-rule things the hot path should not rebuild per request.
+pub struct BoundRule {
+    /// The compiled rule.
+    pub rule: Arc<Rule>,
+    /// Options for the engine (store, stats handle).
+    pub opts: CallOptions,
+}
+
+/// Result of the last policy reload.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ReloadStatus {
+    /// Unix ms of the last attempt.
+    pub at_ms: u64,
+    /// Whether it was applied.
+    pub ok: bool,
+    /// What triggered it (`startup`, `file change`, `SIGHUP`, `admin`).
+    pub trigger: String,
+    /// The errors, one per line (`file:line:col: error: ...`), when it failed.
+    pub errors: Vec<String>,
+    /// Number of rules now in force.
+    pub rules: usize,
+}
+
+/// One invalidation, for `/admin/audit`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    /// Unix ms.
+    pub at_ms: u64,
+    /// Who asked: `route booking.create_appointment`, `event booking.appointment.created`,
+    /// `admin`, `plugin aliexpress`.
+    pub source: String,
+    /// What was purged.
+    pub target: String,
+    /// Entries removed.
+    pub removed: u64,
+    /// Error, if a layer could not be reached.
+    pub error: Option<String>,
+}
+
+const AUDIT_KEEP: usize = 1000;
+
+/// Shared cache + policy state of one server.
+pub struct Engine {
+    /// The cache engine.
+    pub cache: Cache,
+    policy: ArcSwap<PolicySet>,
+    policy_dir: PathBuf,
+    catalog: Catalog,
+    slots: Mutex<Vec<Arc<RouteSlot>>>,
+    reload: Mutex<ReloadStatus>,
+    audit: Mutex<VecDeque<AuditEntry>>,
+}
+
+/// Unix time in ms.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn store_kind(store: larder_policy::Store) -> StoreKind {
+    match store {
+        larder_policy::Store::Memory => StoreKind::Memory,
+        larder_policy::Store::Redis => StoreKind::Redis,
+        larder_policy::Store::Hybrid => StoreKind::Hybrid,
+    }
+}
+
+impl Engine {
+    /// Loads the policies (every problem reported at once) and builds the engine.
+    pub fn new(cache: Cache, policy_dir: PathBuf, catalog: Catalog) -> Result<Self, Diagnostics> {
+        let policy = load_policies(&policy_dir, &catalog)?;
+        let rules = policy.rules().len();
+        Ok(Self {
+            cache,
+            policy: ArcSwap::from_pointee(policy),
+            policy_dir,
+            catalog,
+            slots: Mutex::default(),
+            reload: Mutex::new(ReloadStatus {
+                at_ms: now_ms(),
+                ok: true,
+                trigger: "startup".into(),
+                errors: Vec::new(),
+                rules,
+            }),
+            audit: Mutex::default(),
+        })
+    }
+
+    /// The policies in force.
+    pub fn policy(&self) -> Arc<PolicySet> {
+        self.policy.load_full()
+    }
+
+    /// The catalog policies are checked against.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The policy folder.
+    pub fn policy_dir(&self) -> &PathBuf {
+        &self.policy_dir
+    }
+
+    /// Registers a route and resolves its rule.
+    pub fn add_route(
+        &self,
+        plugin: &str,
+        operation: Option<&str>,
+        method: &str,
+        path: &str,
+        params: Vec<String>,
+    ) -> Arc<RouteSlot> {
+        let slot = Arc::new(RouteSlot {
+            plugin: plugin.to_owned(),
+            operation: operation.map(str::to_owned),
+            method: method.to_ascii_uppercase(),
+            path: path.to_owned(),
+            params,
+            bound: ArcSwapOption::empty(),
+        });
+        self.bind(&slot, &self.policy());
+        self.slots.lock().push(slot.clone());
+        slot
+    }
+
+    fn bind(&self, slot: &RouteSlot, policy: &PolicySet) {
+        let rule = slot
+            .operation
+            .as_deref()
+            .and_then(|op| policy.rule_for_route(&slot.plugin, op))
+            .or_else(|| {
+                policy
+                    .match_request(&slot.method, &slot.path)
+                    .map(|m| m.rule.clone())
+            });
+        slot.bound
+            .store(rule.map(|rule| Arc::new(self.bound_rule(rule))));
+    }
+
+    /// What a request under `rule` needs: store choice and the rule's stats handle.
+    pub fn bound_rule(&self, rule: Arc<Rule>) -> BoundRule {
+        let opts =
+            CallOptions::store(store_kind(rule.store)).with_rule(self.rule_stats(&rule.name));
+        BoundRule { rule, opts }
+    }
+
+    /// The stats handle of a rule.
+    pub fn rule_stats(&self, rule: &str) -> Arc<RuleStats> {
+        self.cache.rule_stats(rule)
+    }
+
+    /// Reloads the policy folder. On success every route is re-bound atomically; on failure
+    /// the old policies keep serving and the errors are kept for the admin API.
+    pub fn reload(&self, trigger: &str) -> Result<usize, Vec<String>> {
+        match load_policies(&self.policy_dir, &self.catalog) {
+            Ok(policy) => {
+                let rules = policy.rules().len();
+                let policy = Arc::new(policy);
+                for slot in self.slots.lock().iter() {
+                    self.bind(slot, &policy);
+                }
+                self.policy.store(policy);
+                *self.reload.lock() = ReloadStatus {
+                    at_ms: now_ms(),
+                    ok: true,
+                    trigger: trigger.into(),
+                    errors: Vec::new(),
+                    rules,
+                };
+                tracing::info!(trigger, rules, "policies reloaded");
+                Ok(rules)
+            }
+            Err(diags) => {
+                let errors: Vec<String> = diags.iter().map(|d| d.headline()).collect();
+                tracing::error!(
+                    trigger,
+                    errors = %errors.join("; "),
+                    "policy reload refused; the previous policies stay in force"
+                );
+                *self.reload.lock() = ReloadStatus {
+                    at_ms: now_ms(),
+                    ok: false,
+                    trigger: trigger.into(),
+                    errors: errors.clone(),
+                    rules: self.policy().rules().len(),
+                };
+                Err(errors)
+            }
+        }
+    }
+
+    /// The last reload's outcome.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.reload.lock().clone()
+    }
+
+    /// Applies a rendered invalidation (tags, keys, patterns, all) and records it.
+    pub async fn invalidate(&self, inv: &Invalidation, source: &str) -> u64 {
+        let mut removed = 0;
+        if inv.all {
+            removed += self.purge(Purge::All, source).await;
+            return removed;
+        }
+        if !inv.tags.is_empty() {
+            removed += self.purge(Purge::Tags(inv.tags.clone()), source).await;
+        }
+        if !inv.keys.is_empty() {
+            removed += self.purge(Purge::Keys(inv.keys.clone()), source).await;
+        }
+        for pattern in &inv.patterns {
+            removed += self.purge(Purge::Pattern(pattern.clone()), source).await;
+        }
+        for skipped in &inv.skipped {
+            tracing::warn!(source, target = %skipped, "invalidation target skipped: a value it needs was missing");
+        }
+        removed
+    }
+
+    /// One purge, logged to the audit trail.
+    pub async fn purge(&self, target: Purge, source: &str) -> u64 {
+        let described = describe(&target);
+        let result = self.cache.invalidate(target).await;
+        let (removed, error) = match result {
+            Ok(n) => (n, None),
+            Err(e) => (0, Some(e.to_string())),
+        };
+        tracing::info!(source, target = %described, removed, error = ?error, "invalidated");
+        let mut audit = self.audit.lock();
+        audit.push_back(AuditEntry {
+            at_ms: now_ms(),
+            source: source.to_owned(),
+            target: described,
+            removed,
+            error,
+        });
+        if audit.len() > AUDIT_KEEP {
+            audit.pop_front();
+        }
+        removed
+    }
+
+    /// Most recent invalidations first.
+    pub fn audit(&self, limit: usize) -> Vec<AuditEntry> {
+        self.audit
+            .lock()
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Runs the triggers an event fires; returns entries removed.
+    pub async fn on_event(&self, event: &larder_plugin::Event) -> u64 {
+        let policy = self.policy();
+        if !policy.listens_to(&event.plugin, &event.name) {
+            return 0;
+        }
+        let fields = serde_json::Value::Object(event.fields.clone());
+        let inv = policy.on_event(&event.plugin, &event.name, &fields);
+        self.invalidate(&inv, &format!("event {}.{}", event.plugin, event.name))
+            .await
+    }
+
+    /// The policy clock (for `today` in conditions).
+    pub fn clock(&self) -> Clock {
+        Clock::system()
+    }
+
+    /// Routes and their rules, for the admin API.
+    pub fn routes(&self) -> Vec<RouteRule> {
+        self.slots
+            .lock()
+            .iter()
+            .map(|s| RouteRule {
+                plugin: s.plugin.clone(),
+                operation: s.operation.clone(),
+                method: s.method.clone(),
+                path: s.path.clone(),
+                rule: s.bound.load().as_ref().map(|b| b.rule.name.clone()),
+            })
+            .collect()
+    }
+}
+
+/// A route and the rule in force for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteRule {
+    /// Plugin.
+    pub plugin: String,
+    /// Operation id.
+    pub operation: Option<String>,
+    /// Method.
+    pub method: String,
+    /// Path template.
+    pub path: String,
+    /// Rule name, if a rule covers the route.
+    pub rule: Option<String>,
+}
+
+fn load_policies(dir: &Path, catalog: &Catalog) -> Result<PolicySet, Diagnostics> {
+    if !dir.exists() {
+        tracing::warn!(dir = %dir.display(), "policy folder not found; nothing is cached");
+        return PolicySet::load_sources(&[], Some(catalog));
+    }
+    PolicySet::load_dir(dir, Some(catalog))
+}
+
+fn describe(target: &Purge) -> String {
+    match target {
+        Purge::Keys(k) => format!("keys {}", k.join(", ")),
+        Purge::Tags(t) => format!("tags {}", t.join(", ")),
+        Purge::Pattern(p) => format!("pattern {p}"),
+        Purge::All => "all".into(),
+    }
+}
+
+/// Debounce window for policy file changes: editors write in several steps.
+pub const RELOAD_DEBOUNCE: Duration = Duration::from_millis(250);
