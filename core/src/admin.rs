@@ -8,8 +8,15 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
 use subtle::ConstantTimeEq;
 
+use std::sync::OnceLock;
+
+use larder_store::Purge;
+use poem_openapi::param::Query;
+
 use crate::config::{AdminKey, AdminRole};
+use crate::engine::Engine;
 use crate::plugins::PluginSource;
+use crate::warming::{WarmError, Warmer};
 
 /// The configured admin keys, put in request data for the auth checkers.
 #[derive(Clone, Default)]
@@ -143,10 +150,44 @@ impl PluginInfo {
     }
 }
 
+/// Thresholds for `/admin/cache/report`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Alert when the overall hit rate (after at least `min_requests`) is below this.
+    pub min_hit_rate: f64,
+    /// Alert when origin errors per origin call exceed this.
+    pub max_error_rate: f64,
+    /// Alert when the origin's p99 latency exceeds this many milliseconds.
+    pub max_origin_p99_ms: f64,
+    /// Alert when L1 is fuller than this fraction (evictions are likely).
+    pub max_l1_fill: f64,
+    /// Requests needed before rates are judged.
+    pub min_requests: u64,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            min_hit_rate: 0.5,
+            max_error_rate: 0.05,
+            max_origin_p99_ms: 500.0,
+            max_l1_fill: 0.9,
+            min_requests: 100,
+        }
+    }
+}
+
 /// What the admin API reads.
 pub struct AdminState {
     /// Loaded plugins.
     pub plugins: Vec<PluginInfo>,
+    /// Cache and policies (set once they exist).
+    pub engine: OnceLock<Arc<Engine>>,
+    /// Warming jobs (set once they exist).
+    pub warmer: OnceLock<Arc<Warmer>>,
+    /// Report thresholds.
+    pub report: ReportConfig,
 }
 
 /// `/admin/...` routes.
@@ -159,6 +200,110 @@ impl AdminApi {
     pub fn new(state: Arc<AdminState>) -> Self {
         Self { state }
     }
+
+    fn engine(&self) -> &Arc<Engine> {
+        self.state
+            .engine
+            .get()
+            .expect("engine attached before serving")
+    }
+
+    fn warmer(&self) -> &Arc<Warmer> {
+        self.state
+            .warmer
+            .get()
+            .expect("warmer attached before serving")
+    }
+}
+
+/// What to invalidate. Give exactly one kind of target.
+#[derive(Object, Debug)]
+pub struct InvalidateRequest {
+    /// Exact cache keys.
+    #[oai(default)]
+    pub keys: Vec<String>,
+    /// Tags: every entry carrying any of them.
+    #[oai(default)]
+    pub tags: Vec<String>,
+    /// A key glob (`*`, `?`). A bare `*` is refused: use `all`.
+    pub pattern: Option<String>,
+    /// Every entry stored under this policy rule.
+    pub rule: Option<String>,
+    /// Every entry of this plugin.
+    pub plugin: Option<String>,
+    /// Everything.
+    #[oai(default)]
+    pub all: bool,
+}
+
+/// The result of an invalidation.
+#[derive(Object, Debug)]
+pub struct InvalidateResponse {
+    /// Entries removed (the larger of the L1 and L2 counts).
+    pub removed: u64,
+    /// What was purged.
+    pub target: String,
+}
+
+/// A bad admin request.
+#[derive(ApiResponse)]
+pub enum AdminError {
+    /// The request names no valid target; the message says which field.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// A read-only key tried a write operation.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such job or rule.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+
+impl From<Forbidden> for AdminError {
+    fn from(f: Forbidden) -> Self {
+        match f {
+            Forbidden::Forbidden(b) => AdminError::Forbidden(b),
+        }
+    }
+}
+
+fn bad(field: &str, message: impl Into<String>) -> AdminError {
+    AdminError::BadRequest(Json(ErrorBody {
+        error: format!("invalid_{field}"),
+        message: message.into(),
+    }))
+}
+
+/// A key in the cache.
+#[derive(Object, Debug)]
+pub struct KeyEntry {
+    /// The key.
+    pub key: String,
+    /// Milliseconds until the store drops it (freshness plus stale windows).
+    pub expires_in_ms: Option<u64>,
+    /// `l1` or `l2`.
+    pub layer: String,
+}
+
+/// Result of a reload.
+#[derive(ApiResponse)]
+pub enum ReloadResponse {
+    /// Applied.
+    #[oai(status = 200)]
+    Ok(Json<serde_json::Value>),
+    /// Refused: the previous policies stay in force; the body lists every error.
+    #[oai(status = 422)]
+    Invalid(Json<serde_json::Value>),
+    /// A read-only key tried a write operation.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+}
+
+/// A warming job to run now.
+#[derive(Object, Debug)]
+pub struct WarmRequestBody {
+    /// Job name, as in the policy's `warming:` list.
+    pub job: String,
 }
 
 #[OpenApi(prefix_path = "/admin")]
@@ -168,6 +313,265 @@ impl AdminApi {
     async fn plugins(&self, _auth: AdminAuth) -> Json<Vec<PluginInfo>> {
         Json(self.state.plugins.clone())
     }
+
+    /// Cache statistics: hits and misses per layer and per rule, sets, deletes, evictions,
+    /// errors, stale served, coalesced waits, origin calls and calls saved, L1 bytes and
+    /// entries, Redis state, latency percentiles per layer.
+    #[oai(
+        path = "/cache/stats",
+        method = "get",
+        operation_id = "admin_cache_stats"
+    )]
+    async fn stats(&self, _auth: AdminAuth) -> Json<serde_json::Value> {
+        Json(serde_json::to_value(self.engine().cache.snapshot()).unwrap_or_default())
+    }
+
+    /// Keys matching a glob, with their remaining lifetime (from Redis when configured).
+    #[oai(
+        path = "/cache/keys",
+        method = "get",
+        operation_id = "admin_cache_keys"
+    )]
+    async fn keys(
+        &self,
+        _auth: AdminAuth,
+        /// Key glob (`*`, `?`).
+        #[oai(default = "default_pattern")]
+        pattern: Query<String>,
+        /// At most this many keys (1-10000).
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "10000"))
+        )]
+        limit: Query<u32>,
+    ) -> Result<Json<Vec<KeyEntry>>, AdminError> {
+        let keys = self
+            .engine()
+            .cache
+            .keys(&pattern.0, limit.0 as usize)
+            .await
+            .map_err(|e| bad("pattern", e.to_string()))?;
+        Ok(Json(
+            keys.into_iter()
+                .map(|k| KeyEntry {
+                    key: k.key,
+                    expires_in_ms: k.expires_in_ms,
+                    layer: k.layer.as_str().to_owned(),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Invalidates keys, tags, a pattern, a rule's entries, a plugin's entries, or all.
+    #[oai(
+        path = "/cache/invalidate",
+        method = "post",
+        operation_id = "admin_cache_invalidate"
+    )]
+    async fn invalidate(
+        &self,
+        auth: AdminAuth,
+        body: Json<InvalidateRequest>,
+    ) -> Result<Json<InvalidateResponse>, AdminError> {
+        require_write(&auth)?;
+        let b = body.0;
+        let given = [
+            !b.keys.is_empty(),
+            !b.tags.is_empty(),
+            b.pattern.is_some(),
+            b.rule.is_some(),
+            b.plugin.is_some(),
+            b.all,
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given != 1 {
+            return Err(bad(
+                "target",
+                "give exactly one of `keys`, `tags`, `pattern`, `rule`, `plugin`, `all`",
+            ));
+        }
+        let engine = self.engine();
+        let target = if !b.keys.is_empty() {
+            Purge::Keys(b.keys)
+        } else if !b.tags.is_empty() {
+            Purge::Tags(b.tags)
+        } else if let Some(p) = b.pattern {
+            if p.trim().is_empty() || p.trim().chars().all(|c| c == '*') {
+                return Err(bad(
+                    "pattern",
+                    "`pattern` matching everything is refused; send `{\"all\": true}` to clear the whole cache",
+                ));
+            }
+            Purge::Pattern(p)
+        } else if let Some(rule) = b.rule {
+            if engine.policy().rule(&rule).is_none() {
+                return Err(AdminError::NotFound(Json(ErrorBody {
+                    error: "unknown_rule".into(),
+                    message: format!("no policy rule named `{rule}`"),
+                })));
+            }
+            Purge::Tags(vec![format!("rule:{rule}")])
+        } else if let Some(plugin) = b.plugin {
+            if !self.state.plugins.iter().any(|p| p.name == plugin) {
+                return Err(AdminError::NotFound(Json(ErrorBody {
+                    error: "unknown_plugin".into(),
+                    message: format!("no plugin named `{plugin}` is loaded"),
+                })));
+            }
+            Purge::Tags(vec![crate::host::plugin_tag(&plugin)])
+        } else {
+            Purge::All
+        };
+        let described = format!("{target:?}");
+        let removed = engine.purge(target, "admin").await;
+        Ok(Json(InvalidateResponse {
+            removed,
+            target: described,
+        }))
+    }
+
+    /// Cache health: mode (memory, standalone, sentinel, cluster), Redis connection and
+    /// breaker state, ping latency, and the last policy reload.
+    #[oai(
+        path = "/cache/health",
+        method = "get",
+        operation_id = "admin_cache_health"
+    )]
+    async fn health(&self, _auth: AdminAuth) -> Json<serde_json::Value> {
+        let engine = self.engine();
+        let health = engine.cache.health().await;
+        Json(serde_json::json!({
+            "status": if health.redis.as_ref().is_none_or(|r| r.connected) { "ok" } else { "degraded" },
+            "cache": serde_json::to_value(&health).unwrap_or_default(),
+            "policies": engine.reload_status(),
+        }))
+    }
+
+    /// Alerts and recommendations from the stats, with thresholds from the config.
+    #[oai(
+        path = "/cache/report",
+        method = "get",
+        operation_id = "admin_cache_report"
+    )]
+    async fn report(&self, _auth: AdminAuth) -> Json<serde_json::Value> {
+        Json(crate::report::build(
+            &self.engine().cache.snapshot(),
+            &self.state.report,
+        ))
+    }
+
+    /// Runs a warming job now.
+    #[oai(
+        path = "/cache/warm",
+        method = "post",
+        operation_id = "admin_cache_warm"
+    )]
+    async fn warm(
+        &self,
+        auth: AdminAuth,
+        body: Json<WarmRequestBody>,
+    ) -> Result<Json<serde_json::Value>, AdminError> {
+        require_write(&auth)?;
+        match self.warmer().run_named(&body.0.job).await {
+            Ok(status) => Ok(Json(serde_json::to_value(status).unwrap_or_default())),
+            Err(e @ WarmError::Unknown(_)) => Err(AdminError::NotFound(Json(ErrorBody {
+                error: "unknown_job".into(),
+                message: e.to_string(),
+            }))),
+            Err(e) => Err(bad("job", e.to_string())),
+        }
+    }
+
+    /// Warming jobs: schedule, last run, duration, entries warmed, errors.
+    #[oai(
+        path = "/cache/jobs",
+        method = "get",
+        operation_id = "admin_cache_jobs"
+    )]
+    async fn jobs(&self, _auth: AdminAuth) -> Json<serde_json::Value> {
+        Json(serde_json::to_value(self.warmer().jobs()).unwrap_or_default())
+    }
+
+    /// The policies in force: files, rules, routes and the rule covering each, and the
+    /// last reload's outcome (with its errors when it was refused).
+    #[oai(path = "/policies", method = "get", operation_id = "admin_policies")]
+    async fn policies(&self, _auth: AdminAuth) -> Json<serde_json::Value> {
+        let engine = self.engine();
+        let policy = engine.policy();
+        let rules: Vec<serde_json::Value> = policy
+            .rules()
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name,
+                    "file": r.file.display().to_string(),
+                    "cache": r.cache,
+                    "ttl": r.ttl.base.to_string(),
+                    "ttl_source": r.ttl.base_source,
+                    "stale_while_revalidate": r.stale_while_revalidate.to_string(),
+                    "stale_if_error": r.stale_if_error.to_string(),
+                    "store": format!("{:?}", r.store).to_lowercase(),
+                    "scope": format!("{:?}", r.scope).to_lowercase(),
+                })
+            })
+            .collect();
+        Json(serde_json::json!({
+            "paths": engine.policy_paths().iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "files": policy.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+            "rules": rules,
+            "routes": engine.routes(),
+            "warm_jobs": policy.warm_jobs().iter().map(|j| j.name.clone()).collect::<Vec<_>>(),
+            "last_reload": engine.reload_status(),
+        }))
+    }
+
+    /// Reloads the policy files now. An invalid edit is refused with every error and the
+    /// previous policies keep serving.
+    #[oai(
+        path = "/policies/reload",
+        method = "post",
+        operation_id = "admin_policies_reload"
+    )]
+    async fn reload(&self, auth: AdminAuth) -> ReloadResponse {
+        if let Err(Forbidden::Forbidden(b)) = require_write(&auth) {
+            return ReloadResponse::Forbidden(b);
+        }
+        match self.engine().reload("admin") {
+            Ok(rules) => ReloadResponse::Ok(Json(
+                serde_json::json!({ "reloaded": true, "rules": rules }),
+            )),
+            Err(errors) => ReloadResponse::Invalid(Json(serde_json::json!({
+                "reloaded": false,
+                "errors": errors,
+                "message": "the previous policies stay in force",
+            }))),
+        }
+    }
+
+    /// Recent invalidations, newest first: when, who asked, what, how many entries.
+    #[oai(path = "/audit", method = "get", operation_id = "admin_audit")]
+    async fn audit(
+        &self,
+        _auth: AdminAuth,
+        /// At most this many entries (1-1000).
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+    ) -> Json<serde_json::Value> {
+        Json(serde_json::to_value(self.engine().audit(limit.0 as usize)).unwrap_or_default())
+    }
+}
+
+fn default_pattern() -> String {
+    "*".into()
+}
+
+fn default_limit() -> u32 {
+    100
 }
 
 #[cfg(test)]

@@ -30,8 +30,32 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// Validate a config file: every error with file:line:col; non-zero exit on any error.
+    /// Validate the config, its plugins' settings and the policies against the plugins'
+    /// real routes and events: every error with file:line:col and a hint; non-zero exit on
+    /// any error.
     Check {
+        /// Config file (YAML).
+        #[arg(long, env = "LARDER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Policy files or folders to check instead of the config's policy folder.
+        paths: Vec<PathBuf>,
+    },
+    /// Show which rule a request would match, its TTL, key, tags and store, and why the
+    /// other rules did not match.
+    Explain {
+        /// HTTP method, e.g. GET.
+        method: String,
+        /// Path, optionally with a query string, e.g. /api/v2/barbers/3/slots?date=2026-12-01
+        path: String,
+        /// Query parameter `name=value` (repeatable).
+        #[arg(long = "query", value_name = "NAME=VALUE")]
+        query: Vec<String>,
+        /// Request header `name: value` (repeatable).
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        header: Vec<String>,
+        /// JSON body.
+        #[arg(long)]
+        body: Option<String>,
         /// Config file (YAML).
         #[arg(long, env = "LARDER_CONFIG")]
         config: Option<PathBuf>,
@@ -96,29 +120,85 @@ pub fn main() -> ExitCode {
                 Err(e) => report(&e),
             }
         }
-        Command::Check { config } => {
-            let loaded = match load(config.as_ref()) {
+        Command::Check { config, paths } => {
+            let mut loaded = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(d) => {
                     eprintln!("{d}");
                     return ExitCode::FAILURE;
                 }
             };
+            // Checking must not depend on (or touch) a Redis.
+            loaded.config.storage = larder_store::CacheConfig::default();
             let name = loaded.file_name();
-            let mut problems = loaded.check();
-            let rt = runtime();
-            if let Err(Diagnostics(mut more)) =
-                rt.block_on(async { crate::plugins::resolve(&loaded, &registry).map(drop) })
-            {
-                problems.append(&mut more);
-            }
-            if problems.is_empty() {
-                println!("{name}: ok");
-                ExitCode::SUCCESS
+            let paths = if paths.is_empty() {
+                vec![loaded.config.policies.clone()]
             } else {
-                eprintln!("{}", Diagnostics(problems.clone()));
-                eprintln!("\n{} error(s)", problems.len());
-                ExitCode::FAILURE
+                paths
+            };
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            match runtime().block_on(App::build_with_policies(loaded, &registry, paths)) {
+                Ok((app, _)) => {
+                    println!(
+                        "{name}: ok; policies {}: ok ({} rules, {} routes)",
+                        shown.join(", "),
+                        app.engine.policy().rules().len(),
+                        app.operations.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Explain {
+            method,
+            path,
+            query,
+            header,
+            body,
+            config,
+        } => {
+            let mut loaded = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(d) => return report(&StartError::Invalid(d)),
+            };
+            loaded.config.storage = larder_store::CacheConfig::default();
+            let mut target = path;
+            for (i, q) in query.iter().enumerate() {
+                target.push(if i == 0 && !target.contains('?') {
+                    '?'
+                } else {
+                    '&'
+                });
+                target.push_str(q);
+            }
+            let mut req = larder_policy::Request::new(&method.to_ascii_uppercase(), &target);
+            for h in &header {
+                let Some((k, v)) = h.split_once(':') else {
+                    eprintln!("--header `{h}`: write it as `name: value`");
+                    return ExitCode::from(2);
+                };
+                req = req.with_header(k.trim(), v.trim());
+            }
+            if let Some(b) = body {
+                match serde_json::from_str(&b) {
+                    Ok(v) => req = req.with_body(v),
+                    Err(e) => {
+                        eprintln!("--body is not JSON: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            match runtime().block_on(App::build(loaded, &registry)) {
+                Ok((app, _)) => {
+                    let explanation = app.engine.policy().explain(&req, app.engine.clock());
+                    println!("{explanation}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report(&e),
             }
         }
         Command::Openapi { config, format } => {

@@ -23,7 +23,8 @@ pub struct Config {
     /// Address and port to listen on. `LARDER_LISTEN` or `--listen` override it.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Folder holding the policy files (`*.yaml`). `LARDER_POLICIES` overrides it.
+    /// Folder holding the policy files (`*.yaml`), or one policy file. `LARDER_POLICIES`
+    /// overrides it. Edits are picked up while running (and on SIGHUP).
     #[serde(default = "default_policies")]
     pub policies: PathBuf,
     /// Plugins by name. Built-in plugins are enabled unless listed with `enabled: false`;
@@ -46,6 +47,9 @@ pub struct Config {
     /// Request and response size limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Thresholds for `/admin/cache/report`.
+    #[serde(default)]
+    pub report: crate::admin::ReportConfig,
 }
 
 /// Size limits.
@@ -89,6 +93,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             storage: larder_store::CacheConfig::default(),
             limits: LimitsConfig::default(),
+            report: crate::admin::ReportConfig::default(),
         }
     }
 }

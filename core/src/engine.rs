@@ -8,7 +8,7 @@
 //! keeps the old policies serving and is reported.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -92,7 +92,7 @@ pub struct Engine {
     /// The cache engine.
     pub cache: Cache,
     policy: ArcSwap<PolicySet>,
-    policy_dir: PathBuf,
+    policy_paths: Vec<PathBuf>,
     catalog: Catalog,
     slots: Mutex<Vec<Arc<RouteSlot>>>,
     reload: Mutex<ReloadStatus>,
@@ -117,13 +117,17 @@ fn store_kind(store: larder_policy::Store) -> StoreKind {
 
 impl Engine {
     /// Loads the policies (every problem reported at once) and builds the engine.
-    pub fn new(cache: Cache, policy_dir: PathBuf, catalog: Catalog) -> Result<Self, Diagnostics> {
-        let policy = load_policies(&policy_dir, &catalog)?;
+    pub fn new(
+        cache: Cache,
+        policy_paths: Vec<PathBuf>,
+        catalog: Catalog,
+    ) -> Result<Self, Diagnostics> {
+        let policy = load_policies(&policy_paths, &catalog)?;
         let rules = policy.rules().len();
         Ok(Self {
             cache,
             policy: ArcSwap::from_pointee(policy),
-            policy_dir,
+            policy_paths,
             catalog,
             slots: Mutex::default(),
             reload: Mutex::new(ReloadStatus {
@@ -147,9 +151,9 @@ impl Engine {
         &self.catalog
     }
 
-    /// The policy folder.
-    pub fn policy_dir(&self) -> &PathBuf {
-        &self.policy_dir
+    /// The policy folders and files.
+    pub fn policy_paths(&self) -> &[PathBuf] {
+        &self.policy_paths
     }
 
     /// Registers a route and resolves its rule.
@@ -203,7 +207,7 @@ impl Engine {
     /// Reloads the policy folder. On success every route is re-bound atomically; on failure
     /// the old policies keep serving and the errors are kept for the admin API.
     pub fn reload(&self, trigger: &str) -> Result<usize, Vec<String>> {
-        match load_policies(&self.policy_dir, &self.catalog) {
+        match load_policies(&self.policy_paths, &self.catalog) {
             Ok(policy) => {
                 let rules = policy.rules().len();
                 let policy = Arc::new(policy);
@@ -349,12 +353,27 @@ pub struct RouteRule {
     pub rule: Option<String>,
 }
 
-fn load_policies(dir: &Path, catalog: &Catalog) -> Result<PolicySet, Diagnostics> {
-    if !dir.exists() {
-        tracing::warn!(dir = %dir.display(), "policy folder not found; nothing is cached");
-        return PolicySet::load_sources(&[], Some(catalog));
+/// Loads every `*.yaml`/`*.yml` of the given folders plus the given files, as one set.
+fn load_policies(paths: &[PathBuf], catalog: &Catalog) -> Result<PolicySet, Diagnostics> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut in_dir: Vec<PathBuf> = std::fs::read_dir(path)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            in_dir.sort();
+            files.extend(in_dir);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            tracing::warn!(path = %path.display(), "policy path not found");
+        }
     }
-    PolicySet::load_dir(dir, Some(catalog))
+    PolicySet::load_files(&files, Some(catalog))
 }
 
 fn describe(target: &Purge) -> String {

@@ -28,5 +28,8 @@ pub mod host;
 pub mod layer;
 pub mod openapi;
 pub mod plugins;
+pub mod reload;
+pub mod report;
 pub mod server;
 pub mod telemetry;
+pub mod warming;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +20,10 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use std::sync::OnceLock;
+
+use tokio_util::sync::CancellationToken;
+
 use crate::admin::{AdminApi, AdminKeys, AdminState, PluginInfo};
 use crate::config::LoadedConfig;
 use crate::diagnostics::Diagnostics;
@@ -27,6 +32,7 @@ use crate::host::CoreHost;
 use crate::layer::{CachedEndpoint, Limits};
 use crate::openapi::{self, Merged, Mount, Operation};
 use crate::plugins::{self, LoadedPlugin, PluginRegistry};
+use crate::warming::Warmer;
 use larder_policy::Catalog;
 use larder_store::Cache;
 
@@ -138,6 +144,10 @@ fn same_route(poem: &str, oai: &str) -> Option<Vec<String>> {
 pub struct App {
     /// Cache and policies.
     pub engine: Arc<Engine>,
+    /// Warming jobs.
+    pub warmer: Arc<Warmer>,
+    /// Cancelled when the server stops: ends background loops.
+    pub shutdown: CancellationToken,
     /// The merged OpenAPI document (JSON).
     pub openapi_json: String,
     /// The merged OpenAPI document (YAML).
@@ -162,7 +172,18 @@ impl App {
     pub async fn build(
         config: LoadedConfig,
         registry: &PluginRegistry,
-    ) -> Result<(Self, BoxEndpoint<'static>), StartError> {
+    ) -> Result<(Self, Arc<BoxEndpoint<'static>>), StartError> {
+        let paths = vec![config.config.policies.clone()];
+        Self::build_with_policies(config, registry, paths).await
+    }
+
+    /// Like [`App::build`], with the policies read from `policy_paths` (folders or files)
+    /// instead of the config's folder (`larder check FILES`).
+    pub async fn build_with_policies(
+        config: LoadedConfig,
+        registry: &PluginRegistry,
+        policy_paths: Vec<PathBuf>,
+    ) -> Result<(Self, Arc<BoxEndpoint<'static>>), StartError> {
         let mut problems = config.check();
         let resolved = match plugins::resolve(&config, registry) {
             Ok(r) => r,
@@ -179,9 +200,12 @@ impl App {
         let plugins = plugins::build(&config, resolved, host.clone()).await?;
 
         let ready = Arc::new(AtomicBool::new(false));
-        let admin = AdminState {
+        let admin = Arc::new(AdminState {
             plugins: plugins.iter().map(PluginInfo::of).collect(),
-        };
+            engine: OnceLock::new(),
+            warmer: OnceLock::new(),
+            report: config.config.report.clone(),
+        });
         let mut mounts = vec![
             Mount {
                 plugin: "system".into(),
@@ -195,7 +219,7 @@ impl App {
                 plugin: "admin".into(),
                 description: "Cache administration (API key required).".into(),
                 prefix: String::new(),
-                api: PluginApi::new(AdminApi::new(Arc::new(admin))),
+                api: PluginApi::new(AdminApi::new(admin.clone())),
             },
         ];
         for p in &plugins {
@@ -242,11 +266,12 @@ impl App {
         let cache = Cache::new(config.config.storage.clone())
             .await
             .map_err(|e| StartError::Cache(e.to_string()))?;
-        let engine = Arc::new(
-            Engine::new(cache, config.config.policies.clone(), catalog)
-                .map_err(StartError::Policy)?,
-        );
+        let engine =
+            Arc::new(Engine::new(cache, policy_paths, catalog).map_err(StartError::Policy)?);
         host.attach(engine.clone());
+        let warmer = Warmer::new(engine.clone(), &plugins);
+        let _ = admin.engine.set(engine.clone());
+        let _ = admin.warmer.set(warmer.clone());
         let limits = Limits {
             request_body: config.config.limits.request_body_bytes,
             decoded_body: config.config.limits.decoded_body_bytes,
@@ -311,12 +336,17 @@ impl App {
                 make_sync(move |_| poem::web::Html(swagger_html.clone())),
             );
 
-        let endpoint = route
-            .data(AdminKeys::new(config.config.security.admin_keys.clone()))
-            .with(TraceRequests)
-            .boxed();
+        let endpoint: Arc<BoxEndpoint<'static>> = Arc::new(
+            route
+                .data(AdminKeys::new(config.config.security.admin_keys.clone()))
+                .with(TraceRequests)
+                .boxed(),
+        );
+        warmer.set_endpoint(endpoint.clone());
         let app = Self {
             engine,
+            warmer,
+            shutdown: CancellationToken::new(),
             openapi_json: json,
             openapi_yaml: yaml,
             operations,
@@ -329,7 +359,8 @@ impl App {
         Ok((app, endpoint))
     }
 
-    /// Runs every plugin's `start` hook, then reports ready.
+    /// Runs every plugin's `start` hook and the start-up warming jobs, starts the warming
+    /// schedule and the policy watcher, then reports ready.
     pub async fn start(&self) -> Result<(), StartError> {
         for p in &self.plugins {
             p.plugin
@@ -340,12 +371,16 @@ impl App {
                     message: e.to_string(),
                 })?;
         }
+        self.warmer.run_startup().await;
+        self.warmer.schedule(&self.tasks, self.shutdown.clone());
+        crate::reload::watch(self.engine.clone(), &self.tasks, self.shutdown.clone());
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Stops plugins and waits (bounded) for background tasks.
     pub async fn stop(&self, grace: Duration) {
+        self.shutdown.cancel();
         for p in &self.plugins {
             if let Err(e) = p.plugin.stop().await {
                 tracing::warn!(plugin = p.name, error = %e, "plugin stop hook failed");
