@@ -85,6 +85,7 @@ impl AdminAuth {
 
 /// An error body.
 #[derive(Object, Debug)]
+#[oai(rename = "AdminErrorBody")]
 pub struct ErrorBody {
     /// Machine-readable code.
     pub error: String,
@@ -114,6 +115,7 @@ pub fn require_write(auth: &AdminAuth) -> Result<(), Forbidden> {
 
 /// One loaded plugin, as the admin API shows it.
 #[derive(Object, Debug, Clone)]
+#[oai(rename = "AdminPluginInfo")]
 pub struct PluginInfo {
     /// Name.
     pub name: String,
@@ -218,6 +220,7 @@ impl AdminApi {
 
 /// What to invalidate. Give exactly one kind of target.
 #[derive(Object, Debug)]
+#[oai(rename = "AdminInvalidateRequest")]
 pub struct InvalidateRequest {
     /// Exact cache keys.
     #[oai(default)]
@@ -238,6 +241,7 @@ pub struct InvalidateRequest {
 
 /// The result of an invalidation.
 #[derive(Object, Debug)]
+#[oai(rename = "AdminInvalidateResponse")]
 pub struct InvalidateResponse {
     /// Entries removed (the larger of the L1 and L2 counts).
     pub removed: u64,
@@ -276,6 +280,7 @@ fn bad(field: &str, message: impl Into<String>) -> AdminError {
 
 /// A key in the cache.
 #[derive(Object, Debug)]
+#[oai(rename = "AdminKeyEntry")]
 pub struct KeyEntry {
     /// The key.
     pub key: String,
@@ -301,6 +306,7 @@ pub enum ReloadResponse {
 
 /// A warming job to run now.
 #[derive(Object, Debug)]
+#[oai(rename = "AdminWarmRequestBody")]
 pub struct WarmRequestBody {
     /// Job name, as in the policy's `warming:` list.
     pub job: String,

@@ -115,7 +115,9 @@ pub fn main() -> ExitCode {
                 loaded.config.listen = listen;
             }
             telemetry::init(&loaded.config.telemetry);
-            match runtime().block_on(server::serve(loaded, &registry)) {
+            let served = runtime().block_on(server::serve(loaded, &registry));
+            telemetry::shutdown();
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => report(&e),
             }

@@ -161,6 +161,16 @@ pub struct TelemetryConfig {
     /// Log line format.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// OpenTelemetry collector base URL for OTLP over HTTP/protobuf, e.g.
+    /// `http://localhost:4318` (`/v1/traces` is appended). The standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and `OTEL_EXPORTER_OTLP_ENDPOINT` variables take
+    /// precedence. With no endpoint anywhere, no trace exporter runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans (default `larder`); `OTEL_SERVICE_NAME` takes
+    /// precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -168,6 +178,8 @@ impl Default for TelemetryConfig {
         Self {
             log_level: default_log_level(),
             log_format: LogFormat::default(),
+            otlp_endpoint: None,
+            service_name: None,
         }
     }
 }

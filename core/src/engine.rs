@@ -274,11 +274,22 @@ impl Engine {
     /// One purge, logged to the audit trail.
     pub async fn purge(&self, target: Purge, source: &str) -> u64 {
         let described = describe(&target);
-        let result = self.cache.invalidate(target).await;
+        let span = tracing::debug_span!(
+            "cache.invalidate",
+            cache.invalidate.target = %described,
+            cache.invalidate.source = source,
+            cache.invalidate.removed = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = tracing::Instrument::instrument(self.cache.invalidate(target), span.clone()).await;
         let (removed, error) = match result {
             Ok(n) => (n, None),
             Err(e) => (0, Some(e.to_string())),
         };
+        span.record("cache.invalidate.removed", removed);
+        if error.is_some() {
+            span.record("otel.status_code", "error");
+        }
         tracing::info!(source, target = %described, removed, error = ?error, "invalidated");
         let mut audit = self.audit.lock();
         audit.push_back(AuditEntry {

@@ -21,6 +21,8 @@ use crate::engine::Engine;
 pub struct CoreHost {
     tasks: TaskTracker,
     engine: OnceLock<Arc<Engine>>,
+    /// Rules each plugin used by name, for its stats alias.
+    used: parking_lot::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 /// The implicit tag every entry of a plugin carries: purging a plugin is a tag purge.
@@ -34,6 +36,7 @@ impl CoreHost {
         Arc::new(Self {
             tasks,
             engine: OnceLock::new(),
+            used: Default::default(),
         })
     }
 
@@ -63,6 +66,12 @@ impl Host for CoreHost {
         let engine = self.engine();
         let plugin = plugin.to_owned();
         let rule_name = rule.to_owned();
+        {
+            let mut used = self.used.lock();
+            if !used.contains(&(plugin.clone(), rule_name.clone())) {
+                used.insert((plugin.clone(), rule_name.clone()));
+            }
+        }
         Box::pin(async move {
             let policy = engine.as_ref().map(|e| e.policy());
             let rule = policy.as_ref().and_then(|p| p.rule(&rule_name));
@@ -150,6 +159,13 @@ impl Host for CoreHost {
     fn cache_stats(&self, plugin: &str) -> BoxFuture<'static, serde_json::Value> {
         let engine = self.engine();
         let plugin = plugin.to_owned();
+        let used: Vec<String> = self
+            .used
+            .lock()
+            .iter()
+            .filter(|(p, _)| *p == plugin)
+            .map(|(_, r)| r.clone())
+            .collect();
         Box::pin(async move {
             let Some(engine) = engine else {
                 return serde_json::json!({ "plugin": plugin, "rules": {} });
@@ -163,6 +179,7 @@ impl Host for CoreHost {
                         *p == plugin
                     }
                     RuleMatch::Path { plugin: p, .. } => p.as_deref() == Some(plugin.as_str()),
+                    RuleMatch::Code => used.contains(&r.name),
                 })
                 .map(|r| r.name.clone())
                 .collect();
@@ -198,5 +215,10 @@ impl Host for CoreHost {
 
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         self.tasks.spawn(task);
+    }
+
+    fn trace_headers(&self) -> Vec<(String, String)> {
+        // Runs in host code even for a dynamic plugin, so it reads the host's span tree.
+        crate::otel::current_headers()
     }
 }

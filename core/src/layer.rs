@@ -22,6 +22,7 @@ use poem::http::header::{self, HeaderName, HeaderValue};
 use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::compression::{self, Coding, Delivery};
 use crate::engine::{BoundRule, Engine, RouteSlot};
@@ -252,6 +253,12 @@ impl Endpoint for CachedEndpoint {
             return Ok(self.mutate(rule, req, body.as_ref()).await);
         }
         let clock = self.engine.clock();
+        let policy_span = tracing::debug_span!(
+            "cache.policy",
+            cache.rule = %rule.name,
+            cache.decision = tracing::field::Empty,
+        )
+        .entered();
         let view = View::new(&req, body.as_ref(), &self.slot);
         let skip = if has_credentials(&req) && rule.scope == Scope::Public {
             Some("credentials")
@@ -268,6 +275,11 @@ impl Endpoint for CachedEndpoint {
             }),
         };
         drop(view);
+        policy_span.record(
+            "cache.decision",
+            key.as_ref().map_or_else(|reason| *reason, |_| "cache"),
+        );
+        drop(policy_span);
         let key = match key {
             Ok(k) => k,
             Err(reason) => {
@@ -285,7 +297,9 @@ impl Endpoint for CachedEndpoint {
         let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
         let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
         let origin_us = Arc::new(AtomicU64::new(0));
+        let lookup = crate::otel::lookup_span(&rule.name);
         let load = {
+            let parent = crate::otel::load_parent(&lookup);
             let inner = self.inner.clone();
             let engine = self.engine.clone();
             let slot = self.slot.clone();
@@ -301,15 +315,27 @@ impl Endpoint for CachedEndpoint {
                     (tags, rule.ttl(&view, clock, None, &key))
                 };
                 let t = Instant::now();
-                let (resp, events) = run_scoped(&inner, req).await;
+                let origin = crate::otel::origin_span(&parent, &slot.plugin);
+                let (resp, events) = run_scoped(&inner, req).instrument(origin.clone()).await;
                 origin_us.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
                 for event in &events {
-                    engine.on_event(event).await;
+                    engine.on_event(event).instrument(origin.clone()).await;
                 }
-                to_loaded(resp, &rule, tags, ttl).await
+                let store = crate::otel::store_span(&parent);
+                let loaded = to_loaded(resp, &rule, tags, ttl)
+                    .instrument(store.clone())
+                    .await;
+                crate::otel::record_store(&store, &loaded);
+                loaded
             }
         };
-        let served = self.engine.cache.get_or_load(&key, &bound.opts, load).await;
+        let served = self
+            .engine
+            .cache
+            .get_or_load(&key, &bound.opts, load)
+            .instrument(lookup.clone())
+            .await;
+        crate::otel::record_lookup(&lookup, &served);
         let mut resp = match served {
             Ok(served) => {
                 respond(
@@ -527,7 +553,19 @@ async fn to_loaded(
         && let Some(alg) = comp.algorithms.first().copied()
     {
         let (coding, enc) = encoding_of(alg);
-        match compression::compress(&body, coding, comp.level_for(alg) as i32).await {
+        let span = tracing::debug_span!(
+            "cache.compress",
+            cache.encoding = coding.token(),
+            cache.bytes_in = body.len() as u64,
+            cache.bytes_out = tracing::field::Empty,
+        );
+        let packed = compression::compress(&body, coding, comp.level_for(alg) as i32)
+            .instrument(span.clone())
+            .await;
+        if let Ok(p) = &packed {
+            span.record("cache.bytes_out", p.len() as u64);
+        }
+        match packed {
             Ok(packed) if packed.len() < body.len() => {
                 body = packed;
                 encoding = enc;
@@ -652,7 +690,11 @@ async fn respond(
             resp.set_body(entry.body.clone());
         }
         Delivery::Decode => {
-            match compression::decompress(&entry.body, stored, limits.decoded_body).await {
+            let span = tracing::debug_span!("cache.decompress", cache.encoding = stored.token());
+            match compression::decompress(&entry.body, stored, limits.decoded_body)
+                .instrument(span)
+                .await
+            {
                 Ok(plain) => resp.set_body(plain),
                 Err(e) => {
                     tracing::error!(error = %e, "stored body could not be decoded for this client");

@@ -12,6 +12,7 @@
 //! - [`admin`]: the `/admin` API and its key-based auth.
 //! - [`host`]: the services plugins reach through their context.
 //! - [`telemetry`]: logging set-up.
+//! - [`otel`]: OpenTelemetry trace export (OTLP/HTTP) and W3C trace-context propagation.
 //!
 //! ## A request's path
 //! The router (one table for every plugin, built by [`openapi::merge`]) picks the plugin
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod host;
 pub mod layer;
 pub mod openapi;
+pub mod otel;
 pub mod plugins;
 pub mod reload;
 pub mod report;

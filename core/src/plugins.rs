@@ -36,8 +36,11 @@ impl PluginRegistry {
 
     /// Every plugin compiled into this binary.
     pub fn builtin() -> Self {
-        // One line per built-in plugin: `registry.register::<the_crate::ThePlugin>();`
-        Self::empty()
+        let mut registry = Self::empty();
+        // One line per built-in plugin.
+        registry.register::<larder_aliexpress::AliexpressPlugin>();
+        registry.register::<larder_booking::BookingPlugin>();
+        registry
     }
 
     /// Registers a built-in plugin type.

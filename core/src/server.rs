@@ -13,7 +13,8 @@ use poem::endpoint::{BoxEndpoint, make_sync};
 use poem::http::{Method, StatusCode};
 use poem::listener::TcpAcceptor;
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route, RouteMethod,
+    Endpoint, EndpointExt, IntoResponse, Middleware, PathPattern, Request, Response, Route,
+    RouteMethod,
 };
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -76,6 +77,7 @@ struct SystemApi {
 
 /// Health or readiness answer.
 #[derive(Object)]
+#[oai(rename = "SystemStatus")]
 struct Status {
     /// `ok`, `ready` or `starting`.
     status: String,
@@ -413,20 +415,44 @@ impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
+        // OpenTelemetry semantic-convention names, for exporters; text logs show them as
+        // `method`, `path`, `status`, `route` (see `telemetry`).
         let span = tracing::info_span!(
             "request",
-            method = %req.method(),
-            path = %req.uri().path(),
-            status = tracing::field::Empty,
+            otel.kind = "server",
+            http.request.method = %req.method(),
+            url.path = %req.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+            http.route = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
+        crate::otel::accept_parent(&span, req.headers());
+        let method = req.method().clone();
         let started = Instant::now();
         async move {
-            let resp = match self.0.call(req).await {
-                Ok(r) => r.into_response(),
-                Err(e) => error_response(&e),
+            let (resp, route) = match self.0.call(req).await {
+                Ok(r) => {
+                    let r = r.into_response();
+                    let route = r.data::<PathPattern>().map(|p| p.0.clone());
+                    (r, route)
+                }
+                Err(e) => (
+                    error_response(&e),
+                    e.data::<PathPattern>().map(|p| p.0.clone()),
+                ),
             };
             let status = resp.status();
-            tracing::Span::current().record("status", status.as_u16());
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", status.as_u16());
+            if crate::otel::enabled() {
+                if let Some(route) = &route {
+                    span.record("http.route", &**route);
+                }
+                if status.is_server_error() {
+                    span.record("otel.status_code", "error");
+                }
+                crate::otel::name_server_span(&span, method.as_str(), route.as_deref());
+            }
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
             if status == StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::warn!(elapsed_ms, "request failed");

@@ -142,6 +142,12 @@ pub trait Host: Send + Sync {
 
     /// Runs a background task on the server's runtime; it is stopped at shutdown.
     fn spawn(&self, task: BoxFuture<'static, ()>);
+
+    /// The W3C trace-context headers (`traceparent`, and `tracestate` when there is one) of
+    /// the span current on the calling task; empty when traces are not exported.
+    fn trace_headers(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// The core's services, as a plugin sees them. Cheap to clone; keep one in your state.
@@ -232,6 +238,24 @@ impl PluginContext {
             name: name.to_owned(),
             fields,
         });
+    }
+
+    /// The W3C trace-context headers for an upstream HTTP request made now: add every pair
+    /// to the request, so the upstream's spans join the trace of the request being served
+    /// (and of the cache miss that called the upstream).
+    ///
+    /// ```ignore
+    /// let mut req = client.get(url);
+    /// for (name, value) in ctx.trace_headers() {
+    ///     req = req.header(name, value);
+    /// }
+    /// ```
+    ///
+    /// Call it on the task making the request, inside the handler (or a future it awaits):
+    /// the headers name the span current there. Empty when the server exports no traces, so
+    /// always calling it is cheap.
+    pub fn trace_headers(&self) -> Vec<(String, String)> {
+        self.host.trace_headers()
     }
 
     /// Spawns a background task on the server's runtime. Use this rather than

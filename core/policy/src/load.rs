@@ -670,7 +670,10 @@ impl<'c> Compiler<'c> {
         routes: &[Arc<RouteInfo>],
     ) -> Option<Rule> {
         let m_at = at.at("match");
-        let matcher = self.compile_match(f, &m_at, &r.matcher)?;
+        let matcher = match &r.matcher {
+            Some(m) => self.compile_match(f, &m_at, m)?,
+            None => RuleMatch::Code,
+        };
         // Routes the rule covers, for path-parameter checks.
         let covered: Vec<RouteParams> = match (self.catalog, &matcher) {
             (Some(_), _) => {
@@ -981,6 +984,9 @@ impl<'c> Compiler<'c> {
         let mut seen: Vec<(usize, &RuleMatch)> = Vec::new();
         let rules = set.rules.clone();
         for (i, r) in rules.iter().enumerate() {
+            if r.matcher == RuleMatch::Code {
+                continue;
+            }
             if let Some((j, _)) = seen.iter().find(|(_, m)| **m == r.matcher) {
                 let hint = Some(format!(
                     "rule `{}` at {} already matches the same routes; merge them or narrow one",
@@ -1009,6 +1015,7 @@ impl<'c> Compiler<'c> {
                     set.plugin_rules.insert(plugin.clone(), i);
                 }
                 RuleMatch::Path { pattern, .. } => set.path_rules.insert(pattern.clone(), i),
+                RuleMatch::Code => {}
             }
         }
         // Path rules sorted most specific first, so the trie picks them in that order when
@@ -1459,6 +1466,7 @@ fn covers(m: &RuleMatch, r: &RouteInfo) -> bool {
                 && plugin.as_ref().is_none_or(|p| *p == r.plugin)
                 && pattern.covers(&r.pattern)
         }
+        RuleMatch::Code => false,
     }
 }
 

@@ -312,6 +312,7 @@ impl PolicySet {
                 }
                 outranked(winner)
             }
+            RuleMatch::Code => "matches no route: plugin code uses it by name".to_owned(),
         }
     }
 }

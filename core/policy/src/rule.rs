@@ -36,6 +36,8 @@ pub enum RuleMatch {
         /// Plugin name.
         plugin: String,
     },
+    /// No `match`: no route; plugin code uses the rule by name.
+    Code,
 }
 
 impl RuleMatch {
@@ -54,6 +56,7 @@ impl RuleMatch {
                 u8::from(method.is_some()) * 2 + u8::from(plugin.is_some()),
             ),
             RuleMatch::Plugin { .. } => (1, Vec::new(), 0),
+            RuleMatch::Code => (0, Vec::new(), 0),
         }
     }
 }
@@ -80,6 +83,7 @@ impl fmt::Display for RuleMatch {
                 Ok(())
             }
             RuleMatch::Plugin { plugin } => write!(f, "every route of plugin {plugin}"),
+            RuleMatch::Code => f.write_str("no route (used by name from plugin code)"),
         }
     }
 }
@@ -306,6 +310,10 @@ impl Rule {
             },
             RuleMatch::Path { plugin, .. } => RouteNames {
                 plugin: plugin.as_deref(),
+                operation: None,
+            },
+            RuleMatch::Code => RouteNames {
+                plugin: None,
                 operation: None,
             },
         }

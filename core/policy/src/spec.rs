@@ -120,9 +120,11 @@ pub struct RuleSpec {
     pub name: String,
     /// Free text for the reader.
     pub description: Option<String>,
-    /// Which routes the rule covers.
-    #[serde(rename = "match")]
-    pub matcher: MatchSpec,
+    /// Which routes the rule covers. Omit it for a rule that plugin code uses by name
+    /// (`PluginContext::get_or_load("<rule name>", key, loader)`): such a rule caches no
+    /// route; its TTL, stale windows, tags and store apply to the values the code caches.
+    #[serde(rename = "match", default)]
+    pub matcher: Option<MatchSpec>,
     /// `false` turns caching off for the matched routes (they can still `invalidate`).
     pub cache: Option<bool>,
     /// Cache key template. Default: `{plugin}:{operation}:{path}:{query}`, plus

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use larder_plugin::{EventSpec, Plugin, PluginApi, PluginContext, PluginError, PluginInit};
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use schemars::JsonSchema;
@@ -100,6 +100,26 @@ impl State {
 
 #[OpenApi]
 impl HelloApi {
+    /// Greets `count` guests at once (`guest-1` ... `guest-N`): a larger, query-keyed
+    /// answer, the kind stored compression pays off on.
+    #[oai(path = "/greetings", method = "get", operation_id = "list_greetings")]
+    async fn list_greetings(
+        &self,
+        /// How many guests (1-1000).
+        #[oai(
+            default = "default_count",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        count: Query<u32>,
+    ) -> Json<Vec<Greeting>> {
+        tokio::time::sleep(Duration::from_millis(self.state.config.delay_ms)).await;
+        Json(
+            (1..=count.0)
+                .map(|i| self.state.greeting(&format!("guest-{i}")))
+                .collect(),
+        )
+    }
+
     /// Greets `name` (slow on purpose: the origin the cache saves you from).
     #[oai(
         path = "/greetings/:name",
@@ -129,6 +149,10 @@ impl HelloApi {
             .emit("greeting.updated", serde_json::json!({ "name": name.0 }));
         PutResponse::Ok(Json(self.state.greeting(&name.0)))
     }
+}
+
+fn default_count() -> u32 {
+    10
 }
 
 impl Plugin for HelloPlugin {

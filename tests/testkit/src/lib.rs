@@ -2,6 +2,8 @@
 //!
 //! - [`redis`]: spawn a private `redis-server` (or a 3-master cluster) on free ports.
 //! - [`server`]: spawn the `larder` binary with a config and talk to it.
+//! - [`aliexpress_gateway`]: a fake AliExpress Open Platform gateway that checks signatures.
 
+pub mod aliexpress_gateway;
 pub mod redis;
 pub mod server;

@@ -1,0 +1,126 @@
+//! A wrapper around the routes: sets each request's [`Frame`] (request id, start time,
+//! integration) and, when an internal key is configured, refuses `/api/*` requests
+//! without it before any parsing or upstream work happens.
+//!
+//! It wraps at the poem-openapi level (an [`OpenApi`] whose `add_routes` wraps each
+//! endpoint), so the core mounts it like any plugin API and the OpenAPI metadata is the
+//! inner API's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use poem::endpoint::BoxEndpoint;
+use poem::http::{HeaderValue, Method};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use poem_openapi::OpenApi;
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaApi, Registry};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::reply::{ApiError, FRAME, Frame};
+
+/// The header `/api/*` requests must carry when a key is configured.
+pub const INTERNAL_KEY_HEADER: &str = "x-internal-key";
+
+/// Routes of `A`, each wrapped.
+pub struct Framed<A> {
+    /// The API.
+    pub inner: A,
+    /// `real` or `mock`.
+    pub integration: &'static str,
+    /// The required internal key, if any.
+    pub internal_key: Option<Secret>,
+}
+
+impl<A: OpenApi> OpenApi for Framed<A> {
+    fn meta() -> Vec<MetaApi> {
+        A::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        A::register(registry);
+    }
+
+    fn add_routes(self, table: &mut HashMap<String, HashMap<Method, BoxEndpoint<'static>>>) {
+        let mut inner = HashMap::new();
+        self.inner.add_routes(&mut inner);
+        let key = self
+            .internal_key
+            .map(|k| Arc::new(Sha256::digest(k.expose().as_bytes()).to_vec()));
+        for (path, methods) in inner {
+            let guarded = path.starts_with("/api/");
+            let slot = table.entry(path).or_default();
+            for (method, endpoint) in methods {
+                let wrapped = FramedEndpoint {
+                    inner: endpoint,
+                    integration: self.integration,
+                    key: if guarded { key.clone() } else { None },
+                };
+                slot.insert(method, wrapped.boxed());
+            }
+        }
+    }
+}
+
+struct FramedEndpoint {
+    inner: BoxEndpoint<'static>,
+    integration: &'static str,
+    /// SHA-256 of the required key: comparing digests in constant time hides both the
+    /// content and the length of the key.
+    key: Option<Arc<Vec<u8>>>,
+}
+
+/// Whether `given` is the key whose SHA-256 is `expected`, in constant time.
+pub fn key_matches(expected_digest: &[u8], given: Option<&[u8]>) -> bool {
+    let given = Sha256::digest(given.unwrap_or_default());
+    let same: bool = given.as_slice().ct_eq(expected_digest).into();
+    same
+}
+
+impl Endpoint for FramedEndpoint {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let frame = Frame::new(
+            req.headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            self.integration,
+        );
+        let request_id = frame.request_id.clone();
+        let mut response = FRAME
+            .scope(frame, async {
+                if let Some(expected) = &self.key {
+                    let given = req
+                        .headers()
+                        .get(INTERNAL_KEY_HEADER)
+                        .map(HeaderValue::as_bytes);
+                    if given.is_none() || !key_matches(expected, given) {
+                        let (status, body) = ApiError::Unauthorized.envelope();
+                        return Ok((status, Json(body)).into_response());
+                    }
+                }
+                self.inner.call(req).await
+            })
+            .await?;
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_by_digest() {
+        let expected = Sha256::digest(b"s3cret").to_vec();
+        assert!(key_matches(&expected, Some(b"s3cret")));
+        assert!(!key_matches(&expected, Some(b"s3cret ")));
+        assert!(!key_matches(&expected, Some(b"")));
+    }
+}

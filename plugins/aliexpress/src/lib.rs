@@ -1,0 +1,165 @@
+//! # `aliexpress`: the AliExpress affiliate API proxy
+//!
+//! A built-in Larder plugin (seeds 000 and 001): product search, details, hot products,
+//! categories and affiliate links from the AliExpress Open Platform gateway, or from a
+//! deterministic mock catalog when no credentials are configured. Every data route answers
+//! in the envelope `{success, data, metadata{cache_hit, cache_enabled, processing_time_ms,
+//! api_integration, request_id, timestamp}}`.
+//!
+//! Register it in the core with `registry.register::<larder_aliexpress::AliexpressPlugin>();`.
+//!
+//! ## Layout
+//! - [`config`]: the typed settings and their `ALIEXPRESS_*` env fallbacks.
+//! - [`api`]: the routes; each cached one goes through `PluginContext::get_or_load` under
+//!   a named rule ([`api::rules`]).
+//! - [`query`]: normalised inputs and canonical cache keys.
+//! - [`source`]: real gateway or mock catalog; [`client`] + [`sign`] talk to the gateway,
+//!   [`mock`] generates the catalog.
+//! - [`reply`]: envelopes and error mapping (bad input → 400 naming the field, gateway
+//!   failure → 502 with the gateway's code and message).
+//! - [`frame`]: per-request metadata and the `x-internal-key` check.
+//! - [`gpt`]: `/openapi-gpt.json` for GPT Actions.
+//!
+//! ## A request
+//! `FramedEndpoint` sets the request id and start time and checks the internal key →
+//! poem-openapi parses and validates (a failure becomes a 400 envelope through
+//! [`reply::bad_request`]) → the handler normalises the input into a cache key →
+//! `get_or_load(rule, key, loader)` → on a miss the loader calls the [`source::Source`] →
+//! the envelope reports whether the data came from the cache.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod frame;
+pub mod gpt;
+pub mod mock;
+pub mod model;
+pub mod query;
+pub mod reply;
+pub mod sign;
+pub mod source;
+
+use std::sync::{Arc, OnceLock};
+
+use larder_plugin::{
+    Plugin, PluginApi, PluginContext, PluginError, PluginInit, WarmRequest, WarmSourceSpec,
+};
+
+use crate::api::{AliexpressApi, State};
+use crate::client::GatewayClient;
+use crate::config::{AliexpressConfig, Settings};
+use crate::frame::Framed;
+use crate::mock::MockCatalog;
+use crate::source::Source;
+
+/// Name of the warm source that loads the category tree.
+pub const WARM_CATEGORIES: &str = "categories";
+
+/// The plugin.
+pub struct AliexpressPlugin {
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for AliexpressPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AliexpressPlugin")
+            .field("settings", &self.state.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AliexpressPlugin {
+    /// Builds the plugin, reading unset settings from `env` (the server passes the process
+    /// environment; tests pass their own so the machine's variables cannot leak in).
+    pub fn build(
+        config: AliexpressConfig,
+        context: PluginContext,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, PluginError> {
+        let settings = Settings::resolve(config, env)?;
+        let source = match &settings.credentials {
+            Some(credentials) => Source::Real(
+                GatewayClient::new(&settings, credentials.clone()).map_err(PluginError::Failed)?,
+            ),
+            None => Source::Mock(MockCatalog),
+        };
+        Ok(Self {
+            state: Arc::new(State {
+                settings,
+                source,
+                context,
+                gpt_document: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// The resolved settings (secrets hidden from `Debug`).
+    pub fn settings(&self) -> &Settings {
+        &self.state.settings
+    }
+}
+
+impl Plugin for AliexpressPlugin {
+    type Config = AliexpressConfig;
+    const NAME: &'static str = "aliexpress";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "AliExpress affiliate API proxy: products, categories, affiliate links (real or mock).";
+
+    async fn new(init: PluginInit<AliexpressConfig>) -> Result<Self, PluginError> {
+        Self::build(init.config, init.context, &|name| std::env::var(name).ok())
+    }
+
+    fn api(&self) -> PluginApi {
+        PluginApi::new(Framed {
+            inner: AliexpressApi {
+                state: self.state.clone(),
+            },
+            integration: self.state.settings.integration(),
+            internal_key: self.state.settings.internal_key.clone(),
+        })
+    }
+
+    fn warm_sources(&self) -> Vec<WarmSourceSpec> {
+        vec![WarmSourceSpec {
+            name: WARM_CATEGORIES.into(),
+            description: "Loads the category tree into the cache, then lists \
+                          `GET /api/categories` and each top-level category's children."
+                .into(),
+        }]
+    }
+
+    async fn warm_source(&self, name: &str) -> Result<Vec<WarmRequest>, PluginError> {
+        if name != WARM_CATEGORIES {
+            return Err(PluginError::failed(format!(
+                "plugin `aliexpress` has no warm source `{name}`; it has `{WARM_CATEGORIES}`"
+            )));
+        }
+        // Loading through the cache here fills it even if the job's requests cannot get past
+        // the internal key; the requests then refresh the per-route entries.
+        let all = self
+            .state
+            .all_categories()
+            .await
+            .map_err(|e| PluginError::failed(format!("warming categories failed: {e}")))?;
+        let mut requests = vec![WarmRequest::get("/api/categories")];
+        requests.extend(
+            all.value
+                .iter()
+                .filter(|c| c.parent_category_id.is_none())
+                .map(|c| WarmRequest::get(format!("/api/categories/{}/children", c.category_id))),
+        );
+        Ok(requests)
+    }
+
+    async fn start(&self) -> Result<(), PluginError> {
+        let s = &self.state.settings;
+        tracing::info!(
+            integration = s.integration(),
+            api_url = %s.api_url,
+            internal_key = s.internal_key.is_some(),
+            "aliexpress plugin ready"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,357 @@
+//! The plugin's data types: request bodies, the data each route returns (also what is
+//! cached, hence serde as well as poem-openapi), and the response envelope.
+//!
+//! Schema names carry an `Aliexpress` prefix so they never clash with another plugin's in
+//! the merged OpenAPI document.
+
+use poem_openapi::types::{ParseFromJSON, ToJSON};
+use poem_openapi::{Enum, Object};
+use serde::{Deserialize, Serialize};
+
+/// Sort order of a product query, as the gateway names it.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[oai(rename = "AliexpressSort", rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Sort {
+    /// Cheapest first (the default).
+    #[default]
+    SalePriceAsc,
+    /// Most expensive first.
+    SalePriceDesc,
+    /// Fewest recent sales first.
+    LastVolumeAsc,
+    /// Best sellers first.
+    LastVolumeDesc,
+}
+
+impl Sort {
+    /// The gateway's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sort::SalePriceAsc => "SALE_PRICE_ASC",
+            Sort::SalePriceDesc => "SALE_PRICE_DESC",
+            Sort::LastVolumeAsc => "LAST_VOLUME_ASC",
+            Sort::LastVolumeDesc => "LAST_VOLUME_DESC",
+        }
+    }
+}
+
+/// A product search (also the hot-products query).
+#[derive(Object, Debug, Clone, Default)]
+#[oai(rename = "AliexpressSearchRequest", example)]
+pub struct SearchRequest {
+    /// Words to search for. Required unless `category_ids` is given.
+    #[oai(validator(max_length = 200))]
+    pub keywords: Option<String>,
+    /// Comma-separated category ids to search in, e.g. `"44,509"`.
+    #[oai(validator(pattern = r"^\s*\d+\s*(,\s*\d+\s*)*$", max_length = 200))]
+    pub category_ids: Option<String>,
+    /// Page number, from 1.
+    #[oai(
+        default = "default_page_no",
+        validator(minimum(value = "1"), maximum(value = "1000"))
+    )]
+    pub page_no: u32,
+    /// Results per page, 1–50.
+    #[oai(
+        default = "default_page_size",
+        validator(minimum(value = "1"), maximum(value = "50"))
+    )]
+    pub page_size: u32,
+    /// Sort order (default `SALE_PRICE_ASC`).
+    #[oai(default)]
+    pub sort: Sort,
+    /// Lowest price, in the configured currency (e.g. `9.99`).
+    #[oai(validator(minimum(value = "0")))]
+    pub min_sale_price: Option<f64>,
+    /// Highest price, in the configured currency.
+    #[oai(validator(minimum(value = "0")))]
+    pub max_sale_price: Option<f64>,
+}
+
+/// Default `page_no`.
+pub fn default_page_no() -> u32 {
+    1
+}
+
+/// Default `page_size`.
+pub fn default_page_size() -> u32 {
+    10
+}
+
+impl poem_openapi::types::Example for SearchRequest {
+    fn example() -> Self {
+        SearchRequest {
+            keywords: Some("wireless earbuds".into()),
+            category_ids: None,
+            page_no: 1,
+            page_size: 10,
+            sort: Sort::SalePriceAsc,
+            min_sale_price: Some(5.0),
+            max_sale_price: Some(50.0),
+        }
+    }
+}
+
+/// Product ids to look up.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressDetailsRequest", example)]
+pub struct DetailsRequest {
+    /// 1–20 numeric product ids.
+    #[oai(validator(min_items = 1, max_items = 20, pattern = r"^\d{1,20}$"))]
+    pub product_ids: Vec<String>,
+}
+
+impl poem_openapi::types::Example for DetailsRequest {
+    fn example() -> Self {
+        DetailsRequest {
+            product_ids: vec!["1005006543210987".into(), "1005001234567890".into()],
+        }
+    }
+}
+
+/// Product URLs to turn into affiliate links.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressLinksRequest", example)]
+pub struct LinksRequest {
+    /// 1–50 AliExpress URLs (http or https).
+    #[oai(validator(min_items = 1, max_items = 50, max_length = 2048))]
+    pub urls: Vec<String>,
+}
+
+impl poem_openapi::types::Example for LinksRequest {
+    fn example() -> Self {
+        LinksRequest {
+            urls: vec!["https://www.aliexpress.com/item/1005006543210987.html".into()],
+        }
+    }
+}
+
+/// A product as this API returns it (the seed's field names).
+#[derive(Object, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[oai(rename = "AliexpressProduct")]
+pub struct Product {
+    /// Product id.
+    pub product_id: String,
+    /// Title, in the configured language.
+    pub product_title: String,
+    /// Product page.
+    pub product_url: String,
+    /// Affiliate link to the product, carrying the tracking id.
+    pub promotion_link: Option<String>,
+    /// Sale price, in `currency`.
+    pub app_sale_price: String,
+    /// Price before discount, in `currency`.
+    pub original_price: String,
+    /// Currency of the prices.
+    pub currency: String,
+    /// Discount, e.g. `"35%"`.
+    pub discount: String,
+    /// Share of positive ratings, e.g. `"97.8%"`.
+    pub evaluate_rate: String,
+    /// Affiliate commission, e.g. `"7.0%"`.
+    pub commission_rate: String,
+    /// Sales in the last 30 days.
+    pub volume: Option<i64>,
+    /// Main image.
+    pub product_main_image_url: Option<String>,
+    /// Further images.
+    pub product_small_image_urls: Vec<String>,
+    /// Shop id.
+    pub shop_id: String,
+    /// Shop page.
+    pub shop_url: Option<String>,
+    /// Top-level category id.
+    pub first_level_category_id: Option<String>,
+    /// Top-level category name.
+    pub first_level_category_name: Option<String>,
+}
+
+/// One page of products.
+#[derive(Object, Debug, Clone, Serialize, Deserialize)]
+#[oai(rename = "AliexpressProductPage")]
+pub struct ProductPage {
+    /// The products.
+    pub products: Vec<Product>,
+    /// Matching products in total.
+    pub total_results: i64,
+    /// This page's number.
+    pub current_page: u32,
+    /// Requested page size.
+    pub page_size: u32,
+}
+
+/// Products looked up by id.
+#[derive(Object, Debug, Clone, Serialize, Deserialize)]
+#[oai(rename = "AliexpressProductDetails")]
+pub struct ProductDetails {
+    /// The products found, in the order asked.
+    pub products: Vec<Product>,
+    /// Ids asked for.
+    pub requested: usize,
+    /// Ids found.
+    pub found: usize,
+}
+
+/// A product category.
+#[derive(Object, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[oai(rename = "AliexpressCategory")]
+pub struct Category {
+    /// Category id.
+    pub category_id: String,
+    /// Name, in the configured language.
+    pub category_name: String,
+    /// Parent category id; absent for top-level categories.
+    pub parent_category_id: Option<String>,
+}
+
+/// Top-level categories.
+#[derive(Object, Debug, Clone, Serialize, Deserialize)]
+#[oai(rename = "AliexpressCategories")]
+pub struct Categories {
+    /// Top-level categories.
+    pub categories: Vec<Category>,
+    /// How many.
+    pub total_categories: usize,
+}
+
+/// The children of one category.
+#[derive(Object, Debug, Clone, Serialize, Deserialize)]
+#[oai(rename = "AliexpressCategoryChildren")]
+pub struct CategoryChildren {
+    /// The parent category.
+    pub parent: Category,
+    /// Its direct children.
+    pub children: Vec<Category>,
+    /// How many children.
+    pub total_children: usize,
+}
+
+/// A generated affiliate link.
+#[derive(Object, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[oai(rename = "AliexpressAffiliateLink")]
+pub struct AffiliateLink {
+    /// The URL asked for.
+    pub original_url: String,
+    /// The tracked link; absent when the gateway could not convert this URL.
+    pub affiliate_url: Option<String>,
+    /// Tracking id the link carries.
+    pub tracking_id: String,
+}
+
+/// Generated affiliate links.
+#[derive(Object, Debug, Clone, Serialize, Deserialize)]
+#[oai(rename = "AliexpressAffiliateLinks")]
+pub struct AffiliateLinks {
+    /// One entry per URL asked for, in the order asked.
+    pub affiliate_links: Vec<AffiliateLink>,
+    /// URLs asked for.
+    pub processed_urls: usize,
+    /// Links generated.
+    pub generated_links: usize,
+}
+
+/// What `/api/cache/clear` removed.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressCacheCleared")]
+pub struct CacheCleared {
+    /// Entries removed.
+    pub cleared_entries: u64,
+    /// The pattern used (`all` when none was given).
+    pub pattern: String,
+}
+
+/// Plugin status.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressStatus")]
+pub struct Status {
+    /// Always `operational` when the route answers.
+    pub api_status: String,
+    /// `real` (the AliExpress gateway) or `mock` (generated catalog).
+    pub integration_mode: String,
+    /// Plugin version.
+    pub version: String,
+    /// Gateway endpoint (real mode only).
+    pub gateway: Option<String>,
+    /// Tracking id in use.
+    pub tracking_id: String,
+    /// `target_language`.
+    pub language: String,
+    /// `target_currency`.
+    pub currency: String,
+    /// Whether `/api/*` requires `x-internal-key`.
+    pub internal_key_required: bool,
+    /// This plugin's cache statistics, as the core reports them.
+    pub cache: serde_json::Value,
+}
+
+/// Facts about how a response was produced.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressMetadata")]
+pub struct Metadata {
+    /// True exactly when `data` came from the cache.
+    pub cache_hit: bool,
+    /// Whether this route caches at all (false for `/no-cache` and admin routes).
+    pub cache_enabled: bool,
+    /// Time spent in the handler, in milliseconds.
+    pub processing_time_ms: f64,
+    /// `real` or `mock`: where the data came from. Mock data is never labelled real.
+    pub api_integration: String,
+    /// The request's `x-request-id`, or one generated for it.
+    pub request_id: String,
+    /// When the response was made (RFC 3339, UTC).
+    pub timestamp: String,
+}
+
+/// A successful response.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressEnvelope")]
+pub struct Envelope<T: ParseFromJSON + ToJSON> {
+    /// Always `true`.
+    pub success: bool,
+    /// The result.
+    pub data: T,
+    /// How it was produced.
+    pub metadata: Metadata,
+}
+
+/// What went wrong upstream, as the gateway said it.
+#[derive(Object, Debug, Clone, PartialEq)]
+#[oai(rename = "AliexpressUpstreamError")]
+pub struct UpstreamDetail {
+    /// The gateway's code (`error_response.code`, or `resp_result.resp_code`), or
+    /// `timeout`/`unavailable`/`http_<status>` when it did not answer properly.
+    pub code: String,
+    /// The gateway's message.
+    pub msg: String,
+    /// `error_response.sub_code`.
+    pub sub_code: Option<String>,
+    /// `error_response.sub_msg`.
+    pub sub_msg: Option<String>,
+}
+
+/// An error.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressError")]
+pub struct ErrorBody {
+    /// `validation_error`, `unauthorized`, `not_found`, `upstream_error`, `internal_error`.
+    pub code: String,
+    /// What happened and what to do.
+    pub message: String,
+    /// The offending input field, for validation errors.
+    pub field: Option<String>,
+    /// The gateway's own error, for upstream errors.
+    pub upstream: Option<UpstreamDetail>,
+}
+
+/// A failed response.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressErrorEnvelope")]
+pub struct ErrorEnvelope {
+    /// Always `false`.
+    pub success: bool,
+    /// What went wrong.
+    pub error: ErrorBody,
+    /// How the response was produced.
+    pub metadata: Metadata,
+}

@@ -1,0 +1,290 @@
+//! Responses: the success and error envelopes, the per-request frame their metadata comes
+//! from, and the mapping of every failure (bad input, upstream, auth) to one JSON shape.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use poem::Error as PoemError;
+use poem::http::StatusCode;
+use poem_openapi::ApiResponse;
+use poem_openapi::error::{ParseParamError, ParsePathError, ParseRequestPayloadError};
+use poem_openapi::payload::Json;
+use poem_openapi::types::{ParseFromJSON, ToJSON};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::client::UpstreamError;
+use crate::model::{Envelope, ErrorBody, ErrorEnvelope, Metadata};
+use crate::query::Invalid;
+
+/// What one request's metadata is made of; set by the route wrapper for the duration of the
+/// handler (a task-local, so the bad-request handler, which gets no state, can read it).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// `x-request-id` of the request, or a generated one.
+    pub request_id: String,
+    /// When the request reached the plugin.
+    pub started: Instant,
+    /// `real` or `mock`.
+    pub integration: &'static str,
+}
+
+tokio::task_local! {
+    /// The frame of the request being handled.
+    pub static FRAME: Frame;
+}
+
+impl Frame {
+    /// A frame for a request that carried `request_id` (if a usable one).
+    pub fn new(request_id: Option<&str>, integration: &'static str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let request_id = request_id
+            .map(str::trim)
+            .filter(|id| {
+                !id.is_empty()
+                    && id.len() <= 128
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default();
+                let mut seed = [0u8; 24];
+                seed[..16].copy_from_slice(&now.to_le_bytes());
+                seed[16..].copy_from_slice(&n.to_le_bytes());
+                format!("ae-{:016x}{:06x}", xxh3_64(&seed), n & 0xff_ffff)
+            });
+        Self {
+            request_id,
+            started: Instant::now(),
+            integration,
+        }
+    }
+}
+
+/// Metadata for the current request.
+pub fn metadata(cache_hit: bool, cache_enabled: bool) -> Metadata {
+    let frame = FRAME
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| Frame::new(None, "mock"));
+    let elapsed = frame.started.elapsed().as_secs_f64() * 1000.0;
+    Metadata {
+        cache_hit,
+        cache_enabled,
+        processing_time_ms: (elapsed * 1000.0).round() / 1000.0,
+        api_integration: frame.integration.to_owned(),
+        request_id: frame.request_id,
+        timestamp: jiff::Timestamp::now()
+            .round(jiff::Unit::Millisecond)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .to_string(),
+    }
+}
+
+/// Every route's response: the envelope on 200, the error envelope otherwise.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum Reply<T: ParseFromJSON + ToJSON + Send + Sync> {
+    /// Success; `metadata.cache_hit` says whether `data` came from the cache.
+    #[oai(status = 200)]
+    Ok(Json<Envelope<T>>),
+    /// Invalid input; `error.field` names the offending field.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorEnvelope>),
+    /// `x-internal-key` is required and was missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorEnvelope>),
+    /// No such product or category.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorEnvelope>),
+    /// Unexpected failure inside the plugin.
+    #[oai(status = 500)]
+    Internal(Json<ErrorEnvelope>),
+    /// The AliExpress gateway failed and nothing usable was cached; `error.upstream` has
+    /// the gateway's own code and message.
+    #[oai(status = 502)]
+    BadGateway(Json<ErrorEnvelope>),
+}
+
+impl<T: ParseFromJSON + ToJSON + Send + Sync> Reply<T> {
+    /// A success.
+    pub fn ok(data: T, cache_hit: bool, cache_enabled: bool) -> Self {
+        Reply::Ok(Json(Envelope {
+            success: true,
+            data,
+            metadata: metadata(cache_hit, cache_enabled),
+        }))
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// Bad input.
+    Invalid(Invalid),
+    /// The gateway failed.
+    Upstream(UpstreamError),
+    /// Nothing with that id.
+    NotFound(String),
+    /// Missing or wrong internal key.
+    Unauthorized,
+    /// A failure of ours (or the cache's).
+    Internal(String),
+}
+
+impl From<Invalid> for ApiError {
+    fn from(value: Invalid) -> Self {
+        ApiError::Invalid(value)
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(value: UpstreamError) -> Self {
+        ApiError::Upstream(value)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Invalid(i) => write!(f, "invalid `{}`: {}", i.field, i.message),
+            ApiError::Upstream(e) => e.fmt(f),
+            ApiError::NotFound(m) | ApiError::Internal(m) => f.write_str(m),
+            ApiError::Unauthorized => f.write_str("missing or wrong x-internal-key"),
+        }
+    }
+}
+
+impl ApiError {
+    /// The status and error envelope for this failure.
+    pub fn envelope(&self) -> (StatusCode, ErrorEnvelope) {
+        let body = |code: &str, message: String| ErrorBody {
+            code: code.to_owned(),
+            message,
+            field: None,
+            upstream: None,
+        };
+        let (status, error) = match self {
+            ApiError::Invalid(i) => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody {
+                    field: Some(i.field.clone()),
+                    ..body("validation_error", format!("`{}`: {}", i.field, i.message))
+                },
+            ),
+            ApiError::Upstream(e) => (
+                StatusCode::BAD_GATEWAY,
+                ErrorBody {
+                    upstream: Some(e.detail()),
+                    ..body("upstream_error", e.to_string())
+                },
+            ),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, body("not_found", m.clone())),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                body(
+                    "unauthorized",
+                    "send the configured key in the `x-internal-key` header".into(),
+                ),
+            ),
+            ApiError::Internal(m) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                body("internal_error", m.clone()),
+            ),
+        };
+        (
+            status,
+            ErrorEnvelope {
+                success: false,
+                error,
+                metadata: metadata(false, false),
+            },
+        )
+    }
+}
+
+impl<T: ParseFromJSON + ToJSON + Send + Sync> From<ApiError> for Reply<T> {
+    fn from(err: ApiError) -> Self {
+        let (status, envelope) = err.envelope();
+        let json = Json(envelope);
+        match status {
+            StatusCode::BAD_REQUEST => Reply::BadRequest(json),
+            StatusCode::UNAUTHORIZED => Reply::Unauthorized(json),
+            StatusCode::NOT_FOUND => Reply::NotFound(json),
+            StatusCode::BAD_GATEWAY => Reply::BadGateway(json),
+            _ => Reply::Internal(json),
+        }
+    }
+}
+
+/// Turns a handler's result into its reply.
+pub fn finish<T: ParseFromJSON + ToJSON + Send + Sync>(
+    result: Result<Reply<T>, ApiError>,
+) -> Reply<T> {
+    result.unwrap_or_else(Reply::from)
+}
+
+/// Finds the field a poem-openapi parse error is about: the parameter's name, the body
+/// field a validator names (``field `page_size` verification failed``), else `body`.
+pub fn invalid_from_parse_error(err: &PoemError) -> Invalid {
+    if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        return Invalid {
+            field: e.name.to_owned(),
+            message: e.reason.clone(),
+        };
+    }
+    if let Some(e) = err.downcast_ref::<ParsePathError>() {
+        return Invalid {
+            field: e.name.to_owned(),
+            message: e.reason.clone(),
+        };
+    }
+    let reason = match err.downcast_ref::<ParseRequestPayloadError>() {
+        Some(e) => e.reason.clone(),
+        None => err.to_string(),
+    };
+    let field = field_named_in(&reason).unwrap_or_else(|| "body".to_owned());
+    Invalid {
+        field,
+        message: reason,
+    }
+}
+
+fn field_named_in(reason: &str) -> Option<String> {
+    for marker in ["field `", "properties `"] {
+        if let Some(start) = reason.find(marker) {
+            let rest = &reason[start + marker.len()..];
+            if let Some(end) = rest.find('`') {
+                return Some(rest[..end].to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// poem-openapi calls this when a parameter or body does not parse or validate.
+pub fn bad_request<T: ParseFromJSON + ToJSON + Send + Sync>(err: PoemError) -> Reply<T> {
+    Reply::from(ApiError::Invalid(invalid_from_parse_error(&err)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_are_found_in_validator_messages() {
+        assert_eq!(
+            field_named_in(
+                "failed to parse \"AliexpressSearchRequest\": field `page_size` verification \
+                 failed. maximum(50, exclusive: false)"
+            )
+            .as_deref(),
+            Some("page_size")
+        );
+        assert_eq!(field_named_in("EOF while parsing a value"), None);
+    }
+}

@@ -1,0 +1,258 @@
+//! # `booking`: barbershop booking with exact, event-driven invalidation
+//!
+//! The built-in plugin behind `/api/v2` (SPEC 2.4, seed 004): barbers, services, working
+//! hours and time off, appointments, payments and clients in an embedded SQLite database that
+//! is created and filled with a generated dataset on first start.
+//!
+//! ## Layout
+//! - [`config`]: typed settings (`plugins.booking.settings`).
+//! - [`db`]: the database: schema, a read pool and one writer, all off the async runtime.
+//! - [`generate`]: the deterministic dataset of a fresh database.
+//! - [`time`], [`slots`]: strict date/time parsing and pure slot arithmetic.
+//! - [`store`]: booking operations (slots, appointments, payments, profiles) over one
+//!   connection; every write checks and changes in one `BEGIN IMMEDIATE` transaction.
+//! - [`analytics`]: dashboard, revenue and client reports.
+//! - [`events`]: the events emitted after each commit, which the policy's `triggers:` map to
+//!   exact purges.
+//! - [`api`]: the routes, one module per group, with JSON error bodies that name the field.
+//!
+//! ## Flow
+//! A request reaches a route of [`api`] (through the core's cache layer, which applies
+//! `policies/booking.yaml`); the handler runs its [`store`] operation on the blocking pool via
+//! [`db::Db`]; a write commits, then emits its event; the core runs the policy triggers for
+//! that event before the response is sent, so no client sees a booked slot as free after the
+//! booking's 2xx.
+
+pub mod analytics;
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod generate;
+pub mod model;
+pub mod slots;
+pub mod store;
+pub mod time;
+
+use std::sync::{Arc, Mutex};
+
+use larder_plugin::{
+    EventSpec, Plugin, PluginApi, PluginContext, PluginError, PluginInit, WarmRequest,
+    WarmSourceSpec,
+};
+
+pub use config::BookingConfig;
+pub use error::BookingError;
+
+use crate::db::Db;
+use crate::slots::Interval;
+use crate::store::{Now, Rules};
+use crate::time::ShopClock;
+
+/// Warm source: every active barber's slots for today and the next six days.
+pub const WARM_SLOTS_NEXT_7_DAYS: &str = "slots_next_7_days";
+/// Warm source: every active barber's weekly availability for this week and the next.
+pub const WARM_AVAILABILITY_TWO_WEEKS: &str = "availability_two_weeks";
+
+/// The plugin.
+pub struct BookingPlugin {
+    state: Arc<State>,
+}
+
+/// What every route shares.
+pub struct State {
+    /// The settings.
+    pub config: BookingConfig,
+    /// Booking rules derived from the settings.
+    pub rules: Rules,
+    /// The shop's opening hours.
+    pub opening: Interval,
+    /// The shop's clock.
+    pub clock: ShopClock,
+    /// The database.
+    pub db: Db,
+    /// The core's services.
+    pub ctx: PluginContext,
+    /// The last benchmark run, for the performance report.
+    pub last_benchmark: Mutex<Option<serde_json::Value>>,
+}
+
+impl State {
+    /// "Now" in the shop.
+    pub fn now(&self) -> Now {
+        let (today, minute) = self.clock.now();
+        Now { today, minute }
+    }
+}
+
+fn setting(path: &str, message: impl Into<String>) -> PluginError {
+    PluginError::Config {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+impl BookingPlugin {
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// The requests a warm source stands for now.
+    pub async fn warm_requests(&self, name: &str) -> Result<Vec<WarmRequest>, BookingError> {
+        let state = self.state.clone();
+        let today = state.clock.today();
+        let barbers = state.db.read(store::active_barber_ids).await?;
+        match name {
+            WARM_SLOTS_NEXT_7_DAYS => Ok(barbers
+                .iter()
+                .flat_map(|b| {
+                    (0..7).map(move |i| {
+                        WarmRequest::get(format!(
+                            "/api/v2/barbers/{b}/slots?date={}",
+                            time::add_days(today, i)
+                        ))
+                    })
+                })
+                .collect()),
+            WARM_AVAILABILITY_TWO_WEEKS => {
+                let monday = time::week_start(today);
+                Ok(barbers
+                    .iter()
+                    .flat_map(|b| {
+                        [0, 7].map(move |i| {
+                            WarmRequest::get(format!(
+                                "/api/v2/barbers/{b}/availability/weekly?week_start={}",
+                                time::add_days(monday, i)
+                            ))
+                        })
+                    })
+                    .collect())
+            }
+            other => Err(BookingError::not_found(
+                "source",
+                format!(
+                    "plugin `booking` has no warm source `{other}`; it has `{WARM_SLOTS_NEXT_7_DAYS}` and `{WARM_AVAILABILITY_TWO_WEEKS}`"
+                ),
+            )),
+        }
+    }
+}
+
+impl Plugin for BookingPlugin {
+    type Config = BookingConfig;
+    const NAME: &'static str = "booking";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "Barbershop booking: slots, appointments, payments, profiles and analytics.";
+
+    async fn new(init: PluginInit<BookingConfig>) -> Result<Self, PluginError> {
+        let config = init.config;
+        let clock = ShopClock::new(&config.timezone).map_err(|e| setting("timezone", e))?;
+        let opening = time::parse_range(&config.default_opening)
+            .map_err(|e| setting("default_opening", e))?;
+        if !(5..=120).contains(&config.slot_minutes) {
+            return Err(setting("slot_minutes", "must be between 5 and 120"));
+        }
+        if !(5..=480).contains(&config.default_duration_minutes) {
+            return Err(setting(
+                "default_duration_minutes",
+                "must be between 5 and 480",
+            ));
+        }
+        if config.dataset.barbers == 0 || config.dataset.clients == 0 {
+            return Err(setting(
+                "dataset",
+                "the dataset needs at least one barber and one client",
+            ));
+        }
+        if !(0.0..=1.0).contains(&config.dataset.occupancy) {
+            return Err(setting("dataset.occupancy", "must be between 0.0 and 1.0"));
+        }
+        let path = config.database.clone();
+        let readers = config.read_connections.clamp(1, 32) as usize;
+        let gen_config = config.clone();
+        let today = clock.today();
+        let db = tokio::task::spawn_blocking(move || -> Result<Db, BookingError> {
+            let db = Db::open_blocking(&path, readers)?;
+            Ok(db)
+        })
+        .await
+        .map_err(|e| PluginError::failed(format!("booking: opening the database failed: {e}")))?
+        .map_err(|e| PluginError::failed(format!("booking: {e}")))?;
+        let generated = db
+            .write(move |conn| {
+                let filled: Option<String> =
+                    rusqlite::OptionalExtension::optional(conn.query_row(
+                        "SELECT value FROM meta WHERE key = 'generated_for'",
+                        [],
+                        |r| r.get(0),
+                    ))?;
+                if filled.is_some() {
+                    return Ok(None);
+                }
+                generate::fill(conn, &gen_config, today).map(Some)
+            })
+            .await
+            .map_err(|e| PluginError::failed(format!("booking: filling the database: {e}")))?;
+        if let Some(stats) = generated {
+            tracing::info!(
+                database = %db.path().display(),
+                barbers = stats.barbers,
+                clients = stats.clients,
+                appointments = stats.appointments,
+                payments = stats.payments,
+                "booking: generated a fresh dataset"
+            );
+        }
+        let rules = Rules {
+            step: config.slot_minutes,
+            default_duration: config.default_duration_minutes,
+            min_notice: config.min_notice_minutes,
+            max_advance_days: config.max_advance_days,
+        };
+        Ok(Self {
+            state: Arc::new(State {
+                config,
+                rules,
+                opening,
+                clock,
+                db,
+                ctx: init.context,
+                last_benchmark: Mutex::new(None),
+            }),
+        })
+    }
+
+    fn api(&self) -> PluginApi {
+        api::build(self.state.clone())
+    }
+
+    fn events(&self) -> Vec<EventSpec> {
+        events::specs()
+    }
+
+    fn warm_sources(&self) -> Vec<WarmSourceSpec> {
+        vec![
+            WarmSourceSpec {
+                name: WARM_SLOTS_NEXT_7_DAYS.into(),
+                description: "GET /api/v2/barbers/{id}/slots?date=D for every active barber and \
+                              each day from today to today + 6."
+                    .into(),
+            },
+            WarmSourceSpec {
+                name: WARM_AVAILABILITY_TWO_WEEKS.into(),
+                description: "GET /api/v2/barbers/{id}/availability/weekly?week_start=M for every \
+                              active barber, this week and next."
+                    .into(),
+            },
+        ]
+    }
+
+    async fn warm_source(&self, name: &str) -> Result<Vec<WarmRequest>, PluginError> {
+        self.warm_requests(name)
+            .await
+            .map_err(|e| PluginError::failed(e.to_string()))
+    }
+}
