@@ -281,7 +281,8 @@ impl Engine {
             cache.invalidate.removed = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let result = tracing::Instrument::instrument(self.cache.invalidate(target), span.clone()).await;
+        let result =
+            tracing::Instrument::instrument(self.cache.invalidate(target), span.clone()).await;
         let (removed, error) = match result {
             Ok(n) => (n, None),
             Err(e) => (0, Some(e.to_string())),

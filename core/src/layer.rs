@@ -91,7 +91,7 @@ async fn run_scoped(inner: &BoxEndpoint<'static>, req: Request) -> (Response, Ve
         .scope(RefCell::new(Vec::new()), async {
             let resp = match inner.call(req).await {
                 Ok(r) => r,
-                Err(e) => crate::server::error_response(&e),
+                Err(e) => crate::server::error_response(e),
             };
             (resp, EVENTS.with(|e| e.take()))
         })
@@ -205,7 +205,7 @@ async fn buffer_body(mut req: Request, limit: usize) -> Result<(Request, Option<
                 format!("request body is larger than {limit} bytes"),
                 StatusCode::PAYLOAD_TOO_LARGE,
             );
-            return Err(crate::server::error_response(&e));
+            return Err(crate::server::error_response(e));
         }
     };
     let is_json = req
@@ -253,12 +253,12 @@ impl Endpoint for CachedEndpoint {
             return Ok(self.mutate(rule, req, body.as_ref()).await);
         }
         let clock = self.engine.clock();
+        // Spans from creation to drop: this stretch is synchronous, nothing runs inside it.
         let policy_span = tracing::debug_span!(
             "cache.policy",
             cache.rule = %rule.name,
             cache.decision = tracing::field::Empty,
-        )
-        .entered();
+        );
         let view = View::new(&req, body.as_ref(), &self.slot);
         let skip = if has_credentials(&req) && rule.scope == Scope::Public {
             Some("credentials")
@@ -321,6 +321,7 @@ impl Endpoint for CachedEndpoint {
                 for event in &events {
                     engine.on_event(event).instrument(origin.clone()).await;
                 }
+                drop(origin);
                 let store = crate::otel::store_span(&parent);
                 let loaded = to_loaded(resp, &rule, tags, ttl)
                     .instrument(store.clone())
@@ -336,6 +337,7 @@ impl Endpoint for CachedEndpoint {
             .instrument(lookup.clone())
             .await;
         crate::otel::record_lookup(&lookup, &served);
+        drop(lookup);
         let mut resp = match served {
             Ok(served) => {
                 respond(
@@ -698,7 +700,7 @@ async fn respond(
                 Ok(plain) => resp.set_body(plain),
                 Err(e) => {
                     tracing::error!(error = %e, "stored body could not be decoded for this client");
-                    return crate::server::error_response(&poem::Error::from_string(
+                    return crate::server::error_response(poem::Error::from_string(
                         "the cached response could not be decoded",
                         StatusCode::INTERNAL_SERVER_ERROR,
                     ));

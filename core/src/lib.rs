@@ -27,6 +27,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod host;
 pub mod layer;
+pub mod metrics;
 pub mod openapi;
 pub mod otel;
 pub mod plugins;

@@ -267,38 +267,73 @@ impl Injector for HeaderVec {
     }
 }
 
-/// The span a cache load (origin call, store) runs under. The engine runs loads on a task
-/// of its own, where no span is current; `lookup` is the `cache.lookup` span, or, when that
-/// is disabled, the request's span, so the handler's logs still land in the request.
-pub fn load_parent(lookup: &tracing::Span) -> tracing::Span {
-    if lookup.is_disabled() {
-        tracing::Span::current()
+/// What the spans of a cache load (origin call, store) hang from.
+///
+/// The engine runs a load on a task of its own, where no span is current, and the caller
+/// may not wait for it (a stale answer is served while the refresh runs). So with export
+/// on, a load keeps only the lookup's OpenTelemetry context: holding the `tracing` span
+/// would keep it, and the request span above it, open until the refresh ends. With export
+/// off it keeps the request's span, so the handler's logs still land in the request.
+#[derive(Clone)]
+pub enum LoadParent {
+    /// The `cache.lookup` span's context.
+    Otel(opentelemetry::Context),
+    /// A span for logs.
+    Span(tracing::Span),
+}
+
+/// The [`LoadParent`] of a load started under `lookup` (see [`lookup_span`]).
+pub fn load_parent(lookup: &tracing::Span) -> LoadParent {
+    if enabled() && !lookup.is_disabled() {
+        LoadParent::Otel(lookup.context())
+    } else if lookup.is_disabled() {
+        LoadParent::Span(tracing::Span::current())
     } else {
-        lookup.clone()
+        LoadParent::Span(lookup.clone())
     }
 }
 
-/// A `cache.origin` span under `parent` (see [`load_parent`]), or `parent` itself when
-/// `cache.*` spans are disabled.
-pub fn origin_span(parent: &tracing::Span, plugin: &str) -> tracing::Span {
-    let span = tracing::debug_span!(parent: parent, "cache.origin", larder.plugin = plugin);
-    if span.is_disabled() {
-        parent.clone()
-    } else {
+impl LoadParent {
+    /// Links a span made with `parent: None` to this parent; returns the span to run under.
+    fn adopt(&self, span: tracing::Span) -> tracing::Span {
+        if let LoadParent::Otel(cx) = self {
+            let _ = span.set_parent(cx.clone());
+        }
         span
     }
+
+    fn span(&self) -> Option<&tracing::Span> {
+        match self {
+            LoadParent::Otel(_) => None,
+            LoadParent::Span(span) => Some(span),
+        }
+    }
 }
 
-/// A `cache.store` span under `parent`: turning the origin's response into an entry
-/// (the store decision, JSON compaction, compression); [`record_store`] fills it in.
-pub fn store_span(parent: &tracing::Span) -> tracing::Span {
-    tracing::debug_span!(
-        parent: parent,
+/// A `cache.origin` span: the handler running on a miss or a refresh. When `cache.*` spans
+/// are disabled, the parent's span, so the handler's logs keep their context.
+pub fn origin_span(parent: &LoadParent, plugin: &str) -> tracing::Span {
+    let span = parent.adopt(tracing::debug_span!(
+        parent: parent.span().and_then(tracing::Span::id),
+        "cache.origin",
+        larder.plugin = plugin
+    ));
+    match parent.span() {
+        Some(p) if span.is_disabled() => p.clone(),
+        _ => span,
+    }
+}
+
+/// A `cache.store` span: turning the origin's response into an entry (the store decision,
+/// JSON compaction, compression); [`record_store`] fills it in.
+pub fn store_span(parent: &LoadParent) -> tracing::Span {
+    parent.adopt(tracing::debug_span!(
+        parent: parent.span().and_then(tracing::Span::id),
         "cache.store",
         cache.decision = tracing::field::Empty,
         cache.body_bytes = tracing::field::Empty,
         cache.encoding = tracing::field::Empty,
-    )
+    ))
 }
 
 /// Records on a [`store_span`] what the engine was handed: `store`, `pass` (not cacheable,

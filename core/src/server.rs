@@ -31,6 +31,7 @@ use crate::diagnostics::Diagnostics;
 use crate::engine::Engine;
 use crate::host::CoreHost;
 use crate::layer::{CachedEndpoint, Limits};
+use crate::metrics::Metered;
 use crate::openapi::{self, Merged, Mount, Operation};
 use crate::plugins::{self, LoadedPlugin, PluginRegistry};
 use crate::warming::Warmer;
@@ -265,6 +266,11 @@ impl App {
                 catalog = catalog.warm_source(p.name, &w.name);
             }
         }
+        catalog.disabled_plugins = registry
+            .builtin_names()
+            .filter(|n| !plugins.iter().any(|p| p.name == *n))
+            .map(str::to_owned)
+            .collect();
         let cache = Cache::new(config.config.storage.clone())
             .await
             .map_err(|e| StartError::Cache(e.to_string()))?;
@@ -303,7 +309,14 @@ impl App {
                     &op.path,
                     params,
                 );
-                CachedEndpoint::new(endpoint, slot, engine.clone(), limits).boxed()
+                let (plugin, m, p) = (slot.plugin.clone(), slot.method.clone(), slot.path.clone());
+                Metered::new(
+                    CachedEndpoint::new(endpoint, slot, engine.clone(), limits),
+                    &plugin,
+                    &m,
+                    &p,
+                )
+                .boxed()
             };
             by_path.entry(path).or_default().push((method, endpoint));
         }
@@ -333,6 +346,14 @@ impl App {
                         .body(yaml_body.clone())
                 }),
             )
+            .at("/metrics", {
+                let (engine, warmer) = (engine.clone(), warmer.clone());
+                make_sync(move |_| {
+                    Response::builder()
+                        .content_type("text/plain; version=0.0.4")
+                        .body(crate::metrics::render(&engine, &warmer))
+                })
+            })
             .at(
                 "/docs",
                 make_sync(move |_| poem::web::Html(swagger_html.clone())),
@@ -436,10 +457,10 @@ impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
                     let route = r.data::<PathPattern>().map(|p| p.0.clone());
                     (r, route)
                 }
-                Err(e) => (
-                    error_response(&e),
-                    e.data::<PathPattern>().map(|p| p.0.clone()),
-                ),
+                Err(e) => {
+                    let route = e.data::<PathPattern>().map(|p| p.0.clone());
+                    (error_response(e), route)
+                }
             };
             let status = resp.status();
             let span = tracing::Span::current();
@@ -468,8 +489,17 @@ impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
 
 /// Every error the core or poem-openapi produces (bad parameters, auth, unknown routes)
 /// answers with a JSON body that names the problem, like the plugins' own errors.
-pub fn error_response(e: &poem::Error) -> Response {
+pub fn error_response(e: poem::Error) -> Response {
     let status = e.status();
+    let message = e.to_string();
+    // An error that already carries a JSON response (typed API errors) goes out as it is.
+    let resp = e.into_response();
+    if resp
+        .content_type()
+        .is_some_and(|ct| ct.starts_with("application/json"))
+    {
+        return resp;
+    }
     let code = match status {
         StatusCode::BAD_REQUEST => "bad_request",
         StatusCode::UNAUTHORIZED => "unauthorized",
@@ -487,7 +517,7 @@ pub fn error_response(e: &poem::Error) -> Response {
                 .to_owned()
         }
         StatusCode::NOT_FOUND => "no route matches this path".to_owned(),
-        _ => e.to_string(),
+        _ => message,
     };
     let body = serde_json::json!({ "error": code, "message": message });
     let mut resp = poem::web::Json(body).into_response();

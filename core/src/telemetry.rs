@@ -28,14 +28,33 @@ pub fn init(cfg: &TelemetryConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let logs: Box<dyn Layer<Registry> + Send + Sync> = match cfg.log_format {
-        LogFormat::Text => fmt.fmt_fields(LogFields).with_filter(filter).boxed(),
-        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
-    };
-    let mut layers = vec![logs];
-    layers.extend(crate::otel::layer::<Registry>(cfg));
-    let _ = tracing_subscriber::registry().with(layers).try_init();
+    let text = cfg.log_format == LogFormat::Text;
+    match crate::otel::layer::<Registry>(cfg) {
+        // Logs only: one global filter, the cheapest set-up (disabled call sites cost one
+        // cached check).
+        None => {
+            let registry = tracing_subscriber::registry().with(filter);
+            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            let _ = if text {
+                registry.with(fmt.fmt_fields(LogFields)).try_init()
+            } else {
+                registry.with(fmt.json()).try_init()
+            };
+        }
+        // Each layer filters for itself: the exporter wants `debug` cache spans the logs
+        // may not.
+        Some(otel) => {
+            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            let logs: Box<dyn Layer<Registry> + Send + Sync> = if text {
+                fmt.fmt_fields(LogFields).with_filter(filter).boxed()
+            } else {
+                fmt.json().with_filter(filter).boxed()
+            };
+            let _ = tracing_subscriber::registry()
+                .with(vec![logs, otel])
+                .try_init();
+        }
+    }
 }
 
 /// Flushes and stops the trace exporter, if one runs. Call once after the server drained

@@ -37,7 +37,14 @@ fn main() -> anyhow::Result<()> {
             run(&cargo, &["fmt", "--all", "--", "--check"])?;
             run(
                 &cargo,
-                &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
             )?;
             run(&cargo, &["nextest", "run", "--workspace"])
         }

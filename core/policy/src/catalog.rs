@@ -19,6 +19,11 @@ pub struct Catalog {
     /// Every named warm source.
     #[serde(default)]
     pub warm_sources: Vec<CatalogWarmSource>,
+    /// Plugins that exist but are switched off: rules, triggers and warming jobs naming them
+    /// are left out quietly instead of being errors, so the shipped policies keep loading
+    /// when an operator disables a built-in plugin.
+    #[serde(default)]
+    pub disabled_plugins: Vec<String>,
 }
 
 /// One route.

@@ -971,6 +971,9 @@ impl<'c> Compiler<'c> {
         if cat.has_plugin(plugin) {
             return true;
         }
+        if cat.disabled_plugins.iter().any(|p| p == plugin) {
+            return false;
+        }
         let plugins = cat.plugins();
         let hint = did_you_mean(plugin, plugins.iter().copied())
             .or_else(|| Some(format!("known plugins: {}", plugins.join(", "))));

@@ -79,6 +79,8 @@ fn build() -> anyhow::Result<Artifacts> {
             "faulty-plugin",
             "-p",
             "bad-abi-plugin",
+            "-p",
+            "traced-plugin",
         ]);
     if profile == "release" {
         cmd.arg("--release");

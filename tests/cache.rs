@@ -1,0 +1,650 @@
+//! The caching layer end to end: the real binary, the hello plugin as a real `.so` with a
+//! slow origin, real redis-server instances on free ports.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use larder_testkit::redis::RedisServer;
+use larder_testkit::server::{Larder, LarderOptions, artifacts, workspace_root};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+const KEY: &str = "write-key-0123456789abcdef";
+const READ_KEY: &str = "read-key-0123456789abcdef";
+
+/// A policy folder holding the hello plugin's shipped policy (plus `extra` files).
+fn policy_dir(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        workspace_root().join("examples/hello-plugin/policy.yaml"),
+        dir.path().join("hello.yaml"),
+    )
+    .unwrap();
+    for (name, text) in extra {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn config(policies: &std::path::Path, delay_ms: u64, storage: &str) -> String {
+    format!(
+        "policies: {}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  hello:\n    library: {}\n    settings: {{ delay_ms: {delay_ms} }}\n{storage}",
+        policies.display(),
+        artifacts().cdylib("hello-plugin").display()
+    )
+}
+
+fn start(policies: &std::path::Path, delay_ms: u64, storage: &str) -> Larder {
+    Larder::start_with(LarderOptions {
+        config: Some(config(policies, delay_ms, storage)),
+        env: vec![
+            ("LARDER_ADMIN_KEY".into(), KEY.into()),
+            ("LARDER_ADMIN_READ_KEY".into(), READ_KEY.into()),
+        ],
+        policies: Some(PathBuf::from(policies)),
+    })
+    .unwrap()
+}
+
+fn status(h: &HeaderMap) -> String {
+    h.get("cache-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+async fn get(c: &reqwest::Client, url: &str) -> (u16, HeaderMap, String) {
+    let r = c.get(url).send().await.unwrap();
+    let s = r.status().as_u16();
+    let h = r.headers().clone();
+    (s, h, r.text().await.unwrap())
+}
+
+async fn admin_stats(c: &reqwest::Client, l: &Larder) -> Value {
+    c.get(l.url("/admin/cache/stats"))
+        .header("x-admin-key", READ_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn miss_then_hit_with_headers_304_and_exact_invalidation() {
+    let dir = policy_dir(&[]);
+    let larder = start(dir.path(), 50, "");
+    let c = reqwest::Client::new();
+    let url = larder.url("/greetings/ada");
+
+    let (s, h, body) = get(&c, &url).await;
+    assert_eq!(s, 200);
+    assert!(
+        status(&h).starts_with("larder; fwd=uri-miss; stored"),
+        "{}",
+        status(&h)
+    );
+    assert!(h["server-timing"].to_str().unwrap().contains("origin;dur="));
+    let etag = h["etag"].to_str().unwrap().to_owned();
+
+    let (s, h, body2) = get(&c, &url).await;
+    assert_eq!(s, 200);
+    assert!(
+        status(&h).starts_with("larder; hit;") && status(&h).ends_with("detail=l1"),
+        "{}",
+        status(&h)
+    );
+    assert_eq!(body, body2);
+    assert_eq!(h["etag"].to_str().unwrap(), etag);
+    assert!(h["age"].to_str().unwrap().parse::<u64>().is_ok());
+    let cc = h["cache-control"].to_str().unwrap();
+    assert!(
+        cc.starts_with("public, max-age=") && cc.contains("stale-while-revalidate=30"),
+        "{cc}"
+    );
+    assert!(!h["server-timing"].to_str().unwrap().contains("origin"));
+
+    let r = c
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+    assert!(r.text().await.unwrap().is_empty());
+
+    // Another name is another entry: still cached after the purge below.
+    get(&c, &larder.url("/greetings/bob")).await;
+
+    let r = c
+        .put(&url)
+        .json(&json!({"greeting": "Good evening"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, h, body) = get(&c, &url).await;
+    assert!(
+        status(&h).contains("fwd=uri-miss"),
+        "purged entry was served: {}",
+        status(&h)
+    );
+    assert!(body.contains("Good evening"), "{body}");
+    let (_, h, _) = get(&c, &larder.url("/greetings/bob")).await;
+    assert!(
+        status(&h).contains("hit"),
+        "an unrelated entry was purged: {}",
+        status(&h)
+    );
+
+    let audit: Value = c
+        .get(larder.url("/admin/audit"))
+        .header("x-admin-key", READ_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["source"] == "route hello.put_greeting"
+                && e["target"] == "tags greeting:ada, greetings"),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn thousand_concurrent_requests_on_a_cold_key_make_one_origin_call() {
+    let dir = policy_dir(&[]);
+    let larder = start(dir.path(), 300, "");
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(1000)
+        .build()
+        .unwrap();
+    let url = larder.url("/greetings/stampede");
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (c, url) = (c.clone(), url.clone());
+            tokio::spawn(async move { c.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 200);
+    }
+    let stats = admin_stats(&c, &larder).await;
+    assert_eq!(
+        stats["rules"]["hello-greeting"]["origin_calls"], 1,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn compression_is_negotiated_and_done_once() {
+    let dir = policy_dir(&[]);
+    let larder = start(dir.path(), 0, "");
+    // reqwest is built without decompression here: we see the bytes as sent.
+    let c = reqwest::Client::new();
+    let url = larder.url("/greetings?count=200");
+    let plain: Vec<Value> = {
+        let r = c.get(&url).send().await.unwrap();
+        assert!(status(r.headers()).contains("stored"));
+        assert!(
+            r.headers().get("content-encoding").is_none(),
+            "no Accept-Encoding: identity"
+        );
+        r.json().await.unwrap()
+    };
+    assert_eq!(plain.len(), 200);
+    let cases = [
+        ("br", Some("br")),
+        ("gzip, br;q=0.5", Some("br")),
+        ("gzip;q=1, br;q=0", None),
+        ("identity", None),
+        ("*", Some("br")),
+        ("zstd", None),
+    ];
+    for (accept, expect) in cases {
+        let r = c
+            .get(&url)
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .unwrap();
+        assert!(status(r.headers()).contains("hit"), "{accept}");
+        let enc = r
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(enc.as_deref(), expect, "Accept-Encoding: {accept}");
+        assert_eq!(r.headers()["vary"].to_str().unwrap(), "Accept-Encoding");
+        let bytes = r.bytes().await.unwrap();
+        if expect.is_none() {
+            let v: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v, plain, "decoded for {accept}");
+        } else {
+            assert!(bytes.len() < serde_json::to_vec(&plain).unwrap().len() / 3);
+        }
+    }
+    let stats = admin_stats(&c, &larder).await;
+    assert_eq!(
+        stats["rules"]["hello-greetings"]["origin_calls"], 1,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn credentials_never_share_an_entry() {
+    let user_rule = "version: 1\nrules:\n  - name: hello-greeting-user\n    match: { plugin: hello, operation: get_greeting }\n    key: \"hello:private:{path.name}\"\n    scope: user\n    ttl: 5m\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("user.yaml"), user_rule).unwrap();
+    let larder = start(dir.path(), 0, "");
+    let c = reqwest::Client::new();
+    let url = larder.url("/greetings/me");
+    let as_user = |token: &'static str| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let r = c.get(url).bearer_auth(token).send().await.unwrap();
+            status(r.headers())
+        }
+    };
+    assert!(as_user("alice-token").await.contains("stored"));
+    assert!(
+        as_user("bob-token").await.contains("stored"),
+        "bob was served alice's entry"
+    );
+    assert!(as_user("alice-token").await.contains("hit"));
+    assert!(as_user("bob-token").await.contains("hit"));
+    // No credentials: a user-scoped rule has no principal to key by, so no cache at all.
+    let (_, h, _) = get(&c, &url).await;
+    assert!(status(&h).contains("bypass"), "{}", status(&h));
+}
+
+#[tokio::test]
+async fn public_rule_never_serves_or_stores_credentialed_requests() {
+    let dir = policy_dir(&[]);
+    let larder = start(dir.path(), 0, "");
+    let c = reqwest::Client::new();
+    let url = larder.url("/greetings/shared");
+    let r = c
+        .get(&url)
+        .header("cookie", "session=abc")
+        .send()
+        .await
+        .unwrap();
+    assert!(status(r.headers()).contains("bypass; detail=credentials"));
+    let (_, h, _) = get(&c, &url).await;
+    assert!(
+        status(&h).contains("stored"),
+        "the credentialed response was stored: {}",
+        status(&h)
+    );
+}
+
+/// Waits (with a deadline) until the server's Redis connection is up and its breaker closed:
+/// on a loaded machine the first connection can take longer than start-up.
+async fn wait_for_redis(c: &reqwest::Client, l: &Larder) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = admin_stats(c, l).await;
+        if stats["redis"]["connected"] == true && stats["redis"]["breaker_open"] == false {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis never came up: {}",
+            stats["redis"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_l2_entry_survives_a_restart_of_larder() {
+    let redis = RedisServer::spawn().unwrap();
+    let dir = policy_dir(&[]);
+    let storage = format!(
+        "storage:\n  mode: hybrid\n  redis:\n    url: {}\n",
+        redis.url()
+    );
+    let c = reqwest::Client::new();
+    {
+        let larder = start(dir.path(), 0, &storage);
+        wait_for_redis(&c, &larder).await;
+        let (_, h, _) = get(&c, &larder.url("/greetings/persist")).await;
+        assert!(status(&h).contains("stored"));
+        // The L2 write happens after the response: wait until Redis has it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.command("DBSIZE").unwrap().trim() == "0" {
+            assert!(Instant::now() < deadline, "entry never reached Redis");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let larder = start(dir.path(), 0, &storage);
+    wait_for_redis(&c, &larder).await;
+    let (_, h, body) = get(&c, &larder.url("/greetings/persist")).await;
+    assert!(status(&h).ends_with("detail=l2"), "{}", status(&h));
+    assert!(body.contains("persist"));
+    let (_, h, _) = get(&c, &larder.url("/greetings/persist")).await;
+    assert!(
+        status(&h).ends_with("detail=l1"),
+        "promoted into L1: {}",
+        status(&h)
+    );
+}
+
+#[tokio::test]
+async fn an_invalidation_on_one_instance_reaches_the_others_l1() {
+    let redis = RedisServer::spawn().unwrap();
+    let dir = policy_dir(&[]);
+    let storage = format!(
+        "storage:\n  mode: hybrid\n  redis:\n    url: {}\n",
+        redis.url()
+    );
+    let a = start(dir.path(), 0, &storage);
+    let b = start(dir.path(), 0, &storage);
+    let c = reqwest::Client::new();
+    wait_for_redis(&c, &a).await;
+    wait_for_redis(&c, &b).await;
+    get(&c, &b.url("/greetings/sync")).await;
+    let (_, h, _) = get(&c, &b.url("/greetings/sync")).await;
+    assert!(status(&h).ends_with("detail=l1"));
+    let purged = Instant::now();
+    let r = c
+        .post(a.url("/admin/cache/invalidate"))
+        .header("x-admin-key", KEY)
+        .json(&json!({"tags": ["greeting:sync"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, h, _) = get(&c, &b.url("/greetings/sync")).await;
+        if status(&h).contains("fwd=uri-miss") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "instance B kept serving its L1 copy"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    println!(
+        "cross-instance invalidation seen after {:?}",
+        purged.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn redis_dying_under_load_fails_no_request() {
+    let mut redis = RedisServer::spawn().unwrap();
+    let dir = policy_dir(&[]);
+    let storage = format!(
+        "storage:\n  mode: hybrid\n  redis:\n    url: {}\n",
+        redis.url()
+    );
+    let larder = start(dir.path(), 1, &storage);
+    let c = reqwest::Client::new();
+    let load = {
+        let (c, base) = (c.clone(), larder.url(""));
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            let mut n = 0u32;
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let r = c
+                    .get(format!("{base}/greetings/u{}", n % 50))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "a request failed during the outage");
+                worst = worst.max(t.elapsed());
+                n += 1;
+            }
+            (n, worst)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::spawn_blocking(move || {
+        redis.kill();
+        std::thread::sleep(Duration::from_millis(1000));
+        redis.restart().unwrap();
+        redis
+    })
+    .await
+    .unwrap();
+    let (n, worst) = load.await.unwrap();
+    println!("{n} requests through a Redis outage, none failed; slowest {worst:?}");
+    assert!(n > 100);
+}
+
+#[tokio::test]
+async fn policy_edits_apply_within_two_seconds_and_bad_edits_keep_the_old_policy() {
+    let dir = policy_dir(&[]);
+    let larder = start(dir.path(), 0, "");
+    let c = reqwest::Client::new();
+    let max_age = |h: &HeaderMap| -> u64 {
+        let cc = h["cache-control"].to_str().unwrap();
+        cc.split("max-age=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (_, h, _) = get(&c, &larder.url("/greetings/before")).await;
+    assert!(max_age(&h) > 200, "{h:?}");
+
+    let file = dir.path().join("hello.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("ttl: 5m", "ttl: 42s", 1)).unwrap();
+    let edited = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let (_, h, _) = get(&c, &larder.url(&format!("/greetings/after{n}"))).await;
+        if max_age(&h) <= 42 {
+            break;
+        }
+        assert!(
+            edited.elapsed() < Duration::from_secs(2),
+            "the new TTL did not apply within 2s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("TTL edit applied after {:?}", edited.elapsed());
+
+    std::fs::write(&file, text.replacen("ttl: 5m", "tll: 5m", 1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let policies = loop {
+        let p: Value = c
+            .get(larder.url("/admin/policies"))
+            .header("x-admin-key", READ_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if p["last_reload"]["ok"] == false {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bad edit was never reported: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let errors = policies["last_reload"]["errors"].to_string();
+    assert!(
+        errors.contains("hello.yaml") && errors.contains("unknown field `tll`"),
+        "{errors}"
+    );
+    let (_, h, _) = get(&c, &larder.url("/greetings/still-old")).await;
+    assert!(max_age(&h) <= 42, "the last good policy stays in force");
+
+    let r = c
+        .post(larder.url("/admin/policies/reload"))
+        .header("x-admin-key", READ_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a read key cannot reload");
+    let r = c
+        .post(larder.url("/admin/policies/reload"))
+        .header("x-admin-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+}
+
+#[tokio::test]
+async fn admin_routes_need_keys_roles_and_are_documented() {
+    let dir = policy_dir(&[]);
+    let larder = start(dir.path(), 0, "");
+    let c = reqwest::Client::new();
+    let r = c
+        .get(larder.url("/admin/cache/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .post(larder.url("/admin/cache/invalidate"))
+        .header("x-admin-key", READ_KEY)
+        .json(&json!({"all": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c
+        .post(larder.url("/admin/cache/invalidate"))
+        .header("x-admin-key", KEY)
+        .json(&json!({"pattern": "*"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("all"), "{body}");
+    let r = c
+        .post(larder.url("/admin/cache/invalidate"))
+        .header("x-admin-key", KEY)
+        .json(&json!({"plugin": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let doc: Value = reqwest::get(larder.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/admin/cache/stats",
+        "/admin/cache/keys",
+        "/admin/cache/invalidate",
+        "/admin/cache/warm",
+        "/admin/cache/jobs",
+        "/admin/cache/health",
+        "/admin/cache/report",
+        "/admin/policies",
+        "/admin/policies/reload",
+        "/admin/audit",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
+    for path in [
+        "/admin/cache/health",
+        "/admin/cache/report",
+        "/admin/cache/jobs",
+        "/admin/cache/keys?pattern=hello:*",
+    ] {
+        let r = c
+            .get(larder.url(path))
+            .header("x-admin-key", READ_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
+/// Every sample line is `name{labels} value` with a float value.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "bad labels: {line}");
+        }
+        out.push((series.to_owned(), value));
+    }
+    out
+}
+
+#[tokio::test]
+async fn metrics_parse_and_hit_counters_move() {
+    let dir = policy_dir(&[]);
+    let larder = start(dir.path(), 0, "");
+    let c = reqwest::Client::new();
+    let sample = |text: &str, series: &str| -> f64 {
+        parse_prometheus(text)
+            .into_iter()
+            .find(|(s, _)| s == series)
+            .map(|(_, v)| v)
+            .unwrap_or(0.0)
+    };
+    let hits = r#"larder_cache_rule_results_total{rule="hello-greeting",result="hit_l1"}"#;
+    let ok = r#"larder_http_requests_total{plugin="hello",method="GET",route="/greetings/{name}",status="2xx"}"#;
+    let before = reqwest::get(larder.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        get(&c, &larder.url("/greetings/metrics")).await;
+    }
+    let after = reqwest::get(larder.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sample(&after, hits) - sample(&before, hits), 2.0, "{after}");
+    assert_eq!(sample(&after, ok) - sample(&before, ok), 3.0);
+    assert!(sample(&after, "larder_cache_l1_entries") >= 1.0);
+    assert!(after.contains("larder_http_request_duration_seconds_bucket"));
+}

@@ -1,0 +1,121 @@
+//! The policy tooling against the real plugins: `larder check` validates every shipped
+//! policy file against the routes, events and warm sources that actually exist, and
+//! `larder explain` answers for a route of each built-in plugin.
+
+use larder_testkit::server::{artifacts, run_larder, workspace_root};
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn shipped_policies_load_against_the_real_catalog() {
+    let policies = workspace_root().join("policies");
+    let out = run_larder(&["check", policies.to_str().unwrap()], &[]).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ok"), "{}", stdout(&out));
+
+    // Switching a built-in plugin off must not break the shipped policies.
+    for plugin in ["BOOKING", "ALIEXPRESS"] {
+        let var = format!("LARDER_PLUGINS__{plugin}__ENABLED");
+        let out = run_larder(&["check"], &[(&var, "false")]).unwrap();
+        assert!(out.status.success(), "{plugin} off: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn the_example_plugins_policy_loads_with_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("larder.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugins:\n  hello:\n    library: {}\n",
+            artifacts().cdylib("hello-plugin").display()
+        ),
+    )
+    .unwrap();
+    let example = workspace_root().join("examples/hello-plugin/policy.yaml");
+    let out = run_larder(
+        &[
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            example.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn three_mistakes_are_all_reported_with_positions_and_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nrules:\n  - name: slots\n    match: { plugin: booking, operation: available_slots }\n    key: \"booking:slots:{path.barber}:{query.date}\"\n    tll: 5m\n  - name: services\n    match: { plugin: booking, operation: list_services }\n    ttl: 5x\n",
+    )
+    .unwrap();
+    let out = run_larder(&["check", file.to_str().unwrap()], &[]).unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let f = file.display().to_string();
+    for expected in [
+        format!("{f}:5:10: error: `{{path.barber}}`"),
+        format!("{f}:6:5: error: unknown field `tll`"),
+        format!("{f}:9:10: error: unknown duration unit `x`"),
+    ] {
+        assert!(err.contains(&expected), "missing `{expected}` in:\n{err}");
+    }
+    assert!(err.contains("did you mean `barber_id`?"), "{err}");
+    assert!(err.contains("did you mean `ttl`?"), "{err}");
+    assert!(err.contains("3 errors"), "{err}");
+}
+
+#[test]
+fn explain_answers_for_a_route_of_each_built_in_plugin() {
+    let out = run_larder(
+        &[
+            "explain",
+            "GET",
+            "/api/v2/barbers/3/slots",
+            "--query",
+            "date=2031-06-02",
+        ],
+        &[],
+    )
+    .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("rule:    booking-slots"), "{text}");
+    assert!(
+        text.contains("key:     booking:slots:3:2031-06-02"),
+        "{text}"
+    );
+    assert!(text.contains("slots:3:2031-06-02"), "{text}");
+
+    let out = run_larder(
+        &[
+            "explain",
+            "POST",
+            "/api/v2/appointments",
+            "--body",
+            r#"{"barber_id": 3, "date": "2031-06-02"}"#,
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("booking"), "{}", stdout(&out));
+
+    let out = run_larder(&["explain", "GET", "/api/categories"], &[]).unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("aliexpress.list_categories"), "{text}");
+}
