@@ -327,7 +327,13 @@ async fn an_l2_entry_survives_a_restart_of_larder() {
     let larder = start(dir.path(), 0, &storage);
     wait_for_redis(&c, &larder).await;
     let (_, h, body) = get(&c, &larder.url("/greetings/persist")).await;
-    assert!(status(&h).ends_with("detail=l2"), "{}", status(&h));
+    assert!(
+        status(&h).ends_with("detail=l2"),
+        "{}\nstats: {}\nlogs: {}",
+        status(&h),
+        admin_stats(&c, &larder).await,
+        larder.logs()
+    );
     assert!(body.contains("persist"));
     let (_, h, _) = get(&c, &larder.url("/greetings/persist")).await;
     assert!(

@@ -124,9 +124,33 @@ pub struct PluginConfig {
     /// file. Absent for built-in plugins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub library: Option<PathBuf>,
+    /// Per client IP rate limit on this plugin's routes; overrides the plugin's default.
+    /// `{ per_second: 0, per_minute: 0 }` turns the default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Per client IP limits for single routes, by `METHOD /path/template` as in the OpenAPI
+    /// document (prefix included), on top of the plugin-wide one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub route_limits: BTreeMap<String, RateLimit>,
+    /// Browser origins allowed to call this plugin (CORS allowlist); overrides the plugin's
+    /// default. Requests without an `Origin` header are unaffected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors_origins: Option<Vec<String>>,
     /// The plugin's own typed settings; each plugin documents and validates its fields.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub settings: serde_json::Value,
+}
+
+/// A rate limit per client IP. A zero or absent field means no limit of that kind.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per second.
+    #[serde(default)]
+    pub per_second: Option<u32>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub per_minute: Option<u32>,
 }
 
 impl Default for PluginConfig {
@@ -135,6 +159,9 @@ impl Default for PluginConfig {
             enabled: true,
             prefix: String::new(),
             library: None,
+            rate_limit: None,
+            route_limits: BTreeMap::new(),
+            cors_origins: None,
             settings: serde_json::Value::Null,
         }
     }
@@ -219,10 +246,14 @@ impl std::fmt::Debug for AdminKey {
     }
 }
 
-/// Admin access.
+/// Admin access and client identification.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
+    /// Take the client IP for rate limits from the first `X-Forwarded-For` hop. Only behind
+    /// a proxy that sets it: otherwise clients choose their own IP.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
     /// Admin API keys. `LARDER_ADMIN_KEY` adds a write key, `LARDER_ADMIN_READ_KEY` a read
     /// key. With no key at all, the admin API refuses every call.
     #[serde(default)]

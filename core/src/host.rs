@@ -14,6 +14,7 @@ use larder_plugin::{Event, Host, Invalidation, PluginError};
 use larder_policy::RuleMatch;
 use larder_store::{Entry, Loaded, OriginError, Outcome, Purge};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::engine::Engine;
 
@@ -101,10 +102,13 @@ impl Host for CoreHost {
             tags.push(plugin_tag(&plugin));
             tags.push(format!("rule:{}", rule.name));
             let (swr, sie) = (rule.stale_while_revalidate, rule.stale_if_error);
+            // The loader runs on the engine's own task: keep the caller's span around it,
+            // so plugin logs and upstream trace headers belong to the request.
+            let span = tracing::Span::current();
             let served = engine
                 .cache
                 .get_or_load(&key, &bound.opts, move || async move {
-                    match load.await {
+                    match load.instrument(span).await {
                         Ok(bytes) => Loaded::Store(
                             Entry::new(200, bytes)
                                 .with_ttl(Duration::from_millis(ttl.as_millis()))

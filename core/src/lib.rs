@@ -27,6 +27,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod host;
 pub mod layer;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod otel;

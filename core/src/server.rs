@@ -27,10 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminApi, AdminKeys, AdminState, PluginInfo};
 use crate::config::LoadedConfig;
+use crate::config::RateLimit;
 use crate::diagnostics::Diagnostics;
 use crate::engine::Engine;
 use crate::host::CoreHost;
 use crate::layer::{CachedEndpoint, Limits};
+use crate::limits::{Limited, Limiter};
 use crate::metrics::Metered;
 use crate::openapi::{self, Merged, Mount, Operation};
 use crate::plugins::{self, LoadedPlugin, PluginRegistry};
@@ -119,6 +121,9 @@ impl SystemApi {
     }
 }
 
+/// A plugin's rate limiter and CORS allowlist (origins, extra headers).
+type PluginHttp = (Option<Arc<Limiter>>, Vec<String>, Vec<String>);
+
 /// Names of the core's own APIs, mounted first and never behind the caching layer.
 const CORE_APIS: [&str; 2] = ["system", "admin"];
 
@@ -145,6 +150,8 @@ fn same_route(poem: &str, oai: &str) -> Option<Vec<String>> {
 
 /// A built application, not yet listening.
 pub struct App {
+    /// Rate limiters, trimmed periodically.
+    limiters: Vec<Arc<Limiter>>,
     /// Cache and policies.
     pub engine: Arc<Engine>,
     /// Warming jobs.
@@ -285,6 +292,25 @@ impl App {
             decoded_body: config.config.limits.decoded_body_bytes,
         };
 
+        // Rate limits and CORS per plugin: the plugin's defaults unless the config says.
+        let security = &config.config.security;
+        let mut plugin_http: BTreeMap<&str, PluginHttp> = BTreeMap::new();
+        let mut all_limiters = Vec::new();
+        for p in &plugins {
+            let defaults = p.plugin.http_defaults();
+            let entry = config.config.plugins.get(p.name);
+            let limit = entry.and_then(|e| e.rate_limit).unwrap_or(RateLimit {
+                per_second: defaults.rate_per_second,
+                per_minute: defaults.rate_per_minute,
+            });
+            let limiter = Limiter::new(format!("plugin {}", p.name), limit);
+            all_limiters.extend(limiter.clone());
+            let origins = entry
+                .and_then(|e| e.cors_origins.clone())
+                .unwrap_or(defaults.cors_origins);
+            plugin_http.insert(p.name, (limiter, origins, defaults.cors_headers));
+        }
+        let mut cors_by_path: BTreeMap<String, &str> = BTreeMap::new();
         let mut by_path: BTreeMap<String, Vec<(Method, BoxEndpoint<'static>)>> = BTreeMap::new();
         for (path, method, endpoint, index) in routes {
             // The first mounts are the core's own APIs; every plugin route gets the layer.
@@ -310,8 +336,31 @@ impl App {
                     params,
                 );
                 let (plugin, m, p) = (slot.plugin.clone(), slot.method.clone(), slot.path.clone());
+                let mut limiters: Vec<Arc<Limiter>> = plugin_http
+                    .get(plugin.as_str())
+                    .and_then(|h| h.0.clone())
+                    .into_iter()
+                    .collect();
+                let route_key = format!("{m} {p}");
+                if let Some(limit) = config
+                    .config
+                    .plugins
+                    .get(&plugin)
+                    .and_then(|e| e.route_limits.get(&route_key))
+                    && let Some(l) = Limiter::new(format!("route {route_key}"), *limit)
+                {
+                    all_limiters.push(l.clone());
+                    limiters.push(l);
+                }
+                if let Some((name, _)) = plugin_http.get_key_value(plugin.as_str()) {
+                    cors_by_path.insert(path.clone(), name);
+                }
                 Metered::new(
-                    CachedEndpoint::new(endpoint, slot, engine.clone(), limits),
+                    Limited::new(
+                        CachedEndpoint::new(endpoint, slot, engine.clone(), limits),
+                        limiters,
+                        security.trust_forwarded_for,
+                    ),
                     &plugin,
                     &m,
                     &p,
@@ -325,7 +374,15 @@ impl App {
             let rm = methods
                 .into_iter()
                 .fold(RouteMethod::new(), |rm, (m, ep)| rm.method(m, ep));
-            route = route.at(path, rm);
+            // CORS wraps the whole path so preflight OPTIONS requests reach it.
+            let cors = cors_by_path
+                .get(&path)
+                .and_then(|plugin| plugin_http.get(plugin))
+                .and_then(|(_, origins, headers)| crate::limits::cors(origins, headers));
+            route = match cors {
+                Some(cors) => route.at(path, rm.with(cors)),
+                None => route.at(path, rm),
+            };
         }
         let json_body = json.clone();
         let yaml_body = yaml.clone();
@@ -362,11 +419,15 @@ impl App {
         let endpoint: Arc<BoxEndpoint<'static>> = Arc::new(
             route
                 .data(AdminKeys::new(config.config.security.admin_keys.clone()))
+                // Refuses a declared oversized body before any handler reads it; routes with
+                // a policy rule also cap what they read when no length is declared.
+                .with(crate::limits::BodyLimit(config.config.limits.request_body_bytes))
                 .with(TraceRequests)
                 .boxed(),
         );
         warmer.set_endpoint(endpoint.clone());
         let app = Self {
+            limiters: all_limiters,
             engine,
             warmer,
             shutdown: CancellationToken::new(),
@@ -396,6 +457,7 @@ impl App {
         }
         self.warmer.run_startup().await;
         self.warmer.schedule(&self.tasks, self.shutdown.clone());
+        crate::limits::maintain(self.limiters.clone(), &self.tasks, self.shutdown.clone());
         crate::reload::watch(self.engine.clone(), &self.tasks, self.shutdown.clone());
         self.ready.store(true, Ordering::Release);
         Ok(())

@@ -54,6 +54,19 @@ pub struct WarmSourceSpec {
     pub description: String,
 }
 
+/// HTTP defaults a plugin asks for; the operator's config overrides them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HttpDefaults {
+    /// Requests per second per client IP on this plugin's routes (`None`: no limit).
+    pub rate_per_second: Option<u32>,
+    /// Requests per minute per client IP on this plugin's routes (`None`: no limit).
+    pub rate_per_minute: Option<u32>,
+    /// Browser origins allowed to call this plugin's routes (CORS); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Extra request headers browsers may send cross-origin (e.g. an API key header).
+    pub cors_headers: Vec<String>,
+}
+
 /// One request a warming job sends through the server (and so through the cache).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WarmRequest {

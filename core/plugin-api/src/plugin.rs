@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::abi::{self, guard};
 use crate::api::PluginApi;
-use crate::context::{EventSpec, PluginContext, WarmRequest, WarmSourceSpec};
+use crate::context::{EventSpec, HttpDefaults, PluginContext, WarmRequest, WarmSourceSpec};
 
 /// Why a plugin could not be configured, built, or could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -89,6 +89,12 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Rate limits and CORS origins this plugin's routes should have unless the operator
+    /// configures others (`plugins.<name>.rate_limit`, `plugins.<name>.cors_origins`).
+    fn http_defaults(&self) -> HttpDefaults {
+        HttpDefaults::default()
+    }
+
     /// Named warm sources a warming job can use instead of a fixed request list, for when
     /// the requests worth warming depend on data (every barber, every category, ...).
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {
@@ -128,6 +134,8 @@ pub trait DynPlugin: Send + Sync {
     fn events(&self) -> Vec<EventSpec>;
     /// See [`Plugin::warm_sources`].
     fn warm_sources(&self) -> Vec<WarmSourceSpec>;
+    /// See [`Plugin::http_defaults`].
+    fn http_defaults(&self) -> HttpDefaults;
     /// See [`Plugin::warm_source`].
     fn warm_source<'a>(
         &'a self,
@@ -236,6 +244,10 @@ impl<P: Plugin> DynPlugin for Running<P> {
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {
         abi::catch(|| self.0.warm_sources()).unwrap_or_default()
+    }
+
+    fn http_defaults(&self) -> HttpDefaults {
+        abi::catch(|| self.0.http_defaults()).unwrap_or_default()
     }
 
     fn warm_source<'a>(

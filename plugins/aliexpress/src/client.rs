@@ -93,6 +93,8 @@ pub struct GatewayClient {
     http: reqwest::Client,
     sync_url: String,
     credentials: Credentials,
+    /// The host context, for the W3C trace headers of the request being served.
+    context: Option<larder_plugin::PluginContext>,
 }
 
 impl std::fmt::Debug for GatewayClient {
@@ -120,6 +122,12 @@ fn text(value: Option<&Value>) -> Option<String> {
 }
 
 impl GatewayClient {
+    /// Sends the trace context of the request being served with every gateway call.
+    pub fn with_context(mut self, context: larder_plugin::PluginContext) -> Self {
+        self.context = Some(context);
+        self
+    }
+
     /// A client for the gateway in `settings`, with its credentials and timeouts.
     pub fn new(settings: &Settings, credentials: Credentials) -> Result<Self, String> {
         let http = reqwest::Client::builder()
@@ -134,6 +142,7 @@ impl GatewayClient {
             http,
             sync_url: format!("{}/sync", settings.api_url),
             credentials,
+            context: None,
         })
     }
 
@@ -177,13 +186,13 @@ impl GatewayClient {
     ) -> Result<Value, UpstreamError> {
         let form = self.signed_params(method, params, now_millis());
         let started = std::time::Instant::now();
-        let response = self
-            .http
-            .post(&self.sync_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(classify)?;
+        let mut request = self.http.post(&self.sync_url).form(&form);
+        if let Some(ctx) = &self.context {
+            for (name, value) in ctx.trace_headers() {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.send().await.map_err(classify)?;
         let status = response.status();
         let body = response.bytes().await.map_err(classify)?;
         tracing::debug!(

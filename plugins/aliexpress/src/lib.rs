@@ -42,7 +42,8 @@ pub mod source;
 use std::sync::{Arc, OnceLock};
 
 use larder_plugin::{
-    Plugin, PluginApi, PluginContext, PluginError, PluginInit, WarmRequest, WarmSourceSpec,
+    HttpDefaults, Plugin, PluginApi, PluginContext, PluginError, PluginInit, WarmRequest,
+    WarmSourceSpec,
 };
 
 use crate::api::{AliexpressApi, State};
@@ -79,7 +80,9 @@ impl AliexpressPlugin {
         let settings = Settings::resolve(config, env)?;
         let source = match &settings.credentials {
             Some(credentials) => Source::Real(
-                GatewayClient::new(&settings, credentials.clone()).map_err(PluginError::Failed)?,
+                GatewayClient::new(&settings, credentials.clone())
+                    .map_err(PluginError::Failed)?
+                    .with_context(context.clone()),
             ),
             None => Source::Mock(MockCatalog),
         };
@@ -118,6 +121,20 @@ impl Plugin for AliexpressPlugin {
             integration: self.state.settings.integration(),
             internal_key: self.state.settings.internal_key.clone(),
         })
+    }
+
+    /// The seed's limits (5 requests per second and 60 per minute per client IP) and CORS
+    /// for ChatGPT's origins, which call the API from GPT Actions with `x-internal-key`.
+    fn http_defaults(&self) -> HttpDefaults {
+        HttpDefaults {
+            rate_per_second: Some(5),
+            rate_per_minute: Some(60),
+            cors_origins: vec![
+                "https://chat.openai.com".into(),
+                "https://chatgpt.com".into(),
+            ],
+            cors_headers: vec!["x-internal-key".into()],
+        }
     }
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {

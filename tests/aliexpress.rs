@@ -1,0 +1,312 @@
+//! The AliExpress plugin behind the real server, against a local fake gateway that checks
+//! signatures: caching with exact `cache_hit`, shared GET/POST entries, gateway errors as
+//! clean envelopes, stale-if-error, rate limits, the internal key, CORS, mock mode.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use larder_testkit::aliexpress_gateway::{Failure, FakeGateway, methods};
+use larder_testkit::server::{Larder, LarderOptions, workspace_root};
+use serde_json::{Value, json};
+
+const APP_KEY: &str = "test-app-key";
+const SECRET: &str = "test-app-secret";
+
+fn start(
+    gateway: &FakeGateway,
+    secret: &str,
+    extra_env: &[(&str, &str)],
+    config: &str,
+    policies: &Path,
+) -> Larder {
+    let mut env: Vec<(String, String)> = vec![
+        ("ALIEXPRESS_APP_KEY".into(), APP_KEY.into()),
+        ("ALIEXPRESS_APP_SECRET".into(), secret.into()),
+        ("ALIEXPRESS_API_URL".into(), gateway.base_url()),
+        ("ALIEXPRESS_MODE".into(), "real".into()),
+    ];
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    Larder::start_with(LarderOptions {
+        config: Some(format!(
+            "plugins:\n  booking: {{ enabled: false }}\n{config}"
+        )),
+        env,
+        policies: Some(policies.to_owned()),
+    })
+    .unwrap()
+}
+
+fn unlimited() -> &'static str {
+    "  aliexpress:\n    rate_limit: { per_second: 0, per_minute: 0 }\n"
+}
+
+fn shipped_policies() -> std::path::PathBuf {
+    workspace_root().join("policies")
+}
+
+async fn search_get(c: &reqwest::Client, l: &Larder) -> (u16, Value, Duration) {
+    let t = Instant::now();
+    let r = c
+        .get(l.url("/api/products/search?keywords=phone%20case&page_size=10&sort=SALE_PRICE_ASC"))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap(), t.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_are_cached_with_an_exact_cache_hit_and_shared_by_get_and_post() {
+    let gw = FakeGateway::start(APP_KEY, SECRET).await.unwrap();
+    let larder = start(&gw, SECRET, &[], unlimited(), &shipped_policies());
+    let c = reqwest::Client::new();
+    gw.reset_counts();
+
+    let (s, first, upstream) = search_get(&c, &larder).await;
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(first["success"], true);
+    assert_eq!(first["metadata"]["cache_hit"], false);
+    assert_eq!(first["metadata"]["api_integration"], "real");
+    assert_eq!(gw.calls(methods::PRODUCT_QUERY), 1);
+    assert_eq!(gw.rejected(), 0, "the gateway refused our signature");
+
+    let mut cached = Duration::MAX;
+    for _ in 0..50 {
+        let (s, again, t) = search_get(&c, &larder).await;
+        assert_eq!(s, 200);
+        assert_eq!(again["metadata"]["cache_hit"], true);
+        assert_eq!(again["data"], first["data"]);
+        cached = cached.min(t);
+    }
+    // The POST form of the same search (parameters in another order) shares the entry.
+    let r = c
+        .post(larder.url("/api/products/search"))
+        .json(&json!({"sort": "SALE_PRICE_ASC", "page_size": 10, "keywords": "phone case"}))
+        .send()
+        .await
+        .unwrap();
+    let post: Value = r.json().await.unwrap();
+    assert_eq!(post["metadata"]["cache_hit"], true, "{post}");
+    assert_eq!(
+        gw.calls(methods::PRODUCT_QUERY),
+        1,
+        "51 searches, one upstream call"
+    );
+    println!(
+        "search: upstream {upstream:?}, cached best {cached:?}; 52 requests -> {} upstream call",
+        gw.calls(methods::PRODUCT_QUERY)
+    );
+
+    // no-cache always goes upstream and says so.
+    let r = c
+        .post(larder.url("/api/products/search/no-cache"))
+        .json(&json!({"keywords": "phone case", "page_size": 10, "sort": "SALE_PRICE_ASC"}))
+        .send()
+        .await
+        .unwrap();
+    let fresh: Value = r.json().await.unwrap();
+    assert_eq!(fresh["metadata"]["cache_hit"], false);
+    assert_eq!(gw.calls(methods::PRODUCT_QUERY), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_a_clean_502_envelope_and_nothing_is_cached() {
+    let gw = FakeGateway::start(APP_KEY, SECRET).await.unwrap();
+    let larder = start(&gw, "not-the-secret", &[], unlimited(), &shipped_policies());
+    let c = reqwest::Client::new();
+    // The start-up warming job was refused too; count from here.
+    let before = gw.rejected();
+    for _ in 0..2 {
+        let (s, body, _) = search_get(&c, &larder).await;
+        assert_eq!(s, 502, "{body}");
+        assert_eq!(body["success"], false);
+        assert!(
+            body["error"].to_string().contains("IncompleteSignature"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        gw.rejected() - before,
+        2,
+        "an error was cached: {}",
+        larder.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_serves_stale_inside_the_window_and_502_after_it() {
+    let gw = FakeGateway::start(APP_KEY, SECRET).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(shipped_policies().join("aliexpress.yaml")).unwrap();
+    // Same rules, with lifetimes short enough for a test.
+    let short = shipped.replace("ttl: 1h\n", "ttl: 1s\n").replace(
+        "stale_while_revalidate: 1m\n    stale_if_error: 6h",
+        "stale_while_revalidate: 0s\n    stale_if_error: 2s",
+    );
+    assert_ne!(short, shipped);
+    std::fs::write(dir.path().join("aliexpress.yaml"), short).unwrap();
+    let larder = start(&gw, SECRET, &[], unlimited(), dir.path());
+    let c = reqwest::Client::new();
+    let (s, first, _) = search_get(&c, &larder).await;
+    assert_eq!(s, 200);
+    gw.set_failure(Failure::Http500);
+    let started = Instant::now();
+    let mut stale_seen = false;
+    loop {
+        let (s, body, _) = search_get(&c, &larder).await;
+        if s == 502 {
+            assert!(stale_seen || started.elapsed() > Duration::from_secs(1));
+            assert_eq!(body["success"], false);
+            break;
+        }
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["data"], first["data"]);
+        assert_eq!(body["metadata"]["cache_hit"], true);
+        if started.elapsed() > Duration::from_millis(1100) {
+            stale_seen = true;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stale served forever"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        stale_seen,
+        "the outage went straight to 502: no stale window"
+    );
+    assert!(gw.total_calls() >= 2, "the origin was retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_internal_key_and_cors() {
+    let gw = FakeGateway::start(APP_KEY, SECRET).await.unwrap();
+    let larder = start(
+        &gw,
+        SECRET,
+        &[("ALIEXPRESS_INTERNAL_KEY", "internal-secret-123")],
+        "",
+        &shipped_policies(),
+    );
+    let c = reqwest::Client::new();
+    let status = |key: Option<&'static str>| {
+        let c = c.clone();
+        let url = larder.url("/api/status");
+        async move {
+            let mut r = c.get(url);
+            if let Some(k) = key {
+                r = r.header("x-internal-key", k);
+            }
+            r.send().await.unwrap()
+        }
+    };
+    assert_eq!(status(None).await.status(), 401);
+    assert_eq!(status(Some("wrong")).await.status(), 401);
+    assert_eq!(status(Some("internal-secret-123")).await.status(), 200);
+    // The seed's default: 5 per second per client IP (3 used above).
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(status(Some("internal-secret-123")).await);
+    }
+    let limited = codes
+        .into_iter()
+        .find(|r| r.status() == 429)
+        .expect("no 429 after 7 requests in a second");
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+
+    // CORS for the GPT origins (with the internal key header), not for others.
+    let r = c
+        .request(reqwest::Method::OPTIONS, larder.url("/api/categories"))
+        .header("origin", "https://chatgpt.com")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "x-internal-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://chatgpt.com"
+    );
+    let r = c
+        .get(larder.url("/api/categories"))
+        .header("origin", "https://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_credentials_every_route_answers_from_mock_mode() {
+    let larder = Larder::start_with(LarderOptions {
+        config: Some(format!(
+            "plugins:\n  booking: {{ enabled: false }}\n{}",
+            unlimited()
+        )),
+        env: vec![],
+        policies: Some(shipped_policies()),
+    })
+    .unwrap();
+    let c = reqwest::Client::new();
+    for (method, path, body) in [
+        ("GET", "/api/products/search?keywords=lamp", None),
+        (
+            "POST",
+            "/api/products/search",
+            Some(json!({"keywords": "lamp"})),
+        ),
+        ("GET", "/api/products?keywords=lamp", None),
+        ("GET", "/api/products/hot", None),
+        ("GET", "/api/categories", None),
+        (
+            "GET",
+            "/api/affiliate/link?url=https%3A%2F%2Fwww.aliexpress.com%2Fitem%2F1005001.html",
+            None,
+        ),
+        ("GET", "/api/status", None),
+    ] {
+        let req = match body {
+            Some(b) => c
+                .request(method.parse().unwrap(), larder.url(path))
+                .json(&b),
+            None => c.request(method.parse().unwrap(), larder.url(path)),
+        };
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{method} {path}");
+        let v: Value = r.json().await.unwrap();
+        if path != "/api/status" {
+            assert_eq!(
+                v["metadata"]["api_integration"], "mock",
+                "{method} {path}: {v}"
+            );
+        }
+    }
+    let r = c
+        .get(larder.url("/api/products/search?keywords=lamp&page_size=51"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("page_size"));
+    let gpt: Value = c
+        .get(larder.url("/openapi-gpt.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(gpt["openapi"].as_str().unwrap().starts_with("3."));
+}
