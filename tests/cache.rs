@@ -654,3 +654,116 @@ async fn metrics_parse_and_hit_counters_move() {
     assert!(sample(&after, "larder_cache_l1_entries") >= 1.0);
     assert!(after.contains("larder_http_request_duration_seconds_bucket"));
 }
+
+#[tokio::test]
+async fn each_coding_is_stored_once_and_served_to_clients_that_accept_it() {
+    for alg in ["br", "zstd", "gzip"] {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = format!(
+            "version: 1\nrules:\n  - name: list-{alg}\n    match: {{ plugin: hello, operation: list_greetings }}\n    key: \"hello:list:{{query.count|10}}\"\n    ttl: 5m\n    compression: {{ algorithms: [{alg}], min_size: 1KiB }}\n"
+        );
+        std::fs::write(dir.path().join("p.yaml"), policy).unwrap();
+        let larder = start(dir.path(), 0, "");
+        let c = reqwest::Client::new();
+        let url = larder.url("/greetings?count=300");
+        let metric = |text: &str| -> f64 {
+            parse_prometheus(text)
+                .into_iter()
+                .find(|(s, _)| s == "larder_cache_compressions_total")
+                .map(|(_, v)| v)
+                .unwrap_or(0.0)
+        };
+        let first = c
+            .get(&url)
+            .header("accept-encoding", alg)
+            .send()
+            .await
+            .unwrap();
+        assert!(status(first.headers()).contains("stored"));
+        assert_eq!(first.headers()["content-encoding"], alg);
+        let compressed_after_miss = metric(
+            &reqwest::get(larder.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+        for accept in [
+            alg.to_owned(),
+            format!("identity;q=0.5, {alg};q=0.9"),
+            "*".to_owned(),
+        ] {
+            for _ in 0..20 {
+                let r = c
+                    .get(&url)
+                    .header("accept-encoding", &accept)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(status(r.headers()).contains("hit"));
+                assert_eq!(
+                    r.headers()["content-encoding"],
+                    alg,
+                    "Accept-Encoding: {accept}"
+                );
+            }
+        }
+        let r = c
+            .get(&url)
+            .header("accept-encoding", format!("{alg};q=0"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.headers().get("content-encoding").is_none(),
+            "{alg};q=0 must get identity"
+        );
+        let list: Vec<Value> = r.json().await.unwrap();
+        assert_eq!(list.len(), 300);
+        let after = metric(
+            &reqwest::get(larder.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            after, compressed_after_miss,
+            "{alg}: a hit compressed again"
+        );
+        assert!(after >= 1.0);
+    }
+}
+
+#[tokio::test]
+async fn responses_that_set_cookies_are_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "version: 1\nrules:\n  - name: cookie\n    match: { plugin: faulty, operation: faulty_cookie }\n    key: \"faulty:cookie\"\n    ttl: 5m\n",
+    )
+    .unwrap();
+    let larder = Larder::start_with(LarderOptions {
+        config: Some(format!(
+            "policies: {}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  faulty:\n    library: {}\n",
+            dir.path().display(),
+            artifacts().cdylib("faulty-plugin").display()
+        )),
+        env: vec![],
+        policies: Some(dir.path().to_owned()),
+    })
+    .unwrap();
+    let c = reqwest::Client::new();
+    for _ in 0..3 {
+        let r = c.get(larder.url("/cookie")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers().contains_key("set-cookie"),
+            "the handler's cookie was lost"
+        );
+        let s = status(r.headers());
+        assert!(s.contains("fwd=uri-miss") && !s.contains("stored"), "{s}");
+    }
+}

@@ -226,6 +226,9 @@ fn set_header(resp: &mut Response, name: HeaderName, value: &str) {
     }
 }
 
+/// Bodies compressed so far: a hit must never add to it (`/metrics`).
+pub static COMPRESSIONS: AtomicU64 = AtomicU64::new(0);
+
 static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
@@ -561,6 +564,7 @@ async fn to_loaded(
             cache.bytes_in = body.len() as u64,
             cache.bytes_out = tracing::field::Empty,
         );
+        COMPRESSIONS.fetch_add(1, Ordering::Relaxed);
         let packed = compression::compress(&body, coding, comp.level_for(alg) as i32)
             .instrument(span.clone())
             .await;

@@ -7,6 +7,16 @@ use poem_openapi::payload::PlainText;
 
 pub struct Faulty;
 
+#[derive(poem_openapi::ApiResponse)]
+enum CookieResponse {
+    /// A response with a session cookie.
+    #[oai(status = 200)]
+    Ok(
+        PlainText<&'static str>,
+        #[oai(header = "set-cookie")] String,
+    ),
+}
+
 struct Api;
 
 #[OpenApi]
@@ -16,6 +26,12 @@ impl Api {
     async fn boom(&self) -> PlainText<String> {
         let items: Vec<u32> = Vec::new();
         PlainText(items[3].to_string())
+    }
+
+    /// Sets a cookie: a response that must never be stored in a shared cache.
+    #[oai(path = "/cookie", method = "get", operation_id = "faulty_cookie")]
+    async fn cookie(&self) -> CookieResponse {
+        CookieResponse::Ok(PlainText("session set"), "session=secret; HttpOnly".into())
     }
 
     /// Always works.
