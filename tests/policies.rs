@@ -119,3 +119,24 @@ fn explain_answers_for_a_route_of_each_built_in_plugin() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(text.contains("aliexpress.list_categories"), "{text}");
 }
+
+#[test]
+fn outside_the_repository_the_compiled_in_policies_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&artifacts().larder)
+        .arg("check")
+        .current_dir(dir.path())
+        .env_remove("LARDER_POLICIES")
+        .env_remove("LARDER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rules: usize = text
+        .split(" rules")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(rules >= 10, "the shipped rules were not loaded: {text}");
+}

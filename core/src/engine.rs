@@ -365,8 +365,29 @@ pub struct RouteRule {
     pub rule: Option<String>,
 }
 
+/// The shipped policies, compiled in: the embedded defaults when the default `policies`
+/// folder is not there (the binary run outside the repository).
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "policies/aliexpress.yaml",
+        include_str!("../../policies/aliexpress.yaml"),
+    ),
+    (
+        "policies/booking.yaml",
+        include_str!("../../policies/booking.yaml"),
+    ),
+];
+
 /// Loads every `*.yaml`/`*.yml` of the given folders plus the given files, as one set.
 fn load_policies(paths: &[PathBuf], catalog: &Catalog) -> Result<PolicySet, Diagnostics> {
+    if paths.len() == 1 && paths[0] == std::path::Path::new("policies") && !paths[0].exists() {
+        tracing::info!("no ./policies folder: using the policies compiled into the binary");
+        let sources: Vec<(PathBuf, String)> = EMBEDDED
+            .iter()
+            .map(|(name, text)| (PathBuf::from(name), (*text).to_owned()))
+            .collect();
+        return PolicySet::load_sources(&sources, Some(catalog));
+    }
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
