@@ -617,17 +617,7 @@ async fn respond(
 ) -> Response {
     let entry = &served.entry;
     let pass = served.status.outcome == Outcome::PassThrough;
-    let mut resp = Response::builder()
-        .status(StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK))
-        .finish();
-    for (name, value) in &entry.headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value),
-        ) {
-            resp.headers_mut().append(n, v);
-        }
-    }
+    let mut resp = entry_response(entry, StatusCode::OK);
     set_header(
         &mut resp,
         CACHE_STATUS.clone(),
@@ -715,21 +705,28 @@ async fn respond(
     resp
 }
 
+/// A response with a stored entry's status (or `fallback` if it is not valid) and headers;
+/// the caller sets the body.
+fn entry_response(entry: &Entry, fallback: StatusCode) -> Response {
+    let mut resp = Response::builder()
+        .status(StatusCode::from_u16(entry.status).unwrap_or(fallback))
+        .finish();
+    for (name, value) in &entry.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    resp
+}
+
 /// The origin failed and no stale copy could stand in: its own error response if it sent
 /// one, else a 502/504 with a JSON body.
 fn origin_failure(err: &OriginError) -> Response {
     if let Some(entry) = &err.response {
-        let mut resp = Response::builder()
-            .status(StatusCode::from_u16(entry.status).unwrap_or(StatusCode::BAD_GATEWAY))
-            .finish();
-        for (name, value) in &entry.headers {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_bytes(value),
-            ) {
-                resp.headers_mut().append(n, v);
-            }
-        }
+        let mut resp = entry_response(entry, StatusCode::BAD_GATEWAY);
         resp.set_body(entry.body.clone());
         set_header(
             &mut resp,
