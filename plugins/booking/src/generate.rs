@@ -205,15 +205,25 @@ const SERVICES: &[(&str, &str, u32, i64, u32, &str)] = &[
     ),
 ];
 
-/// Fills an empty database. Runs in one transaction, so a crash leaves no half dataset.
+/// Fills the database unless it is already filled; `None` when it was. Runs in one
+/// `BEGIN IMMEDIATE` transaction that re-checks first: a crash leaves no half dataset, and
+/// two processes starting on the same new file fill it once.
 pub fn fill(
     conn: &mut Connection,
     cfg: &BookingConfig,
     today: Date,
-) -> Result<Stats, BookingError> {
+) -> Result<Option<Stats>, BookingError> {
     let opening = parse_range(&cfg.default_opening)
         .map_err(|e| BookingError::internal(format!("setting `default_opening`: {e}")))?;
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let filled: Option<String> = rusqlite::OptionalExtension::optional(tx.query_row(
+        "SELECT value FROM meta WHERE key = 'generated_for'",
+        [],
+        |r| r.get(0),
+    ))?;
+    if filled.is_some() {
+        return Ok(None);
+    }
     let stats = fill_tx(
         &tx,
         &cfg.dataset,
@@ -227,7 +237,7 @@ pub fn fill(
         params![cfg.seed.to_string(), today.to_string()],
     )?;
     tx.commit()?;
-    Ok(stats)
+    Ok(Some(stats))
 }
 
 /// What was generated.

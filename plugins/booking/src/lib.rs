@@ -182,18 +182,7 @@ impl Plugin for BookingPlugin {
         .map_err(|e| PluginError::failed(format!("booking: opening the database failed: {e}")))?
         .map_err(|e| PluginError::failed(format!("booking: {e}")))?;
         let generated = db
-            .write(move |conn| {
-                let filled: Option<String> =
-                    rusqlite::OptionalExtension::optional(conn.query_row(
-                        "SELECT value FROM meta WHERE key = 'generated_for'",
-                        [],
-                        |r| r.get(0),
-                    ))?;
-                if filled.is_some() {
-                    return Ok(None);
-                }
-                generate::fill(conn, &gen_config, today).map(Some)
-            })
+            .write(move |conn| generate::fill(conn, &gen_config, today))
             .await
             .map_err(|e| PluginError::failed(format!("booking: filling the database: {e}")))?;
         if let Some(stats) = generated {

@@ -51,6 +51,38 @@ async fn generate_into(path: &Path, seed: u64, dataset: DatasetConfig) -> genera
     db.write(move |c| generate::fill(c, &cfg, anchor))
         .await
         .unwrap()
+        .expect("a new database is filled")
+}
+
+/// Two servers starting on the same new file (or `larder check` next to a server) must
+/// fill it once, not fail on each other's rows.
+#[test]
+fn two_processes_filling_one_new_file_fill_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let fills: Vec<_> = (0..2)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let cfg = BookingConfig {
+                    database: path.clone(),
+                    dataset: small(),
+                    ..BookingConfig::default()
+                };
+                let db = Db::open_blocking(&path, 1).unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let anchor = time::parse_date("2025-03-12").unwrap();
+                rt.block_on(db.write(move |c| generate::fill(c, &cfg, anchor)))
+                    .unwrap()
+                    .is_some()
+            })
+        })
+        .collect();
+    let filled: Vec<bool> = fills.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(filled.iter().filter(|f| **f).count(), 1, "{filled:?}");
 }
 
 fn small() -> DatasetConfig {

@@ -239,8 +239,12 @@ impl Drop for Larder {
 /// Runs `larder` with arguments to completion (for `check`, `openapi`, ...).
 pub fn run_larder(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<std::process::Output> {
     let art = artifacts();
+    // A fresh working directory: plugins create local data (the booking database) relative
+    // to it, and concurrent tests must not share those files.
+    let cwd = tempfile::tempdir()?;
     let mut cmd = Command::new(&art.larder);
-    cmd.args(args)
+    cmd.current_dir(cwd.path())
+        .args(args)
         .env_remove("LARDER_CONFIG")
         .env_remove("REDIS_URL")
         .env("NO_COLOR", "1")
