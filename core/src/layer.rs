@@ -99,28 +99,35 @@ async fn run_scoped(inner: &BoxEndpoint<'static>, req: Request) -> (Response, Ve
 }
 
 /// The request as the policy sees it.
+/// Query pairs and the principal are worked out only if the rule's templates ask for them:
+/// most keys use the path alone, and the hit path should not pay for the rest.
 struct View<'a> {
     req: &'a Request,
-    query: Vec<(String, String)>,
+    query: std::cell::OnceCell<Vec<(String, String)>>,
     body: Option<&'a Value>,
-    user: Option<String>,
+    user: std::cell::OnceCell<Option<String>>,
     slot: &'a RouteSlot,
 }
 
 impl<'a> View<'a> {
     fn new(req: &'a Request, body: Option<&'a Value>, slot: &'a RouteSlot) -> Self {
-        let query = req
-            .uri()
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
         Self {
             req,
-            query,
+            query: std::cell::OnceCell::new(),
             body,
-            user: principal(req),
+            user: std::cell::OnceCell::new(),
             slot,
         }
+    }
+
+    fn query(&self) -> &[(String, String)] {
+        self.query.get_or_init(|| {
+            self.req
+                .uri()
+                .query()
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default()
+        })
     }
 }
 
@@ -161,13 +168,13 @@ impl RequestView for View<'_> {
         self.req.raw_path_param(self.slot.param_key(name)?)
     }
     fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
+        self.query()
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
     fn visit_query<'a>(&'a self, visit: &mut dyn FnMut(&'a str, &'a str)) {
-        for (k, v) in &self.query {
+        for (k, v) in self.query() {
             visit(k, v);
         }
     }
@@ -181,7 +188,7 @@ impl RequestView for View<'_> {
         self.header("x-tenant-id")
     }
     fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+        self.user.get_or_init(|| principal(self.req)).as_deref()
     }
     fn plugin(&self) -> Option<&str> {
         Some(&self.slot.plugin)

@@ -421,7 +421,9 @@ impl App {
                 .data(AdminKeys::new(config.config.security.admin_keys.clone()))
                 // Refuses a declared oversized body before any handler reads it; routes with
                 // a policy rule also cap what they read when no length is declared.
-                .with(crate::limits::BodyLimit(config.config.limits.request_body_bytes))
+                .with(crate::limits::BodyLimit(
+                    config.config.limits.request_body_bytes,
+                ))
                 .with(TraceRequests)
                 .boxed(),
         );
@@ -458,6 +460,7 @@ impl App {
         self.warmer.run_startup().await;
         self.warmer.schedule(&self.tasks, self.shutdown.clone());
         crate::limits::maintain(self.limiters.clone(), &self.tasks, self.shutdown.clone());
+        crate::metrics::upkeep(&self.tasks, self.shutdown.clone());
         crate::reload::watch(self.engine.clone(), &self.tasks, self.shutdown.clone());
         self.ready.store(true, Ordering::Release);
         Ok(())
