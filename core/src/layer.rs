@@ -308,44 +308,50 @@ impl Endpoint for CachedEndpoint {
         let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
         let origin_us = Arc::new(AtomicU64::new(0));
         let lookup = crate::otel::lookup_span(&rule.name);
-        let load = {
-            let parent = crate::otel::load_parent(&lookup);
-            let inner = self.inner.clone();
-            let engine = self.engine.clone();
-            let slot = self.slot.clone();
-            let rule = rule.clone();
-            let key = key.clone();
-            let origin_us = origin_us.clone();
-            move || async move {
-                let (tags, ttl) = {
-                    let view = View::new(&req, body.as_ref(), &slot);
-                    let mut tags = rule.tags(&view);
-                    tags.push(crate::host::plugin_tag(&slot.plugin));
-                    tags.push(format!("rule:{}", rule.name));
-                    (tags, rule.ttl(&view, clock, None, &key))
+        // A fresh L1 hit needs no loader: answer before cloning anything into one.
+        let served = match self.engine.cache.l1_hit(&key, &bound.opts) {
+            Some(hit) => Ok(hit),
+            None => {
+                let load = {
+                    let parent = crate::otel::load_parent(&lookup);
+                    let inner = self.inner.clone();
+                    let engine = self.engine.clone();
+                    let slot = self.slot.clone();
+                    let rule = rule.clone();
+                    let key = key.clone();
+                    let origin_us = origin_us.clone();
+                    move || async move {
+                        let (tags, ttl) = {
+                            let view = View::new(&req, body.as_ref(), &slot);
+                            let mut tags = rule.tags(&view);
+                            tags.push(crate::host::plugin_tag(&slot.plugin));
+                            tags.push(format!("rule:{}", rule.name));
+                            (tags, rule.ttl(&view, clock, None, &key))
+                        };
+                        let t = Instant::now();
+                        let origin = crate::otel::origin_span(&parent, &slot.plugin);
+                        let (resp, events) =
+                            run_scoped(&inner, req).instrument(origin.clone()).await;
+                        origin_us.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        for event in &events {
+                            engine.on_event(event).instrument(origin.clone()).await;
+                        }
+                        drop(origin);
+                        let store = crate::otel::store_span(&parent);
+                        let loaded = to_loaded(resp, &rule, tags, ttl)
+                            .instrument(store.clone())
+                            .await;
+                        crate::otel::record_store(&store, &loaded);
+                        loaded
+                    }
                 };
-                let t = Instant::now();
-                let origin = crate::otel::origin_span(&parent, &slot.plugin);
-                let (resp, events) = run_scoped(&inner, req).instrument(origin.clone()).await;
-                origin_us.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-                for event in &events {
-                    engine.on_event(event).instrument(origin.clone()).await;
-                }
-                drop(origin);
-                let store = crate::otel::store_span(&parent);
-                let loaded = to_loaded(resp, &rule, tags, ttl)
-                    .instrument(store.clone())
-                    .await;
-                crate::otel::record_store(&store, &loaded);
-                loaded
+                self.engine
+                    .cache
+                    .get_or_load(&key, &bound.opts, load)
+                    .instrument(lookup.clone())
+                    .await
             }
         };
-        let served = self
-            .engine
-            .cache
-            .get_or_load(&key, &bound.opts, load)
-            .instrument(lookup.clone())
-            .await;
         crate::otel::record_lookup(&lookup, &served);
         drop(lookup);
         let mut resp = match served {
@@ -721,7 +727,7 @@ fn entry_response(entry: &Entry, fallback: StatusCode) -> Response {
     for (name, value) in &entry.headers {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value),
+            HeaderValue::from_maybe_shared(value.clone()),
         ) {
             resp.headers_mut().append(n, v);
         }

@@ -38,7 +38,10 @@ pub fn handle() -> &'static PrometheusHandle {
 
 /// Folds recorded histogram samples into their buckets every few seconds, so memory stays
 /// flat between scrapes (or with no scraper at all).
-pub fn upkeep(tasks: &tokio_util::task::TaskTracker, shutdown: tokio_util::sync::CancellationToken) {
+pub fn upkeep(
+    tasks: &tokio_util::task::TaskTracker,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {

@@ -378,6 +378,31 @@ impl Cache {
             .unwrap_or(self.inner.config.redis.lock.enabled)
     }
 
+    /// The fresh-L1-hit path alone: no L2, no loader, `None` for anything else (and then
+    /// nothing is counted: the caller goes on to [`Cache::get_or_load`], which counts).
+    /// Lets a caller skip building a loader when the answer is already in memory.
+    #[inline]
+    pub fn l1_hit(&self, key: &str, opts: &CallOptions) -> Option<Served> {
+        if !self.layers(opts).0 {
+            return None;
+        }
+        let inner = &*self.inner;
+        let timer = sample_l1().then(Instant::now);
+        let now = inner.clock.now_ms();
+        let entry = inner.l1.get_now(key)?;
+        if entry.freshness(now) != Freshness::Fresh {
+            return None;
+        }
+        bump(&inner.stats.counters.hits_l1);
+        if let Some(rule) = &opts.rule {
+            bump(&rule.hits_l1);
+        }
+        if let Some(t) = timer {
+            inner.stats.l1_latency.record(t.elapsed());
+        }
+        Some(served(entry, Outcome::Hit, Some(Layer::L1), now))
+    }
+
     /// Looks a key up without loading: a fresh entry (`Hit`) or one inside its
     /// stale-while-revalidate window (`Stale`, no refresh is started). Entries only usable
     /// on error are not returned.
