@@ -319,7 +319,8 @@ async fn an_l2_entry_survives_a_restart_of_larder() {
         assert!(status(&h).contains("stored"));
         // The L2 write happens after the response: wait until Redis has it.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while redis.command("DBSIZE").unwrap().trim() == "0" {
+        // The raw RESP reply: `:0` until the entry (and its tag sets, one atomic script) land.
+        while redis.command("DBSIZE").unwrap().trim() == ":0" {
             assert!(Instant::now() < deadline, "entry never reached Redis");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

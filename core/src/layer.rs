@@ -259,8 +259,10 @@ impl Endpoint for CachedEndpoint {
             (req, None)
         };
 
+        // The slow paths are boxed so the future a hit polls stays small (it is moved and
+        // copied on every request; the miss path's state machine is large).
         if !rule.caches_method(req.method().as_str()) {
-            return Ok(self.mutate(rule, req, body.as_ref()).await);
+            return Ok(Box::pin(self.mutate(rule, req, body.as_ref())).await);
         }
         let clock = self.engine.clock();
         // Spans from creation to drop: this stretch is synchronous, nothing runs inside it.
@@ -345,11 +347,13 @@ impl Endpoint for CachedEndpoint {
                         loaded
                     }
                 };
-                self.engine
-                    .cache
-                    .get_or_load(&key, &bound.opts, load)
-                    .instrument(lookup.clone())
-                    .await
+                Box::pin(
+                    self.engine
+                        .cache
+                        .get_or_load(&key, &bound.opts, load)
+                        .instrument(lookup.clone()),
+                )
+                .await
             }
         };
         crate::otel::record_lookup(&lookup, &served);
@@ -593,6 +597,13 @@ async fn to_loaded(
             Err(e) => tracing::warn!(error = %e, "compression failed; storing uncompressed"),
         }
     }
+    // The origin's buffer may have spare capacity the L1 weight would not see (a 2 KB JSON
+    // body often sits in a 4 KB allocation): store an exact-size copy.
+    let body = if body.len() >= 256 {
+        Bytes::copy_from_slice(&body)
+    } else {
+        body
+    };
     let mut entry = Entry::new(status, body)
         .with_ttl(Duration::from_millis(ttl.ttl().as_millis()))
         .with_swr(Duration::from_millis(
@@ -700,9 +711,10 @@ async fn respond(
         }
         Delivery::Decode => {
             let span = tracing::debug_span!("cache.decompress", cache.encoding = stored.token());
-            match compression::decompress(&entry.body, stored, limits.decoded_body)
-                .instrument(span)
-                .await
+            match Box::pin(
+                compression::decompress(&entry.body, stored, limits.decoded_body).instrument(span),
+            )
+            .await
             {
                 Ok(plain) => resp.set_body(plain),
                 Err(e) => {

@@ -311,11 +311,13 @@ impl App {
             plugin_http.insert(p.name, (limiter, origins, defaults.cors_headers));
         }
         let mut cors_by_path: BTreeMap<String, &str> = BTreeMap::new();
+        let admin_keys = AdminKeys::new(config.config.security.admin_keys.clone());
         let mut by_path: BTreeMap<String, Vec<(Method, BoxEndpoint<'static>)>> = BTreeMap::new();
         for (path, method, endpoint, index) in routes {
             // The first mounts are the core's own APIs; every plugin route gets the layer.
             let endpoint = if index < CORE_APIS.len() {
-                endpoint
+                // Only admin routes read the keys: don't put them in every request.
+                endpoint.data(admin_keys.clone()).boxed()
             } else {
                 let found = operations.iter().find_map(|o| {
                     (o.method == method.as_str())
@@ -418,7 +420,6 @@ impl App {
 
         let endpoint: Arc<BoxEndpoint<'static>> = Arc::new(
             route
-                .data(AdminKeys::new(config.config.security.admin_keys.clone()))
                 // Refuses a declared oversized body before any handler reads it; routes with
                 // a policy rule also cap what they read when no length is declared.
                 .with(crate::limits::BodyLimit(
@@ -516,10 +517,15 @@ impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
         let method = req.method().clone();
         let started = Instant::now();
         async move {
+            // Recording a field formats it for the log layer: on the hit path, only do the
+            // work an exporter or a failure needs.
+            let exporting = crate::otel::enabled();
             let (resp, route) = match self.0.call(req).await {
                 Ok(r) => {
                     let r = r.into_response();
-                    let route = r.data::<PathPattern>().map(|p| p.0.clone());
+                    let route = exporting
+                        .then(|| r.data::<PathPattern>().map(|p| p.0.clone()))
+                        .flatten();
                     (r, route)
                 }
                 Err(e) => {
@@ -529,8 +535,10 @@ impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
             };
             let status = resp.status();
             let span = tracing::Span::current();
-            span.record("http.response.status_code", status.as_u16());
-            if crate::otel::enabled() {
+            if exporting || status.is_client_error() || status.is_server_error() {
+                span.record("http.response.status_code", status.as_u16());
+            }
+            if exporting {
                 if let Some(route) = &route {
                     span.record("http.route", &**route);
                 }

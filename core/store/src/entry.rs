@@ -266,9 +266,11 @@ impl Entry {
             .iter()
             .map(|(n, v)| n.len() + v.len() + 48)
             .sum();
-        let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
-        let etag = self.etag.as_ref().map_or(0, |e| e.len());
-        (self.body.len() + headers + tags + etag + 192) as u64
+        // Each tag is stored as a String here and indexed (a set slot) in L1's tag index.
+        let tags: usize = self.tags.iter().map(|t| t.len() + 64).sum();
+        let etag = self.etag.as_ref().map_or(0, |e| e.len() + 24);
+        // The Arc, this struct, the cache slot and allocator rounding of each buffer.
+        (self.body.len() + headers + tags + etag + 320) as u64
     }
 
     /// Serialises into the versioned layout described in the module docs.
