@@ -1,8 +1,10 @@
 //! `cargo xtask <command>`: project automation that needs more than one cargo call.
+//!
+//! One module per command under `commands/`: `lint` (format, clippy, tests) and `bench`
+//! (the end-to-end benchmark, `commands/bench/`).
 
-use std::process::Command;
+mod commands;
 
-use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -16,37 +18,13 @@ struct Cli {
 enum Cmd {
     /// Everything a change must pass before it lands: format, lints, the whole test suite.
     Lint,
-}
-
-fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    eprintln!("$ {program} {}", args.join(" "));
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .with_context(|| format!("running {program}"))?;
-    if !status.success() {
-        bail!("`{program} {}` failed: {status}", args.join(" "));
-    }
-    Ok(())
+    /// Builds release, starts Redis and Larder, drives load and writes a report with charts.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     match Cli::parse().command {
-        Cmd::Lint => {
-            run(&cargo, &["fmt", "--all", "--", "--check"])?;
-            run(
-                &cargo,
-                &[
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    "--",
-                    "-D",
-                    "warnings",
-                ],
-            )?;
-            run(&cargo, &["nextest", "run", "--workspace"])
-        }
+        Cmd::Lint => commands::lint::run(),
+        Cmd::Bench(args) => commands::bench::run(args),
     }
 }

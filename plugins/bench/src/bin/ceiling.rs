@@ -1,0 +1,44 @@
+//! The ceiling of `cargo xtask bench`: a bare poem server answering `GET /raw` with the
+//! same bytes the bench plugin serves, on the same runtime kind as `larder` (tokio
+//! multi-thread, one worker per allowed core). Whatever a cached route loses against this
+//! is what Larder's layers cost.
+//!
+//! `larder-bench-ceiling [--listen ADDR] [--payload-bytes N]`; prints
+//! `listening on http://ADDR` like `larder serve`.
+
+use bytes::Bytes;
+use poem::listener::TcpAcceptor;
+use poem::{EndpointExt, Response, Route, get, handler, web::Data};
+
+#[handler]
+fn raw(body: Data<&Bytes>) -> Response {
+    Response::builder()
+        .content_type("application/json")
+        .body(body.0.clone())
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() -> std::io::Result<()> {
+    let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:0".into());
+    let size = arg("--payload-bytes")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(larder_bench_plugin::DEFAULT_PAYLOAD_BYTES);
+    let body = Bytes::from(larder_bench_plugin::payload(size, 0));
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            println!("listening on http://{}", listener.local_addr()?);
+            let app = Route::new().at("/raw", get(raw)).data(body);
+            poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
+                .run(app)
+                .await
+        })
+}

@@ -1,0 +1,586 @@
+//! The load generator: closed-loop keep-alive HTTP/1.1 connections (one request in flight
+//! per connection, like `wrk`), a fixed duration after a warm-up, HDR latency histograms
+//! and a timeline.
+//!
+//! It runs on its own thread with a current-thread tokio runtime, pinned to the client
+//! cores, so it never competes with the server for a core. Latency is measured from just
+//! before the request is written to the last byte of the response. Being closed-loop, it
+//! does not correct for coordinated omission: a stall delays the next requests instead of
+//! recording them as late, so tail figures are lower bounds during stalls.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::http::{self, Head};
+use super::procs;
+use super::zipf::{Rng, Zipf};
+
+/// Which path each request asks for.
+#[derive(Clone)]
+pub enum Paths {
+    /// Always the same.
+    Fixed(String),
+    /// `prefix` + a number never used before in this run (starting at `start`).
+    Unique {
+        /// Path up to the id.
+        prefix: String,
+        /// First id.
+        start: u64,
+    },
+    /// `prefix` + a Zipf-distributed id.
+    Zipf {
+        /// Path up to the id.
+        prefix: String,
+        /// The distribution.
+        zipf: Arc<Zipf>,
+    },
+    /// `prefix` + a uniformly random id below `keys`.
+    Uniform {
+        /// Path up to the id.
+        prefix: String,
+        /// Number of ids.
+        keys: u64,
+    },
+}
+
+/// One load run.
+#[derive(Clone)]
+pub struct Spec {
+    /// Server.
+    pub addr: SocketAddr,
+    /// Concurrent keep-alive connections.
+    pub conns: usize,
+    /// Measured time.
+    pub duration: Duration,
+    /// Unmeasured time before it (same load).
+    pub warmup: Duration,
+    /// Paths.
+    pub paths: Paths,
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
+    /// Timeline resolution.
+    pub bucket: Duration,
+    /// A request taking longer fails (and its connection is reopened).
+    pub timeout: Duration,
+    /// Stop after this many requests (the memory fill), whatever the duration.
+    pub max_requests: Option<u64>,
+    /// Server process whose CPU time is read around the measured window.
+    pub server_pid: Option<u32>,
+    /// Cores to pin the generator thread to.
+    pub pin: Option<Vec<usize>>,
+}
+
+impl Spec {
+    /// A spec with the defaults: no warm-up, 250 ms buckets, 5 s timeout.
+    pub fn new(addr: SocketAddr, conns: usize, duration: Duration, paths: Paths) -> Self {
+        Self {
+            addr,
+            conns,
+            duration,
+            warmup: Duration::ZERO,
+            paths,
+            headers: Vec::new(),
+            bucket: Duration::from_millis(250),
+            timeout: Duration::from_secs(5),
+            max_requests: None,
+            server_pid: None,
+            pin: None,
+        }
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th.
+    pub p90: f64,
+    /// 99th.
+    pub p99: f64,
+    /// 99.9th.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// From a histogram of nanoseconds.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let us = |v: u64| v as f64 / 1000.0;
+        Self {
+            mean: h.mean() / 1000.0,
+            p50: us(h.value_at_quantile(0.5)),
+            p90: us(h.value_at_quantile(0.9)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        }
+    }
+}
+
+/// One timeline bucket.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Bucket {
+    /// Start, seconds into the measured window.
+    pub t: f64,
+    /// Completed requests started in it.
+    pub requests: u64,
+    /// Of which answered from the cache (`Cache-Status: ...; hit`).
+    pub hits: u64,
+    /// Of which failed (I/O error, timeout, 5xx).
+    pub failed: u64,
+    /// Slowest, µs.
+    pub max_us: f64,
+    #[serde(skip)]
+    sum_us: f64,
+    /// Mean, µs.
+    pub mean_us: f64,
+}
+
+/// What a load run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadResult {
+    /// Connections.
+    pub conns: usize,
+    /// Requests completed in the measured window.
+    pub requests: u64,
+    /// Requests that failed: I/O errors, timeouts, 5xx.
+    pub failed: u64,
+    /// Of the failed, those that never got a response.
+    pub io_errors: u64,
+    /// 4xx answers (counted as completed, reported).
+    pub status_4xx: u64,
+    /// Answers from the cache, fresh or stale.
+    pub hits: u64,
+    /// Answers served stale (`detail=stale-...`).
+    pub stale: u64,
+    /// Body bytes received.
+    pub body_bytes: u64,
+    /// Measured window, seconds.
+    pub seconds: f64,
+    /// Completed requests per second.
+    pub rps: f64,
+    /// Latency, µs.
+    pub latency: Percentiles,
+    /// Server CPU time per request, µs (user + system, all threads).
+    pub server_cpu_us_per_req: Option<f64>,
+    /// Server CPU use over the window, in cores.
+    pub server_cores_busy: Option<f64>,
+    /// Per-bucket counts.
+    pub timeline: Vec<Bucket>,
+    /// Raw histogram (ns), for merging.
+    #[serde(skip)]
+    pub hist: Histogram<u64>,
+}
+
+impl LoadResult {
+    /// Hits / requests.
+    pub fn hit_ratio(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.hits as f64 / self.requests as f64
+        }
+    }
+}
+
+struct Shared {
+    spec: Spec,
+    measure_from: Instant,
+    end: Instant,
+    issued: Cell<u64>,
+    next_unique: Cell<u64>,
+    stats: RefCell<Stats>,
+}
+
+struct Stats {
+    hist: Histogram<u64>,
+    requests: u64,
+    failed: u64,
+    io_errors: u64,
+    status_4xx: u64,
+    hits: u64,
+    stale: u64,
+    body_bytes: u64,
+    timeline: Vec<Bucket>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, 120_000_000_000, 3).expect("valid bounds")
+}
+
+/// A load run in progress on its own thread.
+pub struct Running {
+    handle: std::thread::JoinHandle<anyhow::Result<LoadResult>>,
+}
+
+impl Running {
+    /// Waits for the end and returns the measurements.
+    pub fn join(self) -> anyhow::Result<LoadResult> {
+        self.handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+    }
+}
+
+/// Starts a run in the background (the caller may act on the servers meanwhile).
+pub fn start(spec: Spec) -> Running {
+    let handle = std::thread::spawn(move || {
+        if let Some(cores) = &spec.pin {
+            let _ = procs::pin_current(cores);
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(tokio::task::LocalSet::new().run_until(drive(spec)))
+    });
+    Running { handle }
+}
+
+/// Runs to completion.
+pub fn run(spec: Spec) -> anyhow::Result<LoadResult> {
+    start(spec).join()
+}
+
+async fn drive(spec: Spec) -> anyhow::Result<LoadResult> {
+    let now = Instant::now();
+    let measure_from = now + spec.warmup;
+    let end = measure_from + spec.duration;
+    let buckets = (spec.duration.as_secs_f64() / spec.bucket.as_secs_f64()).ceil() as usize;
+    let shared = Rc::new(Shared {
+        measure_from,
+        end,
+        issued: Cell::new(0),
+        next_unique: Cell::new(match &spec.paths {
+            Paths::Unique { start, .. } => *start,
+            _ => 0,
+        }),
+        stats: RefCell::new(Stats {
+            hist: histogram(),
+            requests: 0,
+            failed: 0,
+            io_errors: 0,
+            status_4xx: 0,
+            hits: 0,
+            stale: 0,
+            body_bytes: 0,
+            timeline: (0..buckets.max(1))
+                .map(|i| Bucket {
+                    t: i as f64 * spec.bucket.as_secs_f64(),
+                    ..Bucket::default()
+                })
+                .collect(),
+        }),
+        spec,
+    });
+    let cpu = {
+        let pid = shared.spec.server_pid;
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            pid.and_then(procs::cpu_time).map(|c| (c, Instant::now()))
+        })
+    };
+    let tasks: Vec<_> = (0..shared.spec.conns)
+        .map(|i| tokio::task::spawn_local(connection(i as u64, shared.clone())))
+        .collect();
+    for t in tasks {
+        t.await?;
+    }
+    let finished = Instant::now();
+    let cpu_end = shared.spec.server_pid.and_then(procs::cpu_time);
+    let cpu_start = cpu.await?;
+    let spec = &shared.spec;
+    let mut s = shared.stats.borrow_mut();
+    let seconds = finished
+        .min(end)
+        .saturating_duration_since(measure_from)
+        .as_secs_f64()
+        .max(1e-9);
+    for b in &mut s.timeline {
+        if b.requests > 0 {
+            b.mean_us = b.sum_us / b.requests as f64;
+        }
+    }
+    // A run cut short by `max_requests` keeps only the buckets it reached.
+    let reached = ((seconds / spec.bucket.as_secs_f64()).ceil() as usize).max(1);
+    s.timeline.truncate(reached);
+    let (cpu_per_req, busy) = match (cpu_start, cpu_end) {
+        (Some((c0, t0)), Some(c1)) if s.requests > 0 => {
+            let used = c1.saturating_sub(c0).as_secs_f64();
+            let wall = finished.duration_since(t0).as_secs_f64().max(1e-9);
+            (Some(used * 1e6 / s.requests as f64), Some(used / wall))
+        }
+        _ => (None, None),
+    };
+    Ok(LoadResult {
+        conns: spec.conns,
+        requests: s.requests,
+        failed: s.failed,
+        io_errors: s.io_errors,
+        status_4xx: s.status_4xx,
+        hits: s.hits,
+        stale: s.stale,
+        body_bytes: s.body_bytes,
+        seconds,
+        rps: s.requests as f64 / seconds,
+        latency: Percentiles::of(&s.hist),
+        server_cpu_us_per_req: cpu_per_req,
+        server_cores_busy: busy,
+        timeline: std::mem::take(&mut s.timeline),
+        hist: s.hist.clone(),
+    })
+}
+
+fn next_path(shared: &Shared, rng: &mut Rng) -> String {
+    match &shared.spec.paths {
+        Paths::Fixed(p) => p.clone(),
+        Paths::Unique { prefix, .. } => {
+            let id = shared.next_unique.get();
+            shared.next_unique.set(id + 1);
+            format!("{prefix}{id}")
+        }
+        Paths::Zipf { prefix, zipf } => format!("{prefix}{}", zipf.sample(rng)),
+        Paths::Uniform { prefix, keys } => format!("{prefix}{}", rng.next_u64() % keys),
+    }
+}
+
+async fn connection(index: u64, shared: Rc<Shared>) {
+    let spec = &shared.spec;
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ (index + 1).wrapping_mul(0xBF58_476D));
+    let mut stream: Option<TcpStream> = None;
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut req: Vec<u8> = Vec::with_capacity(512);
+    let mut extra = String::new();
+    for (k, v) in &spec.headers {
+        extra.push_str(&format!("{k}: {v}\r\n"));
+    }
+    loop {
+        if Instant::now() >= shared.end {
+            break;
+        }
+        if spec
+            .max_requests
+            .is_some_and(|max| shared.issued.get() >= max)
+        {
+            break;
+        }
+        shared.issued.set(shared.issued.get() + 1);
+        let path = next_path(&shared, &mut rng);
+        req.clear();
+        req.extend_from_slice(b"GET ");
+        req.extend_from_slice(path.as_bytes());
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: bench\r\n");
+        req.extend_from_slice(extra.as_bytes());
+        req.extend_from_slice(b"\r\n");
+        let t0 = Instant::now();
+        let result = tokio::time::timeout(spec.timeout, async {
+            if stream.is_none() {
+                let s = TcpStream::connect(spec.addr).await?;
+                s.set_nodelay(true)?;
+                stream = Some(s);
+            }
+            let s = stream.as_mut().expect("connected above");
+            exchange(s, &req, &mut buf).await
+        })
+        .await;
+        let latency = t0.elapsed();
+        let outcome = match result {
+            Ok(Ok(r)) => Some(r),
+            _ => {
+                stream = None;
+                None
+            }
+        };
+        if t0 < shared.measure_from {
+            continue;
+        }
+        {
+            let mut s = shared.stats.borrow_mut();
+            let slot =
+                ((t0 - shared.measure_from).as_secs_f64() / spec.bucket.as_secs_f64()) as usize;
+            let failed = match &outcome {
+                None => {
+                    s.io_errors += 1;
+                    true
+                }
+                Some((head, _)) => head.status >= 500,
+            };
+            let ns = latency.as_nanos() as u64;
+            s.requests += 1;
+            let _ = s.hist.record(ns.max(1_000));
+            if failed {
+                s.failed += 1;
+            }
+            let (mut hit, mut stale) = (false, false);
+            if let Some((head, body)) = &outcome {
+                s.body_bytes += *body as u64;
+                if (400..500).contains(&head.status) {
+                    s.status_4xx += 1;
+                }
+                if let Some(cs) = &head.cache_status {
+                    hit = http::is_hit(cs);
+                    stale = cs.contains("detail=stale");
+                }
+            }
+            s.hits += u64::from(hit);
+            s.stale += u64::from(stale);
+            if let Some(b) = s.timeline.get_mut(slot) {
+                b.requests += 1;
+                b.hits += u64::from(hit);
+                b.failed += u64::from(failed);
+                let us = ns as f64 / 1000.0;
+                b.max_us = b.max_us.max(us);
+                b.sum_us += us;
+            }
+        }
+        if outcome.is_none() {
+            // Do not spin on a refused connection.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Writes one request and reads its whole response; returns the head and body length.
+async fn exchange(
+    s: &mut TcpStream,
+    req: &[u8],
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<(Head, usize)> {
+    s.write_all(req).await?;
+    buf.clear();
+    let mut head: Option<Head> = None;
+    loop {
+        if let Some(h) = &head {
+            let body = &buf[h.len..];
+            if let Some(len) = h.content_length {
+                if body.len() >= len {
+                    return Ok((head.take().expect("set"), len));
+                }
+            } else if h.chunked {
+                if let Some((_, len)) = http::chunked_end(body) {
+                    return Ok((head.take().expect("set"), len));
+                }
+            } else {
+                return Ok((head.take().expect("set"), 0));
+            }
+        }
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        let n = s.read_buf(buf).await?;
+        if n == 0 {
+            anyhow::bail!("connection closed mid-response");
+        }
+        if head.is_none() {
+            head = http::parse_head(buf)?;
+        }
+    }
+}
+
+/// What a burst of simultaneous requests got.
+#[derive(Debug, Clone, Serialize)]
+pub struct BurstResult {
+    /// Requests sent.
+    pub requests: usize,
+    /// 2xx answers.
+    pub ok: usize,
+    /// Anything else (errors included).
+    pub failed: usize,
+    /// Answers by `Cache-Status` kind: `collapsed` (waited on the one load), `stored`
+    /// (made the load), `hit`.
+    pub collapsed: usize,
+    /// See `collapsed`.
+    pub stored: usize,
+    /// See `collapsed`.
+    pub hit: usize,
+    /// Latency of the burst's requests, µs.
+    pub latency: Percentiles,
+}
+
+/// Opens `n` connections, then sends one request on each at the same moment.
+pub fn burst(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+    pin: Option<Vec<usize>>,
+) -> anyhow::Result<BurstResult> {
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        if let Some(cores) = &pin {
+            let _ = procs::pin_current(cores);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(tokio::task::LocalSet::new().run_until(async move {
+            let barrier = Rc::new(tokio::sync::Barrier::new(n + 1));
+            let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").into_bytes();
+            let req = Rc::new(req);
+            let mut tasks = Vec::new();
+            for _ in 0..n {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                let (barrier, req) = (barrier.clone(), req.clone());
+                tasks.push(tokio::task::spawn_local(async move {
+                    let mut s = s;
+                    barrier.wait().await;
+                    let t0 = Instant::now();
+                    let mut buf = Vec::with_capacity(16 * 1024);
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        exchange(&mut s, &req, &mut buf),
+                    )
+                    .await;
+                    (r.ok().and_then(Result::ok), t0.elapsed())
+                }));
+            }
+            barrier.wait().await;
+            let mut out = BurstResult {
+                requests: n,
+                ok: 0,
+                failed: 0,
+                collapsed: 0,
+                stored: 0,
+                hit: 0,
+                latency: Percentiles::default(),
+            };
+            let mut hist = histogram();
+            for t in tasks {
+                let (r, lat) = t.await?;
+                let _ = hist.record((lat.as_nanos() as u64).max(1_000));
+                match r {
+                    Some((head, _)) if (200..300).contains(&head.status) => {
+                        out.ok += 1;
+                        let cs = head.cache_status.unwrap_or_default();
+                        if cs.contains("collapsed") {
+                            out.collapsed += 1;
+                        } else if cs.contains("stored") {
+                            out.stored += 1;
+                        } else if http::is_hit(&cs) {
+                            out.hit += 1;
+                        }
+                    }
+                    _ => out.failed += 1,
+                }
+            }
+            out.latency = Percentiles::of(&hist);
+            Ok(out)
+        }))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the burst thread panicked"))?
+}

@@ -1,0 +1,345 @@
+//! The report: a table on stdout, `report.md`, `report.json` and SVG charts.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::load::LoadResult;
+use super::svg;
+use super::zipf::HitRatioRow;
+
+/// One line of the results table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Scenario (or sub-run) name.
+    pub scenario: String,
+    /// What was measured, and the scenario's own figures.
+    pub what: String,
+    /// Connections (or concurrent requests).
+    pub conns: usize,
+    /// Requests per second.
+    pub rps: Option<f64>,
+    /// Latency, µs.
+    pub p50: Option<f64>,
+    /// See `p50`.
+    pub p99: Option<f64>,
+    /// See `p50`.
+    pub p999: Option<f64>,
+    /// See `p50`.
+    pub max: Option<f64>,
+    /// Failed requests.
+    pub failed: u64,
+}
+
+impl Row {
+    /// From a load run.
+    pub fn from_load(scenario: &str, what: &str, r: &LoadResult) -> Self {
+        Self {
+            scenario: scenario.into(),
+            what: what.into(),
+            conns: r.conns,
+            rps: Some(r.rps),
+            p50: Some(r.latency.p50),
+            p99: Some(r.latency.p99),
+            p999: Some(r.latency.p999),
+            max: Some(r.latency.max),
+            failed: r.failed,
+        }
+    }
+}
+
+/// One bar of the performance target, met or not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bar {
+    /// The target.
+    pub target: String,
+    /// The measured figure.
+    pub measured: String,
+    /// Whether it is met.
+    pub met: bool,
+}
+
+impl Bar {
+    /// A judged bar.
+    pub fn new(target: &str, measured: String, met: bool) -> Self {
+        Self {
+            target: target.into(),
+            measured,
+            met,
+        }
+    }
+}
+
+/// A time series for a line chart.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    /// Its name.
+    pub name: String,
+    /// (seconds, value).
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// A named series.
+    pub fn new(name: &str, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            name: name.into(),
+            points,
+        }
+    }
+}
+
+/// Everything collected over a run.
+#[derive(Default)]
+pub struct Report {
+    /// Table rows, in run order.
+    pub rows: Vec<Row>,
+    /// Judged bars.
+    pub bars: Vec<Bar>,
+    /// Chart series.
+    pub series: Vec<Series>,
+    /// Per-scenario details.
+    pub sections: Map<String, Value>,
+    /// Scenarios that failed to run, with why.
+    pub errors: Vec<(String, String)>,
+    /// For the ratios.
+    pub ceiling_rps: Option<f64>,
+    /// See `ceiling_rps`.
+    pub l1_rps: Option<f64>,
+    /// quick_cache vs LRU.
+    pub zipf_offline: Vec<HitRatioRow>,
+    /// Redis kill and restart times (s) in the outage run.
+    pub outage_marks: (f64, f64),
+    /// Per algorithm: no compression on hits.
+    pub compression_checks: Vec<(String, bool)>,
+}
+
+fn us(v: Option<f64>) -> String {
+    match v {
+        None => "—".into(),
+        Some(v) if v >= 10_000.0 => format!("{:.1} ms", v / 1000.0),
+        Some(v) => format!("{v:.0} µs"),
+    }
+}
+
+fn rps(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.0}"))
+}
+
+impl Report {
+    /// Adds a table row (and echoes it).
+    pub fn row(&mut self, r: Row) {
+        eprintln!(
+            "  {:<16} {:>9} req/s  p50 {:>8}  p99 {:>8}  failed {}  {}",
+            r.scenario,
+            rps(r.rps),
+            us(r.p50),
+            us(r.p99),
+            r.failed,
+            r.what
+        );
+        self.rows.push(r);
+    }
+
+    /// Adds a judged bar.
+    pub fn bar(&mut self, b: Bar) {
+        eprintln!(
+            "  bar: {} — {} — {}",
+            b.target,
+            b.measured,
+            if b.met { "met" } else { "NOT met" }
+        );
+        self.bars.push(b);
+    }
+
+    /// Adds a scenario's details.
+    pub fn section(&mut self, name: &str, v: Value) {
+        self.sections.insert(name.into(), v);
+    }
+
+    /// The results table in Markdown.
+    pub fn table(&self) -> String {
+        let mut s = String::from(
+            "| scenario | conns | req/s | p50 | p99 | p99.9 | max | failed | what |\n|---|--:|--:|--:|--:|--:|--:|--:|---|\n",
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.scenario,
+                r.conns,
+                rps(r.rps),
+                us(r.p50),
+                us(r.p99),
+                us(r.p999),
+                us(r.max),
+                r.failed,
+                r.what
+            );
+        }
+        s
+    }
+
+    fn bars_md(&self) -> String {
+        let mut s = String::from("| bar | measured | |\n|---|---|---|\n");
+        for b in &self.bars {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                b.target,
+                b.measured,
+                if b.met { "met" } else { "**not met**" }
+            );
+        }
+        s
+    }
+
+    fn offline_md(&self) -> String {
+        let mut s = String::from(
+            "| capacity (% of keys) | entries | quick_cache | plain LRU |\n|--:|--:|--:|--:|\n",
+        );
+        for r in &self.zipf_offline {
+            let _ = writeln!(
+                s,
+                "| {:.2}% | {} | {:.2}% | {:.2}% |",
+                r.capacity_pct,
+                r.capacity,
+                r.quick_cache * 100.0,
+                r.lru * 100.0
+            );
+        }
+        s
+    }
+
+    /// Writes `report.md`, `report.json` and the charts into `dir`; returns the Markdown.
+    pub fn write(&self, dir: &Path, meta: &Value) -> anyhow::Result<String> {
+        std::fs::create_dir_all(dir)?;
+        let mut charts = Vec::new();
+        let lat: Vec<(String, [f64; 3])> = self
+            .rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.scenario.clone(),
+                    [r.p50?, r.p99?, r.p999.unwrap_or(r.p99?)],
+                ))
+            })
+            .collect();
+        if !lat.is_empty() {
+            std::fs::write(dir.join("latency.svg"), svg::latency(&lat))?;
+            charts.push(("Latency percentiles (log scale)", "latency.svg"));
+        }
+        let thr: Vec<(String, f64)> = self
+            .rows
+            .iter()
+            .filter_map(|r| Some((r.scenario.clone(), r.rps?)))
+            .collect();
+        if !thr.is_empty() {
+            std::fs::write(dir.join("throughput.svg"), svg::throughput(&thr))?;
+            charts.push(("Throughput per scenario", "throughput.svg"));
+        }
+        for (series, file, title, unit, marks) in [
+            (
+                "zipf hit ratio",
+                "hit_ratio.svg",
+                "Zipf: hit ratio over time (cold start)",
+                "%",
+                None,
+            ),
+            (
+                "outage req/s",
+                "redis_outage.svg",
+                "Redis outage: throughput over time (red: killed, green: back)",
+                "req/s",
+                Some(self.outage_marks),
+            ),
+            (
+                "swr max latency (ms)",
+                "swr.svg",
+                "SWR: slowest request per 100 ms (TTL 1 s)",
+                "ms",
+                None,
+            ),
+        ] {
+            if let Some(s) = self.series.iter().find(|s| s.name == series) {
+                std::fs::write(dir.join(file), svg::line(title, unit, &s.points, marks))?;
+                charts.push((title, file));
+            }
+        }
+        let mut md = String::from("# Larder benchmark report\n\n");
+        let _ = writeln!(
+            md,
+            "Run {} (`{}`), {} mode, {:.0} s. Machine: {}.\n",
+            meta["finished"].as_str().unwrap_or(""),
+            meta["command"].as_str().unwrap_or(""),
+            if meta["quick"].as_bool().unwrap_or(false) {
+                "quick"
+            } else {
+                "full"
+            },
+            meta["wall_seconds"].as_f64().unwrap_or(0.0),
+            meta["machine"]["summary"].as_str().unwrap_or("")
+        );
+        let _ = writeln!(md, "{}\n", meta["setup"].as_str().unwrap_or(""));
+        md.push_str("## Results\n\n");
+        md.push_str(&self.table());
+        md.push_str("\n## The bar\n\n");
+        md.push_str(&self.bars_md());
+        if let Some(w) = self.sections.get("ceiling").map(|c| &c["wrk"]) {
+            md.push_str("\n## Load generator check\n\n");
+            match w.get("ratio").and_then(Value::as_f64) {
+                Some(r) => {
+                    let _ = writeln!(
+                        md,
+                        "Against the ceiling, the built-in generator reached {:.0} req/s and `wrk -t1` {:.0} req/s: {:.1}% ({}).",
+                        w["ours_rps"].as_f64().unwrap_or(0.0),
+                        w["wrk_rps"].as_f64().unwrap_or(0.0),
+                        r * 100.0,
+                        if r >= 0.9 {
+                            "within 10%"
+                        } else {
+                            "NOT within 10%"
+                        }
+                    );
+                }
+                None => {
+                    let _ = writeln!(md, "Skipped: {}", w["skipped"].as_str().unwrap_or("?"));
+                }
+            }
+        }
+        if !self.zipf_offline.is_empty() {
+            md.push_str("\n## Zipf trace offline: quick_cache vs plain LRU\n\n");
+            let z = &self.sections["zipf"];
+            let _ = writeln!(
+                md,
+                "{} requests, Zipf s={} over {} keys, same trace for both (the last row is the capacity the live L1 reached).\n",
+                z["offline_trace_requests"], z["exponent"], z["keys"]
+            );
+            md.push_str(&self.offline_md());
+        }
+        if !self.errors.is_empty() {
+            md.push_str("\n## Scenarios that failed to run\n\n");
+            for (n, e) in &self.errors {
+                let _ = writeln!(md, "- `{n}`: {e}");
+            }
+        }
+        md.push_str("\n## Charts\n\n");
+        for (title, file) in &charts {
+            let _ = writeln!(md, "### {title}\n\n![{title}]({file})\n");
+        }
+        md.push_str("Details of every scenario (histogram percentiles, timelines, stats) are in `report.json`.\n");
+        std::fs::write(dir.join("report.md"), &md)?;
+        let j = json!({
+            "meta": meta,
+            "table": self.rows,
+            "bars": self.bars,
+            "scenarios": self.sections,
+            "zipf_offline": self.zipf_offline,
+            "errors": self.errors.iter().map(|(n, e)| json!({"scenario": n, "error": e})).collect::<Vec<_>>(),
+        });
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&j)?)?;
+        Ok(md)
+    }
+}

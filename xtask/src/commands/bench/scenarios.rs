@@ -1,0 +1,849 @@
+//! The scenarios. Each starts the servers it needs (a fresh Larder per scenario, so stats,
+//! RSS and L1 contents never leak between them), measures, and records table rows, bars,
+//! chart series and a JSON section in the [`Report`].
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use super::http;
+use super::load::{self, Paths, Spec};
+use super::procs::{self, Server};
+use super::report::{Bar, Report, Row, Series};
+use super::zipf::{self, Zipf};
+use super::{ADMIN_KEY, Ctx, LarderOpts};
+
+/// Every scenario, in run order.
+pub const ALL: [&str; 11] = [
+    "ceiling",
+    "l1-hit",
+    "l2-hit",
+    "miss",
+    "zipf",
+    "stampede",
+    "swr",
+    "compression",
+    "invalidation",
+    "redis-outage",
+    "memory",
+];
+
+/// Runs one scenario by name.
+pub fn run(name: &str, ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    match name {
+        "ceiling" => ceiling(ctx, report),
+        "l1-hit" => l1_hit(ctx, report),
+        "l2-hit" => l2_hit(ctx, report),
+        "miss" => miss(ctx, report),
+        "zipf" => zipf_mix(ctx, report),
+        "stampede" => stampede(ctx, report),
+        "swr" => swr(ctx, report),
+        "compression" => compression(ctx, report),
+        "invalidation" => invalidation(ctx, report),
+        "redis-outage" => redis_outage(ctx, report),
+        "memory" => memory(ctx, report),
+        other => bail!("unknown scenario `{other}`; known: {}", ALL.join(", ")),
+    }
+}
+
+fn counters(addr: SocketAddr) -> anyhow::Result<Value> {
+    http::get(addr, "/bench/counters")?.json()
+}
+
+fn counter(addr: SocketAddr, route: &str) -> anyhow::Result<u64> {
+    counters(addr)?[route]
+        .as_u64()
+        .with_context(|| format!("no counter `{route}`"))
+}
+
+fn stats(addr: SocketAddr) -> anyhow::Result<Value> {
+    http::request(
+        addr,
+        "GET",
+        "/admin/cache/stats",
+        &[("x-admin-key", ADMIN_KEY)],
+        None,
+    )?
+    .json()
+}
+
+fn invalidate(addr: SocketAddr, body: &Value) -> anyhow::Result<Value> {
+    let body = serde_json::to_vec(body)?;
+    let r = http::request(
+        addr,
+        "POST",
+        "/admin/cache/invalidate",
+        &[("x-admin-key", ADMIN_KEY)],
+        Some(&body),
+    )?;
+    if r.head.status != 200 {
+        bail!(
+            "invalidate answered {}: {}",
+            r.head.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    r.json()
+}
+
+fn expect_ok(r: &http::Reply, what: &str) -> anyhow::Result<()> {
+    if !(200..300).contains(&r.head.status) {
+        bail!(
+            "{what}: status {}: {}",
+            r.head.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    Ok(())
+}
+
+fn spec(ctx: &Ctx, server: &Server, conns: usize, duration: Duration, paths: Paths) -> Spec {
+    let mut s = Spec::new(server.addr, conns, duration, paths);
+    s.warmup = ctx.warmup;
+    s.server_pid = Some(server.pid());
+    s.pin = ctx.pinning.as_ref().map(|p| p.client.clone());
+    s
+}
+
+fn ceiling(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let server = ctx.ceiling()?;
+    let r = load::run(spec(
+        ctx,
+        &server,
+        ctx.conns,
+        ctx.duration,
+        Paths::Fixed("/raw".into()),
+    ))?;
+    report.row(Row::from_load(
+        "ceiling",
+        "bare poem handler, same bytes",
+        &r,
+    ));
+    report.ceiling_rps = Some(r.rps);
+    let wrk = wrk_compare(ctx, &server, &r);
+    server.stop();
+    report.section(
+        "ceiling",
+        json!({
+            "server": "larder-bench-ceiling (plugins/bench/src/bin/ceiling.rs): a bare poem 3.1 Route with one handler returning the plugin's payload bytes, tokio multi-thread runtime sized to its cores like larder",
+            "load": r,
+            "wrk": wrk,
+        }),
+    );
+    Ok(())
+}
+
+/// Runs `wrk` against the ceiling with the same connections and duration, to show the
+/// built-in generator is not the bottleneck.
+fn wrk_compare(ctx: &Ctx, server: &Server, ours: &load::LoadResult) -> Value {
+    let have = |p: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {p}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("wrk") {
+        eprintln!("  wrk not found; trying `apt-get install -y wrk` for the generator check");
+        let ok = std::process::Command::new("apt-get")
+            .args(["install", "-y", "-qq", "wrk"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || !have("wrk") {
+            eprintln!(
+                "  wrk unavailable (install the Debian package `wrk` to compare); skipping the generator check"
+            );
+            return json!({"skipped": "wrk is not installed and could not be installed"});
+        }
+    }
+    let secs = ctx.duration.as_secs().max(1);
+    let mut cmd = match (&ctx.pinning, have("taskset")) {
+        (Some(p), true) => {
+            let mut c = std::process::Command::new("taskset");
+            c.args(["-c", &p.client[0].to_string(), "wrk"]);
+            c
+        }
+        _ => std::process::Command::new("wrk"),
+    };
+    let url = format!("http://{}/raw", server.addr);
+    let out = cmd
+        .args(["-t1", &format!("-c{}", ctx.conns), &format!("-d{secs}s")])
+        .arg(&url)
+        .output();
+    let text = match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Err(e) => return json!({"skipped": format!("running wrk: {e}")}),
+    };
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    match rps {
+        Some(wrk_rps) => {
+            let ratio = ours.rps / wrk_rps;
+            eprintln!(
+                "  generator check: ours {:.0} req/s, wrk {:.0} req/s ({:.1}%)",
+                ours.rps,
+                wrk_rps,
+                ratio * 100.0
+            );
+            json!({"wrk_rps": wrk_rps, "ours_rps": ours.rps, "ratio": ratio, "within_10pct": ratio >= 0.9, "output": text})
+        }
+        None => json!({"skipped": "could not read wrk's output", "output": text}),
+    }
+}
+
+fn l1_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let server = ctx.larder(LarderOpts::memory())?;
+    let raw = load::run(spec(
+        ctx,
+        &server,
+        ctx.conns,
+        ctx.duration,
+        Paths::Fixed("/bench/raw".into()),
+    ))?;
+    report.row(Row::from_load(
+        "larder, no rule",
+        "plugin route, layer passes through",
+        &raw,
+    ));
+    let warm = http::get(server.addr, "/bench/l1/0")?;
+    expect_ok(&warm, "warming /bench/l1/0")?;
+    let r = load::run(spec(
+        ctx,
+        &server,
+        ctx.conns,
+        ctx.duration,
+        Paths::Fixed("/bench/l1/0".into()),
+    ))?;
+    report.row(Row::from_load("l1-hit", "memory rule, one key", &r));
+    let origin = counter(server.addr, "l1")?;
+    report.l1_rps = Some(r.rps);
+    if let Some(c) = report.ceiling_rps {
+        report.bar(Bar::new(
+            "l1-hit throughput ≥ 0.8 × ceiling",
+            format!("{:.2} × ({:.0} / {:.0} req/s)", r.rps / c, r.rps, c),
+            r.rps >= 0.8 * c,
+        ));
+    }
+    report.bar(Bar::new(
+        &format!("l1-hit p99 < 1 ms at {} connections", ctx.conns),
+        format!("p99 {:.0} µs", r.latency.p99),
+        r.latency.p99 < 1000.0 && ctx.conns >= 64,
+    ));
+    server.stop();
+    report.section(
+        "l1-hit",
+        json!({"no_rule": raw, "hit": r, "origin_calls": origin}),
+    );
+    Ok(())
+}
+
+fn l2_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let redis = ctx.redis()?;
+    let server = ctx.larder(LarderOpts::hybrid(redis))?;
+    expect_ok(
+        &http::get(server.addr, "/bench/l2/0")?,
+        "warming /bench/l2/0",
+    )?;
+    // The L2 write is off the response path: wait until a read finds it.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !http::get(server.addr, "/bench/l2/0")?.is_hit() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = load::run(spec(
+        ctx,
+        &server,
+        ctx.conns,
+        ctx.duration,
+        Paths::Fixed("/bench/l2/0".into()),
+    ))?;
+    report.row(Row::from_load(
+        "l2-hit",
+        "redis rule: every hit is a GET",
+        &r,
+    ));
+    match report.l1_rps {
+        Some(l1) => report.bar(Bar::new(
+            "l2-hit throughput ≥ 0.5 × l1-hit",
+            format!("{:.2} × ({:.0} / {:.0} req/s)", r.rps / l1, r.rps, l1),
+            r.rps >= 0.5 * l1,
+        )),
+        None => eprintln!("  (run l1-hit too to judge the l2-hit bar)"),
+    }
+    let s = stats(server.addr)?;
+    server.stop();
+    report.section("l2-hit", json!({"hit": r, "l2_latency": s["l2_latency"]}));
+    Ok(())
+}
+
+fn miss(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let server = ctx.larder(LarderOpts::memory())?;
+    let r = load::run(spec(
+        ctx,
+        &server,
+        ctx.conns,
+        ctx.duration,
+        Paths::Unique {
+            prefix: "/bench/slow/".into(),
+            start: 0,
+        },
+    ))?;
+    let origin = counter(server.addr, "slow")?;
+    let slow_us = ctx.slow_ms as f64 * 1000.0;
+    report.row(Row::from_load(
+        "miss",
+        &format!(
+            "{} ms origin, new key each; +{:.0} µs over origin at p50",
+            ctx.slow_ms,
+            r.latency.p50 - slow_us
+        ),
+        &r,
+    ));
+    server.stop();
+    report.section(
+        "miss",
+        json!({"load": r, "origin_ms": ctx.slow_ms, "origin_calls": origin,
+               "max_rps_possible": ctx.conns as f64 * 1000.0 / ctx.slow_ms as f64,
+               "overhead_p50_us": r.latency.p50 - slow_us}),
+    );
+    Ok(())
+}
+
+fn zipf_mix(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let keys = ctx.zipf_keys;
+    let exponent = 1.0;
+    // L1 holds about a tenth of the working set.
+    let l1 = (keys * ctx.payload_bytes / 10) as u64;
+    let server = ctx.larder(LarderOpts {
+        l1_bytes: l1,
+        ..LarderOpts::memory()
+    })?;
+    let mut s = spec(
+        ctx,
+        &server,
+        ctx.conns,
+        ctx.zipf_duration,
+        Paths::Zipf {
+            prefix: "/bench/item/".into(),
+            zipf: std::sync::Arc::new(Zipf::new(keys, exponent)),
+        },
+    );
+    // Cold start on purpose: the hit-ratio chart shows the cache filling.
+    s.warmup = Duration::ZERO;
+    s.bucket = Duration::from_millis(500);
+    let r = load::run(s)?;
+    let origin = counter(server.addr, "item")?;
+    let st = stats(server.addr)?;
+    server.stop();
+    let tail: Vec<_> = r.timeline.iter().skip(r.timeline.len() / 2).collect();
+    let (tr, th) = tail
+        .iter()
+        .fold((0, 0), |(a, b), x| (a + x.requests, b + x.hits));
+    let steady = if tr > 0 { th as f64 / tr as f64 } else { 0.0 };
+    report.row(Row::from_load(
+        "zipf",
+        &format!(
+            "{keys} keys, s={exponent}, L1 {} MiB: hit {:.1}% (2nd half {:.1}%), {} origin calls saved",
+            l1 >> 20,
+            r.hit_ratio() * 100.0,
+            steady * 100.0,
+            r.requests.saturating_sub(origin)
+        ),
+        &r,
+    ));
+    report.series.push(Series::new(
+        "zipf hit ratio",
+        r.timeline
+            .iter()
+            .map(|b| {
+                (
+                    b.t,
+                    if b.requests > 0 {
+                        b.hits as f64 / b.requests as f64 * 100.0
+                    } else {
+                        0.0
+                    },
+                )
+            })
+            .collect(),
+    ));
+    let l1_entries = st["l1_entries"].as_u64().unwrap_or(0);
+    let mut pcts = vec![1.0, 2.5, 5.0, 10.0, 20.0];
+    let live_pct = l1_entries as f64 / keys as f64 * 100.0;
+    if l1_entries > 0 {
+        pcts.push((live_pct * 100.0).round() / 100.0);
+    }
+    eprintln!("  offline: quick_cache vs LRU on one trace");
+    let offline = zipf::hit_ratios(keys, exponent, ctx.zipf_trace, &pcts);
+    report.zipf_offline = offline.clone();
+    report.section(
+        "zipf",
+        json!({
+            "keys": keys, "exponent": exponent, "l1_capacity_bytes": l1,
+            "load": r, "hit_ratio": r.hit_ratio(), "hit_ratio_second_half": steady,
+            "origin_calls": origin, "origin_calls_saved": r.requests.saturating_sub(origin),
+            "l1_entries": l1_entries, "l1_bytes": st["l1_bytes"], "evictions": st["counters"]["evictions"],
+            "offline_trace_requests": ctx.zipf_trace, "offline": offline,
+        }),
+    );
+    Ok(())
+}
+
+fn stampede(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let redis = ctx.redis()?;
+    let server = ctx.larder(LarderOpts::hybrid(redis))?;
+    let mut rounds = Vec::new();
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    for round in 0..ctx.stampede_rounds {
+        let before = counter(server.addr, "stampede")?;
+        let path = format!("/bench/stampede/{}", base * 10 + round as u64);
+        let b = load::burst(
+            server.addr,
+            &path,
+            ctx.stampede_n,
+            ctx.pinning.as_ref().map(|p| p.client.clone()),
+        )?;
+        let calls = counter(server.addr, "stampede")? - before;
+        eprintln!(
+            "  round {round}: {} requests, {} ok, {calls} origin call(s), {} collapsed",
+            b.requests, b.ok, b.collapsed
+        );
+        rounds.push(json!({"path": path, "burst": b, "origin_calls": calls}));
+    }
+    let st = stats(server.addr)?;
+    server.stop();
+    let calls: Vec<u64> = rounds
+        .iter()
+        .map(|r| r["origin_calls"].as_u64().unwrap_or(0))
+        .collect();
+    let failed: u64 = rounds
+        .iter()
+        .map(|r| r["burst"]["failed"].as_u64().unwrap_or(0))
+        .sum();
+    let exact = calls.iter().all(|&c| c == 1) && failed == 0;
+    report.bar(Bar::new(
+        &format!(
+            "stampede: {} concurrent cold requests → exactly 1 origin call",
+            ctx.stampede_n
+        ),
+        format!("origin calls per round {calls:?}, {failed} failed"),
+        exact,
+    ));
+    let lat = &rounds[0]["burst"]["latency"];
+    report.row(Row {
+        scenario: "stampede".into(),
+        what: format!(
+            "{} simultaneous cold requests × {} rounds: origin calls {calls:?}",
+            ctx.stampede_n, ctx.stampede_rounds
+        ),
+        conns: ctx.stampede_n,
+        rps: None,
+        p50: lat["p50"].as_f64(),
+        p99: lat["p99"].as_f64(),
+        p999: lat["p999"].as_f64(),
+        max: lat["max"].as_f64(),
+        failed,
+    });
+    report.section(
+        "stampede",
+        json!({"rounds": rounds, "rule_stats": st["rules"]["bench-stampede"]}),
+    );
+    Ok(())
+}
+
+fn swr(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let server = ctx.larder(LarderOpts::memory())?;
+    expect_ok(&http::get(server.addr, "/bench/swr")?, "warming /bench/swr")?;
+    let before = counter(server.addr, "swr")?;
+    let mut s = spec(
+        ctx,
+        &server,
+        8,
+        ctx.swr_duration,
+        Paths::Fixed("/bench/swr".into()),
+    );
+    s.warmup = Duration::ZERO;
+    s.bucket = Duration::from_millis(100);
+    let r = load::run(s)?;
+    let refreshes = counter(server.addr, "swr")? - before;
+    let waited_ns = ctx.slow_ms * 1_000_000 / 2;
+    let waited = r.hist.len() - r.hist.count_between(0, waited_ns);
+    report.row(Row::from_load(
+        "swr",
+        &format!(
+            "TTL 1 s, {} ms origin: {} stale served, {refreshes} refreshes, {waited} requests ≥ {} ms",
+            ctx.slow_ms,
+            r.stale,
+            ctx.slow_ms / 2
+        ),
+        &r,
+    ));
+    report.series.push(Series::new(
+        "swr max latency (ms)",
+        r.timeline
+            .iter()
+            .map(|b| (b.t, b.max_us / 1000.0))
+            .collect(),
+    ));
+
+    // Stale-if-error: the entry expires while the origin fails.
+    expect_ok(
+        &http::get(server.addr, "/bench/flaky")?,
+        "warming /bench/flaky",
+    )?;
+    expect_ok(
+        &http::request(server.addr, "PUT", "/bench/flaky?fail=true", &[], None)?,
+        "failing the origin",
+    )?;
+    let before = counter(server.addr, "flaky")?;
+    let mut s = spec(
+        ctx,
+        &server,
+        8,
+        ctx.swr_duration.min(Duration::from_secs(4)),
+        Paths::Fixed("/bench/flaky".into()),
+    );
+    s.warmup = Duration::ZERO;
+    let e = load::run(s)?;
+    let failing_calls = counter(server.addr, "flaky")? - before;
+    let _ = http::request(server.addr, "PUT", "/bench/flaky?fail=false", &[], None);
+    report.row(Row::from_load(
+        "stale-if-error",
+        &format!(
+            "TTL 1 s, origin answering 500: {} stale served, {} failed, {failing_calls} failing origin calls",
+            e.stale, e.failed
+        ),
+        &e,
+    ));
+    server.stop();
+    report.section(
+        "swr",
+        json!({"swr": r, "refreshes": refreshes, "requests_waiting_on_origin": waited,
+               "stale_if_error": e, "failing_origin_calls": failing_calls}),
+    );
+    Ok(())
+}
+
+fn compression(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let server = ctx.larder(LarderOpts::memory())?;
+    let mut out = Vec::new();
+    let dur = ctx.duration / 2;
+    let mut runs: Vec<(&str, &str, Option<&str>)> = vec![
+        ("br", "/bench/comp/br", Some("br")),
+        ("zstd", "/bench/comp/zstd", Some("zstd")),
+        ("gzip", "/bench/comp/gzip", Some("gzip")),
+    ];
+    runs.push(("br→identity", "/bench/comp/br", None));
+    for (name, path, accept) in runs {
+        let headers: Vec<(&str, &str)> =
+            accept.map(|a| ("accept-encoding", a)).into_iter().collect();
+        let warm = http::request(server.addr, "GET", path, &headers, None)?;
+        expect_ok(&warm, path)?;
+        let again = http::request(server.addr, "GET", path, &headers, None)?;
+        if accept.is_some() && again.head.content_encoding.as_deref() != accept {
+            bail!(
+                "{path} with Accept-Encoding {accept:?} answered Content-Encoding {:?}",
+                again.head.content_encoding
+            );
+        }
+        let s0 = stats(server.addr)?;
+        let mut s = spec(ctx, &server, ctx.conns, dur, Paths::Fixed(path.into()));
+        s.headers = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let r = load::run(s)?;
+        let s1 = stats(server.addr)?;
+        let delta = |f: &str| {
+            s1["counters"][f].as_u64().unwrap_or(0) - s0["counters"][f].as_u64().unwrap_or(0)
+        };
+        let (sets, origin) = (delta("sets"), delta("origin_calls"));
+        let wire = r.body_bytes.checked_div(r.requests).unwrap_or(0);
+        let saved = 1.0 - wire as f64 / ctx.payload_bytes as f64;
+        report.row(Row::from_load(
+            &format!("compression {name}"),
+            &format!(
+                "{} → {wire} B on the wire ({:.0}% saved); {sets} stores / {origin} origin calls under load{}",
+                ctx.payload_bytes,
+                saved * 100.0,
+                r.server_cpu_us_per_req
+                    .map(|c| format!(", {c:.1} µs CPU/req"))
+                    .unwrap_or_default()
+            ),
+            &r,
+        ));
+        out.push(
+            json!({"name": name, "path": path, "accept_encoding": accept,
+            "payload_bytes": ctx.payload_bytes, "wire_bytes": wire, "saved": saved,
+            "stores_during_load": sets, "origin_calls_during_load": origin, "load": r}),
+        );
+        if accept.is_some() {
+            report
+                .compression_checks
+                .push((name.to_owned(), sets == 0 && origin == 0));
+        }
+    }
+    server.stop();
+    report.section("compression", json!({"note": "Larder compresses only when it stores an entry (layer.rs to_loaded), so zero stores and zero origin calls during the hit load means zero compressions on hits. There is no dedicated compression counter in /metrics.", "runs": out}));
+    Ok(())
+}
+
+fn is_l1_hit(r: &http::Reply) -> bool {
+    r.head
+        .cache_status
+        .as_deref()
+        .is_some_and(|c| http::is_hit(c) && c.contains("detail=l1"))
+}
+
+fn percentiles(mut v: Vec<f64>) -> Value {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return json!(null);
+    }
+    let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    json!({"n": v.len(), "p50_us": q(0.5), "p90_us": q(0.9), "p99_us": q(0.99), "max_us": q(1.0)})
+}
+
+fn invalidation(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let redis = ctx.redis()?;
+    let a = ctx.larder(LarderOpts::hybrid(redis.clone()))?;
+    let b = ctx.larder(LarderOpts::hybrid(redis))?;
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64
+        * 1000;
+    let (mut local, mut remote) = (Vec::new(), Vec::new());
+    let mut stale_reads = 0;
+    let wait_hit = |addr: SocketAddr, path: &str| -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let r = http::get(addr, path)?;
+            expect_ok(&r, path)?;
+            if is_l1_hit(&r) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{path} never became an L1 hit on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    for i in 0..ctx.invalidation_iters {
+        let id = base + i as u64;
+        let path = format!("/bench/tagged/{id}");
+        wait_hit(a.addr, &path)?;
+        wait_hit(b.addr, &path)?;
+        let t0 = Instant::now();
+        invalidate(a.addr, &json!({"tags": [format!("bench-item:{id}")]}))?;
+        local.push(t0.elapsed().as_secs_f64() * 1e6);
+        // B has dropped its copy once it stops answering from its L1. (Its next read
+        // may be an L2 hit again: of an entry reloaded after the purge, never the old one,
+        // since the purge removed the L2 copy before the admin call returned.)
+        let deadline = t0 + Duration::from_secs(2);
+        loop {
+            let r = http::get(b.addr, &path)?;
+            if !is_l1_hit(&r) {
+                remote.push(t0.elapsed().as_secs_f64() * 1e6);
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("instance B still served {path} from L1 2 s after the purge");
+            }
+        }
+        if is_l1_hit(&http::get(a.addr, &path)?) {
+            stale_reads += 1;
+        }
+    }
+    // A wide tag: many entries purged by one tag, through the index.
+    let mut s = Spec::new(
+        a.addr,
+        16,
+        Duration::from_secs(60),
+        Paths::Unique {
+            prefix: "/bench/tagged/".into(),
+            start: base + 500_000,
+        },
+    );
+    s.max_requests = Some(ctx.invalidation_wide as u64);
+    s.pin = ctx.pinning.as_ref().map(|p| p.client.clone());
+    load::run(s)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let wide = invalidate(a.addr, &json!({"tags": ["bench-tagged"]}))?;
+    let wide_us = t0.elapsed().as_secs_f64() * 1e6;
+    a.stop();
+    b.stop();
+    let (lp, rp) = (percentiles(local), percentiles(remote));
+    report.row(Row {
+        scenario: "invalidation".into(),
+        what: format!(
+            "tag purge: local p50 {:.0} µs; seen by 2nd instance p50 {:.0} µs, p99 {:.0} µs; {} entries by one tag in {:.1} ms",
+            lp["p50_us"].as_f64().unwrap_or(0.0),
+            rp["p50_us"].as_f64().unwrap_or(0.0),
+            rp["p99_us"].as_f64().unwrap_or(0.0),
+            wide["removed"],
+            wide_us / 1000.0
+        ),
+        conns: 1,
+        rps: None,
+        p50: lp["p50_us"].as_f64(),
+        p99: lp["p99_us"].as_f64(),
+        p999: None,
+        max: lp["max_us"].as_f64(),
+        failed: stale_reads,
+    });
+    report.section(
+        "invalidation",
+        json!({"local_purge": lp, "cross_instance": rp, "stale_reads_after_purge": stale_reads,
+               "wide_tag": {"entries_written": ctx.invalidation_wide, "result": wide, "latency_us": wide_us},
+               "method": "local = round trip of POST /admin/cache/invalidate {tags:[one]} on A; cross-instance = from sending it until B's next GET is no longer a hit (B polled back to back)"}),
+    );
+    Ok(())
+}
+
+fn redis_outage(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let redis = ctx.redis()?;
+    let server = ctx.larder(LarderOpts::hybrid(redis))?;
+    let total = ctx.outage_duration;
+    let mut s = spec(
+        ctx,
+        &server,
+        32,
+        total,
+        Paths::Uniform {
+            prefix: "/bench/l2/".into(),
+            keys: 1000,
+        },
+    );
+    s.bucket = Duration::from_millis(100);
+    let warm = s.warmup;
+    let running = load::start(s);
+    std::thread::sleep(warm + total.mul_f64(0.25));
+    let killed_at = total.mul_f64(0.25).as_secs_f64();
+    ctx.redis_mut()?.kill();
+    eprintln!("  redis killed");
+    std::thread::sleep(total.mul_f64(0.35));
+    let restart = Instant::now();
+    ctx.redis_mut()?.restart()?;
+    let restarted_at =
+        killed_at + total.mul_f64(0.35).as_secs_f64() + restart.elapsed().as_secs_f64();
+    eprintln!("  redis restarted");
+    let r = running.join()?;
+    let st = stats(server.addr)?;
+    server.stop();
+    report.row(Row::from_load(
+        "redis-outage",
+        &format!(
+            "redis rule, 1000 keys; Redis killed at {killed_at:.1} s, back at {restarted_at:.1} s"
+        ),
+        &r,
+    ));
+    report.bar(Bar::new(
+        "redis-outage: 0 failed requests",
+        format!("{} failed of {}", r.failed, r.requests),
+        r.failed == 0 && r.requests > 0,
+    ));
+    report.series.push(Series::new(
+        "outage req/s",
+        r.timeline
+            .iter()
+            .map(|b| (b.t, b.requests as f64 / 0.1))
+            .collect(),
+    ));
+    report.outage_marks = (killed_at, restarted_at);
+    report.section(
+        "redis-outage",
+        json!({"load": r, "killed_at_s": killed_at, "restarted_at_s": restarted_at, "redis": st["redis"], "errors": st["counters"]["errors"]}),
+    );
+    Ok(())
+}
+
+fn memory(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let budget = ctx.memory_budget;
+    let server = ctx.larder(LarderOpts {
+        l1_bytes: budget,
+        ..LarderOpts::memory()
+    })?;
+    let pin = ctx.pinning.as_ref().map(|p| p.client.clone());
+    // Warm the runtime, connections and allocator without storing anything.
+    let mut w = Spec::new(
+        server.addr,
+        16,
+        Duration::from_secs(1),
+        Paths::Fixed("/bench/raw".into()),
+    );
+    w.pin = pin.clone();
+    load::run(w)?;
+    let rss0 = procs::rss_bytes(server.pid())?;
+    let per_fill = budget / ctx.payload_bytes as u64;
+    let mut fills = Vec::new();
+    for round in 0..2u64 {
+        let mut f = Spec::new(
+            server.addr,
+            16,
+            Duration::from_secs(600),
+            Paths::Unique {
+                prefix: "/bench/l1/".into(),
+                start: 1_000 + round * per_fill,
+            },
+        );
+        f.max_requests = Some(per_fill);
+        f.pin = pin.clone();
+        let r = load::run(f)?;
+        let rss = procs::rss_bytes(server.pid())?;
+        let st = stats(server.addr)?;
+        fills.push(
+            json!({"requests": r.requests, "failed": r.failed, "rss_bytes": rss,
+            "rss_growth_bytes": rss.saturating_sub(rss0), "l1_bytes": st["l1_bytes"],
+            "l1_entries": st["l1_entries"], "evictions": st["counters"]["evictions"]}),
+        );
+    }
+    server.stop();
+    let growth = fills
+        .iter()
+        .map(|f| f["rss_growth_bytes"].as_u64().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let ratio = growth as f64 / budget as f64;
+    report.bar(Bar::new(
+        "memory: RSS growth ≤ 1.3 × L1 byte budget",
+        format!(
+            "{:.2} × ({} MiB growth for a {} MiB budget)",
+            ratio,
+            growth >> 20,
+            budget >> 20
+        ),
+        ratio <= 1.3,
+    ));
+    report.row(Row {
+        scenario: "memory".into(),
+        what: format!(
+            "L1 budget {} MiB filled twice over: RSS +{} MiB ({ratio:.2} × budget), L1 holds {} MiB in {} entries",
+            budget >> 20,
+            growth >> 20,
+            fills[1]["l1_bytes"].as_u64().unwrap_or(0) >> 20,
+            fills[1]["l1_entries"]
+        ),
+        conns: 16,
+        rps: None,
+        p50: None,
+        p99: None,
+        p999: None,
+        max: None,
+        failed: fills
+            .iter()
+            .map(|f| f["failed"].as_u64().unwrap_or(0))
+            .sum(),
+    });
+    report.section(
+        "memory",
+        json!({"budget_bytes": budget, "rss_before_bytes": rss0, "fills": fills, "growth_ratio": ratio}),
+    );
+    Ok(())
+}
