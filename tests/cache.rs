@@ -2,6 +2,8 @@
 //! slow origin, real redis-server instances on free ports.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use larder_testkit::redis::RedisServer;
@@ -397,13 +399,14 @@ async fn redis_dying_under_load_fails_no_request() {
     );
     let larder = start(dir.path(), 1, &storage);
     let c = reqwest::Client::new();
+    let done = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
     let load = {
-        let (c, base) = (c.clone(), larder.url(""));
+        let (c, base, done, stop) = (c.clone(), larder.url(""), done.clone(), stop.clone());
         tokio::spawn(async move {
             let mut worst = Duration::ZERO;
-            let mut n = 0u32;
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
+            while !stop.load(Ordering::Relaxed) {
+                let n = done.load(Ordering::Relaxed);
                 let t = Instant::now();
                 let r = c
                     .get(format!("{base}/greetings/u{}", n % 50))
@@ -412,23 +415,46 @@ async fn redis_dying_under_load_fails_no_request() {
                     .unwrap();
                 assert_eq!(r.status(), 200, "a request failed during the outage");
                 worst = worst.max(t.elapsed());
-                n += 1;
+                done.fetch_add(1, Ordering::Relaxed);
             }
-            (n, worst)
+            worst
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    tokio::task::spawn_blocking(move || {
+    // Each phase lasts until the load has made progress in it (polled, with a deadline).
+    let progress = |at_least: u32| {
+        let done = done.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while done.load(Ordering::Relaxed) < at_least {
+                assert!(Instant::now() < deadline, "the load stalled");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    progress(200).await;
+    let mut redis = tokio::task::spawn_blocking(move || {
         redis.kill();
-        std::thread::sleep(Duration::from_millis(1000));
+        redis
+    })
+    .await
+    .unwrap();
+    let killed_at = done.load(Ordering::Relaxed);
+    progress(killed_at + 500).await;
+    tokio::task::spawn_blocking(move || {
         redis.restart().unwrap();
         redis
     })
     .await
     .unwrap();
-    let (n, worst) = load.await.unwrap();
-    println!("{n} requests through a Redis outage, none failed; slowest {worst:?}");
-    assert!(n > 100);
+    let back_at = done.load(Ordering::Relaxed);
+    progress(back_at + 500).await;
+    stop.store(true, Ordering::Relaxed);
+    let worst = load.await.unwrap();
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "{n} requests, {} while Redis was down, none failed; slowest {worst:?}",
+        back_at - killed_at
+    );
 }
 
 #[tokio::test]
