@@ -61,8 +61,9 @@ async fn get(c: &reqwest::Client, url: &str) -> (u16, HeaderMap, String) {
     (s, h, r.text().await.unwrap())
 }
 
-async fn admin_stats(c: &reqwest::Client, l: &Larder) -> Value {
-    c.get(l.url("/admin/cache/stats"))
+/// A GET of an admin route with the read key, as JSON.
+async fn admin_get(c: &reqwest::Client, l: &Larder, path: &str) -> Value {
+    c.get(l.url(path))
         .header("x-admin-key", READ_KEY)
         .send()
         .await
@@ -70,6 +71,10 @@ async fn admin_stats(c: &reqwest::Client, l: &Larder) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+async fn admin_stats(c: &reqwest::Client, l: &Larder) -> Value {
+    admin_get(c, l, "/admin/cache/stats").await
 }
 
 #[tokio::test]
@@ -140,15 +145,7 @@ async fn miss_then_hit_with_headers_304_and_exact_invalidation() {
         status(&h)
     );
 
-    let audit: Value = c
-        .get(larder.url("/admin/audit"))
-        .header("x-admin-key", READ_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = admin_get(&c, &larder, "/admin/audit").await;
     assert!(
         audit
             .as_array()
@@ -498,15 +495,7 @@ async fn policy_edits_apply_within_two_seconds_and_bad_edits_keep_the_old_policy
     std::fs::write(&file, text.replacen("ttl: 5m", "tll: 5m", 1)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let policies = loop {
-        let p: Value = c
-            .get(larder.url("/admin/policies"))
-            .header("x-admin-key", READ_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let p: Value = admin_get(&c, &larder, "/admin/policies").await;
         if p["last_reload"]["ok"] == false {
             break p;
         }
