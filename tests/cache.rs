@@ -783,3 +783,117 @@ async fn responses_that_set_cookies_are_not_stored() {
         assert!(s.contains("fwd=uri-miss") && !s.contains("stored"), "{s}");
     }
 }
+
+/// Fresh L1 hits are answered ahead of the request stack (the hit lane, learned from the
+/// full path's routing). A client must not tell the two apart: same status, body and
+/// headers, the route's rate limit charged once per request, the same request metrics.
+#[tokio::test]
+async fn lane_hits_match_full_path_hits_and_keep_rate_limits() {
+    let dir = policy_dir(&[]);
+    let larder = Larder::start_with(LarderOptions {
+        config: Some(format!(
+            "policies: {}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  hello:\n    library: {}\n    settings: {{ delay_ms: 0 }}\n    rate_limit: {{ per_second: 0, per_minute: 5 }}\n",
+            dir.path().display(),
+            artifacts().cdylib("hello-plugin").display()
+        )),
+        env: vec![("LARDER_ADMIN_KEY".into(), KEY.into())],
+        policies: Some(dir.path().to_owned()),
+    })
+    .unwrap();
+    let c = reqwest::Client::new();
+    let url = larder.url("/greetings/lane");
+    let series = |class: &str| {
+        format!(
+            r#"larder_http_requests_total{{plugin="hello",method="GET",route="/greetings/{{name}}",status="{class}"}}"#
+        )
+    };
+    let metric = |text: &str, class: &str| -> f64 {
+        parse_prometheus(text)
+            .into_iter()
+            .find(|(s, _)| *s == series(class))
+            .map_or(0.0, |(_, v)| v)
+    };
+
+    // 1: the miss. 2: a hit through the full stack, which teaches the lane this path.
+    let (s, h, body) = get(&c, &url).await;
+    assert_eq!(s, 200);
+    assert!(status(&h).contains("stored"), "{}", status(&h));
+    assert_eq!(get(&c, &url).await.0, 200);
+    // 3: a lane hit. 4: the same hit through the full stack (a request with `Origin` never
+    // takes the lane).
+    let (s_lane, h_lane, body_lane) = get(&c, &url).await;
+    let r = c
+        .get(&url)
+        .header("origin", "http://client.test")
+        .send()
+        .await
+        .unwrap();
+    let (s_full, h_full) = (r.status().as_u16(), r.headers().clone());
+    let body_full = r.text().await.unwrap();
+    assert_eq!((s_lane, s_full), (200, 200));
+    assert_eq!(body_lane, body);
+    assert_eq!(body_full, body);
+    let names = |h: &HeaderMap| {
+        let mut n: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&h_lane), names(&h_full));
+    for name in ["content-type", "etag", "vary"] {
+        assert_eq!(h_lane.get(name), h_full.get(name), "{name}");
+    }
+    // The TTL may cross a second between the two; the rest of the header must agree.
+    let no_ttl = |h: &HeaderMap| {
+        status(h)
+            .split("; ")
+            .filter(|p| !p.starts_with("ttl="))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    assert_eq!(no_ttl(&h_lane), "larder; hit; detail=l1");
+    assert_eq!(no_ttl(&h_full), no_ttl(&h_lane));
+    let cc = |h: &HeaderMap| {
+        h["cache-control"]
+            .to_str()
+            .unwrap()
+            .split(", ")
+            .filter(|p| !p.starts_with("max-age="))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cc(&h_lane), cc(&h_full));
+    assert!(
+        h_lane["server-timing"]
+            .to_str()
+            .unwrap()
+            .starts_with("cache;dur="),
+        "{:?}",
+        h_lane["server-timing"]
+    );
+
+    // 5: a hit within the allowance; 6: a hit, but over it.
+    assert_eq!(get(&c, &url).await.0, 200);
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let refused: Value = r.json().await.unwrap();
+    assert_eq!(refused["error"], "rate_limited");
+
+    let text = reqwest::get(larder.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&text, "2xx"), 5.0, "{text}");
+    assert_eq!(metric(&text, "4xx"), 1.0, "{text}");
+    let hits = r#"larder_cache_rule_results_total{rule="hello-greeting",result="hit_l1"}"#;
+    assert_eq!(
+        parse_prometheus(&text)
+            .into_iter()
+            .find(|(s, _)| s == hits)
+            .map(|(_, v)| v),
+        Some(4.0),
+        "the refused request is not a hit: {text}"
+    );
+}

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::compression::{self, Coding, Delivery};
 use crate::engine::{BoundRule, Engine, RouteSlot};
+use crate::lane::{Lane, LaneRoute};
 
 tokio::task_local! {
     // Events a handler emits while the layer awaits it. Host::emit pushes here (it runs on
@@ -60,15 +61,18 @@ pub struct CachedEndpoint {
     engine: Arc<Engine>,
     limits: Limits,
     source: Arc<str>,
+    /// Where this route's GET paths are learned for the hit lane, if it runs.
+    lane: Option<(Arc<Lane>, Arc<LaneRoute>)>,
 }
 
 impl CachedEndpoint {
-    /// Wraps a route.
+    /// Wraps a route; with a lane, the GET paths it serves are learned for it.
     pub fn new(
         inner: BoxEndpoint<'static>,
         slot: Arc<RouteSlot>,
         engine: Arc<Engine>,
         limits: Limits,
+        lane: Option<(Arc<Lane>, Arc<LaneRoute>)>,
     ) -> Self {
         let source = format!(
             "route {}.{}",
@@ -81,6 +85,7 @@ impl CachedEndpoint {
             engine,
             limits,
             source: source.into(),
+            lane,
         }
     }
 }
@@ -107,6 +112,9 @@ struct View<'a> {
     body: Option<&'a Value>,
     user: std::cell::OnceCell<Option<String>>,
     slot: &'a RouteSlot,
+    /// Path parameter values in the slot's order, when the router did not set them on the
+    /// request (the hit lane answers before poem's router runs).
+    params: Option<&'a [String]>,
 }
 
 impl<'a> View<'a> {
@@ -117,6 +125,7 @@ impl<'a> View<'a> {
             body,
             user: std::cell::OnceCell::new(),
             slot,
+            params: None,
         }
     }
 
@@ -165,7 +174,13 @@ impl RequestView for View<'_> {
         self.req.uri().path()
     }
     fn path_param(&self, name: &str) -> Option<&str> {
-        self.req.raw_path_param(self.slot.param_key(name)?)
+        match self.params {
+            Some(values) => {
+                let i = self.slot.params.iter().position(|p| p == name)?;
+                values.get(i).map(String::as_str)
+            }
+            None => self.req.raw_path_param(self.slot.param_key(name)?),
+        }
     }
     fn query_param(&self, name: &str) -> Option<&str> {
         self.query()
@@ -265,33 +280,7 @@ impl Endpoint for CachedEndpoint {
             return Ok(Box::pin(self.mutate(rule, req, body.as_ref())).await);
         }
         let clock = self.engine.clock();
-        // Spans from creation to drop: this stretch is synchronous, nothing runs inside it.
-        let policy_span = tracing::debug_span!(
-            "cache.policy",
-            cache.rule = %rule.name,
-            cache.decision = tracing::field::Empty,
-        );
-        let view = View::new(&req, body.as_ref(), &self.slot);
-        let skip = if has_credentials(&req) && rule.scope == Scope::Public {
-            Some("credentials")
-        } else if rule.bypass(&view, clock) {
-            Some("request")
-        } else {
-            None
-        };
-        let key = match skip {
-            Some(reason) => Err(reason),
-            None => rule.key(&view).map_err(|s| match s {
-                Skip::NoPrincipal => "principal",
-                _ => "rule",
-            }),
-        };
-        drop(view);
-        policy_span.record(
-            "cache.decision",
-            key.as_ref().map_or_else(|reason| *reason, |_| "cache"),
-        );
-        drop(policy_span);
+        let key = decide(rule, &self.slot, &req, body.as_ref(), None, clock);
         let key = match key {
             Ok(k) => k,
             Err(reason) => {
@@ -312,7 +301,16 @@ impl Endpoint for CachedEndpoint {
         let lookup = crate::otel::lookup_span(&rule.name);
         // A fresh L1 hit needs no loader: answer before cloning anything into one.
         let served = match self.engine.cache.l1_hit(&key, &bound.opts) {
-            Some(hit) => Ok(hit),
+            Some(hit) => {
+                // A path answered from L1 twice is worth a lane entry; one-off paths (a
+                // fill, a scan) never take memo space.
+                if let Some((lane, route)) = &self.lane
+                    && req.method() == Method::GET
+                {
+                    lane.learn(req.uri().path(), route, &req);
+                }
+                Ok(hit)
+            }
             None => {
                 let load = {
                     let parent = crate::otel::load_parent(&lookup);
@@ -372,20 +370,101 @@ impl Endpoint for CachedEndpoint {
             }
             Err(err) => origin_failure(&err),
         };
-        let origin = origin_us.load(Ordering::Relaxed);
-        let total = started.elapsed().as_micros() as u64;
-        let timing = if origin > 0 {
-            format!(
-                "cache;dur={:.3}, origin;dur={:.3}",
-                total.saturating_sub(origin) as f64 / 1000.0,
-                origin as f64 / 1000.0
-            )
-        } else {
-            format!("cache;dur={:.3}", total as f64 / 1000.0)
-        };
-        set_header(&mut resp, SERVER_TIMING.clone(), &timing);
+        server_timing(&mut resp, started, origin_us.load(Ordering::Relaxed));
         Ok(resp)
     }
+}
+
+/// What the rule makes of a request: its cache key, or why it goes to the origin uncached.
+fn decide(
+    rule: &Rule,
+    slot: &RouteSlot,
+    req: &Request,
+    body: Option<&Value>,
+    params: Option<&[String]>,
+    clock: larder_policy::Clock,
+) -> Result<String, &'static str> {
+    // Spans from creation to drop: this stretch is synchronous, nothing runs inside it.
+    let policy_span = tracing::debug_span!(
+        "cache.policy",
+        cache.rule = %rule.name,
+        cache.decision = tracing::field::Empty,
+    );
+    let mut view = View::new(req, body, slot);
+    view.params = params;
+    let skip = if has_credentials(req) && rule.scope == Scope::Public {
+        Some("credentials")
+    } else if rule.bypass(&view, clock) {
+        Some("request")
+    } else {
+        None
+    };
+    let key = match skip {
+        Some(reason) => Err(reason),
+        None => rule.key(&view).map_err(|s| match s {
+            Skip::NoPrincipal => "principal",
+            _ => "rule",
+        }),
+    };
+    policy_span.record(
+        "cache.decision",
+        key.as_ref().map_or_else(|reason| *reason, |_| "cache"),
+    );
+    key
+}
+
+/// `Server-Timing`: time in the cache layer and, on a miss, in the origin (ms, 3 decimals).
+fn server_timing(resp: &mut Response, started: Instant, origin_us: u64) {
+    use std::fmt::Write;
+    let total = started.elapsed().as_micros() as u64;
+    let mut v = String::with_capacity(48);
+    let ms = |v: &mut String, us: u64| {
+        let _ = write!(v, "{}.{:03}", us / 1000, us % 1000);
+    };
+    v.push_str("cache;dur=");
+    ms(&mut v, total.saturating_sub(origin_us));
+    if origin_us > 0 {
+        v.push_str(", origin;dur=");
+        ms(&mut v, origin_us);
+    }
+    set_header(resp, SERVER_TIMING.clone(), &v);
+}
+
+/// The hit lane's question: can `req` be answered from a fresh L1 copy? `params` are the
+/// path parameters poem's router gave this path before. `None` = take the full path (no
+/// rule, another method, bypassed, not in L1 or not fresh); nothing was counted then.
+pub(crate) async fn lane_hit(
+    route: &LaneRoute,
+    req: &Request,
+    params: &[String],
+    started: Instant,
+) -> Option<Response> {
+    let bound = route.slot.bound.load_full()?;
+    let rule = &bound.rule;
+    if !rule.caches_method(req.method().as_str()) {
+        return None;
+    }
+    let clock = route.engine.clock();
+    let key = decide(rule, &route.slot, req, None, Some(params), clock).ok()?;
+    // Limits are taken only once the lane can answer: a fall-through is charged by the full
+    // path's own check, never twice; a refused request is not a hit.
+    let served = match route.engine.cache.l1_hit_if(&key, &bound.opts, || {
+        route.limits.check(req).map_or(Ok(()), |r| Err(Box::new(r)))
+    })? {
+        Ok(served) => served,
+        Err(refused) => return Some(*refused),
+    };
+    let mut resp = respond(
+        &served,
+        &bound,
+        req.headers().get(header::ACCEPT_ENCODING),
+        req.headers().get(header::IF_NONE_MATCH),
+        route.layer_limits,
+        &route.engine,
+    )
+    .await;
+    server_timing(&mut resp, started, 0);
+    Some(resp)
 }
 
 impl CachedEndpoint {
@@ -659,25 +738,24 @@ async fn respond(
     } else {
         "private"
     };
-    let mut cc = format!("{visibility}, max-age={ttl_left}");
-    if !entry.stale_while_revalidate.is_zero() {
-        cc.push_str(&format!(
-            ", stale-while-revalidate={}",
-            entry.stale_while_revalidate.as_secs()
-        ));
-    }
-    if !entry.stale_if_error.is_zero() {
-        cc.push_str(&format!(
-            ", stale-if-error={}",
-            entry.stale_if_error.as_secs()
-        ));
+    let mut cc = String::with_capacity(96);
+    {
+        use std::fmt::Write;
+        let _ = write!(cc, "{visibility}, max-age={ttl_left}");
+        if !entry.stale_while_revalidate.is_zero() {
+            let _ = write!(
+                cc,
+                ", stale-while-revalidate={}",
+                entry.stale_while_revalidate.as_secs()
+            );
+        }
+        if !entry.stale_if_error.is_zero() {
+            let _ = write!(cc, ", stale-if-error={}", entry.stale_if_error.as_secs());
+        }
     }
     set_header(&mut resp, header::CACHE_CONTROL, &cc);
-    set_header(
-        &mut resp,
-        header::AGE,
-        &entry.age(now).as_secs().to_string(),
-    );
+    resp.headers_mut()
+        .insert(header::AGE, HeaderValue::from(entry.age(now).as_secs()));
     let mut vary: Vec<&str> = Vec::new();
     if entry.encoding != BodyEncoding::Identity {
         vary.push("Accept-Encoding");

@@ -26,6 +26,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod engine;
 pub mod host;
+pub mod lane;
 pub mod layer;
 pub mod limits;
 pub mod metrics;

@@ -80,21 +80,61 @@ pub fn maintain(limiters: Vec<Arc<Limiter>>, tasks: &TaskTracker, shutdown: Canc
     });
 }
 
-/// A route behind rate limits.
-pub struct Limited<E> {
-    inner: E,
+/// The rate limits of one route, shared by its [`Limited`] wrapper and the hit lane.
+pub struct RouteLimits {
     limiters: Vec<Arc<Limiter>>,
     trust_forwarded_for: bool,
 }
 
-impl<E> Limited<E> {
-    /// Wraps a route with the limits that apply to it.
-    pub fn new(inner: E, limiters: Vec<Arc<Limiter>>, trust_forwarded_for: bool) -> Self {
+impl RouteLimits {
+    /// The limits that apply to a route.
+    pub fn new(limiters: Vec<Arc<Limiter>>, trust_forwarded_for: bool) -> Self {
         Self {
-            inner,
             limiters,
             trust_forwarded_for,
         }
+    }
+
+    /// Takes one request from the client's allowance: `None` when it may go on, else the
+    /// 429 answer (with `Retry-After`).
+    pub fn check(&self, req: &Request) -> Option<Response> {
+        if self.limiters.is_empty() {
+            return None;
+        }
+        let ip = client_ip(req, self.trust_forwarded_for)?;
+        for limiter in &self.limiters {
+            if let Err(wait) = limiter.check(ip) {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let mut resp = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    poem::web::Json(serde_json::json!({
+                        "error": "rate_limited",
+                        "message": format!(
+                            "too many requests from {ip} ({}); retry in {secs} s",
+                            limiter.name
+                        ),
+                    })),
+                )
+                    .into_response();
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                return Some(resp);
+            }
+        }
+        None
+    }
+}
+
+/// A route behind rate limits.
+pub struct Limited<E> {
+    inner: E,
+    limits: Arc<RouteLimits>,
+}
+
+impl<E> Limited<E> {
+    /// Wraps a route with the limits that apply to it.
+    pub fn new(inner: E, limits: Arc<RouteLimits>) -> Self {
+        Self { inner, limits }
     }
 }
 
@@ -114,26 +154,8 @@ impl<E: Endpoint> Endpoint for Limited<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        if let Some(ip) = client_ip(&req, self.trust_forwarded_for) {
-            for limiter in &self.limiters {
-                if let Err(wait) = limiter.check(ip) {
-                    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                    let mut resp = (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        poem::web::Json(serde_json::json!({
-                            "error": "rate_limited",
-                            "message": format!(
-                                "too many requests from {ip} ({}); retry in {secs} s",
-                                limiter.name
-                            ),
-                        })),
-                    )
-                        .into_response();
-                    resp.headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
-                    return Ok(resp);
-                }
-            }
+        if let Some(refused) = self.limits.check(&req) {
+            return Ok(refused);
         }
         Ok(self.inner.call(req).await?.into_response())
     }

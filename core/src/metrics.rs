@@ -36,14 +36,17 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Folds recorded histogram samples into their buckets every few seconds, so memory stays
+/// Folds recorded histogram samples into their buckets four times a second, so memory stays
 /// flat between scrapes (or with no scraper at all).
 pub fn upkeep(
     tasks: &tokio_util::task::TaskTracker,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     tasks.spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        // Samples queue up between upkeeps and are folded in one go on a runtime thread:
+        // at 50k req/s a 5 s backlog stalled the worker for ~3 ms (the paced bench's p99).
+        // A quarter second keeps each fold well under the latency anyone would notice.
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -53,16 +56,17 @@ pub fn upkeep(
     });
 }
 
-/// A plugin route with request counting and latency.
-pub struct Metered<E> {
-    inner: E,
+/// The request metrics of one route (`larder_http_requests_total` by status class and
+/// `larder_http_request_duration_seconds`), resolved once: recording is two atomic updates.
+/// Shared by the route's [`Metered`] wrapper and the hit lane, so both count alike.
+pub struct Meter {
     by_class: [Counter; 5],
     duration: Histogram,
 }
 
-impl<E> Metered<E> {
-    /// Wraps a route of `plugin` at `path` (OpenAPI template) for `method`.
-    pub fn new(inner: E, plugin: &str, method: &str, path: &str) -> Self {
+impl Meter {
+    /// The metrics of `plugin`'s route at `path` (OpenAPI template) for `method`.
+    pub fn new(plugin: &str, method: &str, path: &str) -> Self {
         handle();
         let labels = |class: &'static str| {
             counter!(
@@ -74,7 +78,6 @@ impl<E> Metered<E> {
             )
         };
         Self {
-            inner,
             by_class: [
                 labels("1xx"),
                 labels("2xx"),
@@ -90,6 +93,26 @@ impl<E> Metered<E> {
             ),
         }
     }
+
+    /// Counts one answered request.
+    pub fn record(&self, status: poem::http::StatusCode, started: Instant) {
+        let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.by_class[class].increment(1);
+        self.duration.record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// A plugin route with its [`Meter`].
+pub struct Metered<E> {
+    inner: E,
+    meter: std::sync::Arc<Meter>,
+}
+
+impl<E> Metered<E> {
+    /// Wraps a route.
+    pub fn new(inner: E, meter: std::sync::Arc<Meter>) -> Self {
+        Self { inner, meter }
+    }
 }
 
 impl<E: Endpoint> Endpoint for Metered<E> {
@@ -101,9 +124,7 @@ impl<E: Endpoint> Endpoint for Metered<E> {
             Ok(r) => r.into_response(),
             Err(e) => crate::server::error_response(e),
         };
-        let class = (resp.status().as_u16() / 100).clamp(1, 5) as usize - 1;
-        self.by_class[class].increment(1);
-        self.duration.record(started.elapsed().as_secs_f64());
+        self.meter.record(resp.status(), started);
         Ok(resp)
     }
 }

@@ -31,9 +31,10 @@ use crate::config::RateLimit;
 use crate::diagnostics::Diagnostics;
 use crate::engine::Engine;
 use crate::host::CoreHost;
+use crate::lane::{Lane, LaneEndpoint, LaneRoute};
 use crate::layer::{CachedEndpoint, Limits};
-use crate::limits::{Limited, Limiter};
-use crate::metrics::Metered;
+use crate::limits::{Limited, Limiter, RouteLimits};
+use crate::metrics::{Meter, Metered};
 use crate::openapi::{self, Merged, Mount, Operation};
 use crate::plugins::{self, LoadedPlugin, PluginRegistry};
 use crate::warming::Warmer;
@@ -311,6 +312,7 @@ impl App {
             plugin_http.insert(p.name, (limiter, origins, defaults.cors_headers));
         }
         let mut cors_by_path: BTreeMap<String, &str> = BTreeMap::new();
+        let lane = Lane::new();
         let admin_keys = AdminKeys::new(config.config.security.admin_keys.clone());
         let mut by_path: BTreeMap<String, Vec<(Method, BoxEndpoint<'static>)>> = BTreeMap::new();
         for (path, method, endpoint, index) in routes {
@@ -357,15 +359,28 @@ impl App {
                 if let Some((name, _)) = plugin_http.get_key_value(plugin.as_str()) {
                     cors_by_path.insert(path.clone(), name);
                 }
+                let meter = Arc::new(Meter::new(&plugin, &m, &p));
+                let route_limits =
+                    Arc::new(RouteLimits::new(limiters, security.trust_forwarded_for));
+                let lane_route = Arc::new(LaneRoute::new(
+                    slot.clone(),
+                    engine.clone(),
+                    limits,
+                    route_limits.clone(),
+                    meter.clone(),
+                ));
                 Metered::new(
                     Limited::new(
-                        CachedEndpoint::new(endpoint, slot, engine.clone(), limits),
-                        limiters,
-                        security.trust_forwarded_for,
+                        CachedEndpoint::new(
+                            endpoint,
+                            slot,
+                            engine.clone(),
+                            limits,
+                            Some((lane.clone(), lane_route)),
+                        ),
+                        route_limits,
                     ),
-                    &plugin,
-                    &m,
-                    &p,
+                    meter,
                 )
                 .boxed()
             };
@@ -419,14 +434,17 @@ impl App {
             );
 
         let endpoint: Arc<BoxEndpoint<'static>> = Arc::new(
-            route
-                // Refuses a declared oversized body before any handler reads it; routes with
-                // a policy rule also cap what they read when no length is declared.
-                .with(crate::limits::BodyLimit(
-                    config.config.limits.request_body_bytes,
-                ))
-                .with(TraceRequests)
-                .boxed(),
+            LaneEndpoint::new(
+                route
+                    // Refuses a declared oversized body before any handler reads it; routes
+                    // with a policy rule also cap what they read when no length is declared.
+                    .with(crate::limits::BodyLimit(
+                        config.config.limits.request_body_bytes,
+                    ))
+                    .with(TraceRequests),
+                lane,
+            )
+            .boxed(),
         );
         warmer.set_endpoint(endpoint.clone());
         let app = Self {
