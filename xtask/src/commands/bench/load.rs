@@ -1,14 +1,28 @@
-//! The load generator: closed-loop keep-alive HTTP/1.1 connections (one request in flight
-//! per connection, like `wrk`), a fixed duration after a warm-up, HDR latency histograms
-//! and a timeline.
+//! The load generator: keep-alive HTTP/1.1 connections with one request in flight each,
+//! a fixed duration after a warm-up, HDR latency histograms and a timeline. Two modes:
+//!
+//! - Closed loop (`Spec::rate` = `None`, like `wrk`): each connection sends its next
+//!   request as soon as the previous answer is in. Latency runs from just before the
+//!   request is written to the last byte of the response. This finds the throughput, but
+//!   does not correct for coordinated omission: a stall delays the next requests instead
+//!   of recording them as late, so tail figures are lower bounds during stalls, and at
+//!   saturation latency is mostly queueing (mean ≈ connections / throughput).
+//! - Paced, open loop (`Spec::rate` = total requests per second, like `wrk2`): connection
+//!   `i` sends its `k`-th request at `start + phase_i + k × conns / rate`, the phases
+//!   spreading the connections evenly over one interval. An early connection waits; a late
+//!   one (its previous answer took longer than an interval) sends at once, and latency is
+//!   always measured from the intended send time, so a stall counts against every request
+//!   it held up (coordinated omission corrected). The time from the actual send (service
+//!   time) and the send lag are kept as well. Send times are kept by a spinning
+//!   [`Pacer`], not by a sleep per request (see there for why).
 //!
 //! It runs on its own thread with a current-thread tokio runtime, pinned to the client
-//! cores, so it never competes with the server for a core. Latency is measured from just
-//! before the request is written to the last byte of the response. Being closed-loop, it
-//! does not correct for coordinated omission: a stall delays the next requests instead of
-//! recording them as late, so tail figures are lower bounds during stalls.
+//! cores, so it never competes with the server for a core. Requests are in the measured
+//! window by their send time (closed loop) or intended send time (paced).
 
 use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,6 +32,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use super::http::{self, Head};
 use super::procs;
@@ -76,6 +91,9 @@ pub struct Spec {
     pub server_pid: Option<u32>,
     /// Cores to pin the generator thread to.
     pub pin: Option<Vec<usize>>,
+    /// Paced (open loop): total requests per second over all connections. `None`: closed
+    /// loop.
+    pub rate: Option<f64>,
 }
 
 impl Spec {
@@ -93,6 +111,7 @@ impl Spec {
             max_requests: None,
             server_pid: None,
             pin: None,
+            rate: None,
         }
     }
 }
@@ -151,9 +170,35 @@ pub struct Bucket {
     pub mean_us: f64,
 }
 
+/// What only a paced run has.
+#[derive(Debug, Clone, Serialize)]
+pub struct Paced {
+    /// Requests per second asked for (all connections).
+    pub target_rps: f64,
+    /// Requests per second completed (the same as `LoadResult::rps`).
+    pub achieved_rps: f64,
+    /// Time between two sends of one connection, µs.
+    pub interval_us: f64,
+    /// Requests whose intended send time fell in the measured window but that were never
+    /// sent, because their connection was still behind when the window ended.
+    pub unsent: u64,
+    /// From the actual send to the last byte, µs: what a closed-loop generator would
+    /// record (the headline `latency` counts from the intended send time).
+    pub service_latency: Percentiles,
+    /// How late requests were sent (actual − intended), µs: the generator's timer error
+    /// plus any backlog behind a slow answer.
+    pub send_lag: Percentiles,
+    /// How send times were kept: `spin` (precise; the generator's own core) or `tokio
+    /// timer` (unpinned; 1 ms ticks, so latencies include up to ~1 ms of oversleep).
+    pub pacer: &'static str,
+}
+
 /// What a load run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadResult {
+    /// `closed` (next request when the answer is in) or `paced` (open loop, latency from
+    /// the intended send time).
+    pub mode: &'static str,
     /// Connections.
     pub conns: usize,
     /// Requests completed in the measured window.
@@ -172,10 +217,13 @@ pub struct LoadResult {
     pub body_bytes: u64,
     /// Measured window, seconds.
     pub seconds: f64,
-    /// Completed requests per second.
+    /// Completed requests per second (in a paced run: the achieved rate).
     pub rps: f64,
-    /// Latency, µs.
+    /// Latency, µs (in a paced run: from the intended send time).
     pub latency: Percentiles,
+    /// Pacing details; `None` in a closed-loop run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paced: Option<Paced>,
     /// Server CPU time per request, µs (user + system, all threads).
     pub server_cpu_us_per_req: Option<f64>,
     /// Server CPU use over the window, in cores.
@@ -200,6 +248,7 @@ impl LoadResult {
 
 struct Shared {
     spec: Spec,
+    start: Instant,
     measure_from: Instant,
     end: Instant,
     issued: Cell<u64>,
@@ -217,6 +266,9 @@ struct Stats {
     stale: u64,
     body_bytes: u64,
     timeline: Vec<Bucket>,
+    service: Histogram<u64>,
+    lag: Histogram<u64>,
+    unsent: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -262,6 +314,7 @@ async fn drive(spec: Spec) -> anyhow::Result<LoadResult> {
     let end = measure_from + spec.duration;
     let buckets = (spec.duration.as_secs_f64() / spec.bucket.as_secs_f64()).ceil() as usize;
     let shared = Rc::new(Shared {
+        start: now,
         measure_from,
         end,
         issued: Cell::new(0),
@@ -278,6 +331,9 @@ async fn drive(spec: Spec) -> anyhow::Result<LoadResult> {
             hits: 0,
             stale: 0,
             body_bytes: 0,
+            service: histogram(),
+            lag: histogram(),
+            unsent: 0,
             timeline: (0..buckets.max(1))
                 .map(|i| Bucket {
                     t: i as f64 * spec.bucket.as_secs_f64(),
@@ -294,10 +350,21 @@ async fn drive(spec: Spec) -> anyhow::Result<LoadResult> {
             pid.and_then(procs::cpu_time).map(|c| (c, Instant::now()))
         })
     };
+    let pacer = shared
+        .spec
+        .rate
+        .map(|_| Rc::new(Pacer::new(shared.spec.conns, shared.spec.pin.is_some())));
+    let pacing = pacer
+        .clone()
+        .map(|p| tokio::task::spawn_local(async move { p.run().await }));
     let tasks: Vec<_> = (0..shared.spec.conns)
-        .map(|i| tokio::task::spawn_local(connection(i as u64, shared.clone())))
+        .map(|i| tokio::task::spawn_local(connection(i as u64, shared.clone(), pacer.clone())))
         .collect();
     for t in tasks {
+        t.await?;
+    }
+    if let (Some(p), Some(t)) = (&pacer, pacing) {
+        p.done.set(true);
         t.await?;
     }
     let finished = Instant::now();
@@ -326,7 +393,21 @@ async fn drive(spec: Spec) -> anyhow::Result<LoadResult> {
         }
         _ => (None, None),
     };
+    let paced = spec.rate.map(|rate| Paced {
+        target_rps: rate,
+        achieved_rps: s.requests as f64 / seconds,
+        interval_us: spec.conns as f64 / rate * 1e6,
+        unsent: s.unsent,
+        service_latency: Percentiles::of(&s.service),
+        send_lag: Percentiles::of(&s.lag),
+        pacer: if spec.pin.is_some() {
+            "spin"
+        } else {
+            "tokio timer"
+        },
+    });
     Ok(LoadResult {
+        mode: if paced.is_some() { "paced" } else { "closed" },
         conns: spec.conns,
         requests: s.requests,
         failed: s.failed,
@@ -338,6 +419,7 @@ async fn drive(spec: Spec) -> anyhow::Result<LoadResult> {
         seconds,
         rps: s.requests as f64 / seconds,
         latency: Percentiles::of(&s.hist),
+        paced,
         server_cpu_us_per_req: cpu_per_req,
         server_cores_busy: busy,
         timeline: std::mem::take(&mut s.timeline),
@@ -358,7 +440,67 @@ fn next_path(shared: &Shared, rng: &mut Rng) -> String {
     }
 }
 
-async fn connection(index: u64, shared: Rc<Shared>) {
+/// Wakes paced connections at their intended send times.
+///
+/// Why not a timer per connection: tokio's timer wheel has 1 ms ticks, and as latency
+/// counts from the intended time, oversleeping would add up to a millisecond to nearly
+/// every request; a `timerfd` per connection is precise but costs a wake-up of the idle
+/// generator per request, which on the 2-core VM this was written on saturated its core at
+/// half the ceiling's rate (send lag p50 ≈ 550 µs at 50k req/s). So one task spins
+/// instead, yielding to the runtime (which polls the sockets with a zero timeout each turn)
+/// and waking the connections whose time has come: send lag p50 ≈ 1 µs there. That burns the generator's core, which is its own when
+/// pinned; unpinned, it would take CPU from the server, so it falls back to tokio's timer.
+struct Pacer {
+    due: RefCell<BinaryHeap<Reverse<(Instant, usize)>>>,
+    wake: Vec<Notify>,
+    spin: bool,
+    done: Cell<bool>,
+}
+
+impl Pacer {
+    fn new(conns: usize, spin: bool) -> Self {
+        Self {
+            due: RefCell::new(BinaryHeap::with_capacity(conns)),
+            wake: (0..conns).map(|_| Notify::new()).collect(),
+            spin,
+            done: Cell::new(false),
+        }
+    }
+
+    async fn wait_until(&self, conn: usize, at: Instant) {
+        if Instant::now() >= at {
+            return;
+        }
+        self.due.borrow_mut().push(Reverse((at, conn)));
+        self.wake[conn].notified().await;
+    }
+
+    async fn run(&self) {
+        while !self.done.get() {
+            let now = Instant::now();
+            let next = {
+                let mut due = self.due.borrow_mut();
+                while let Some(&Reverse((at, conn))) = due.peek() {
+                    if at > now {
+                        break;
+                    }
+                    due.pop();
+                    self.wake[conn].notify_one();
+                }
+                due.peek().map(|r| r.0.0)
+            };
+            if self.spin {
+                tokio::task::yield_now().await;
+            } else {
+                // A connection may queue an earlier time meanwhile: look again soon.
+                let soon = now + Duration::from_millis(1);
+                tokio::time::sleep_until(next.map_or(soon, |n| n.min(soon)).into()).await;
+            }
+        }
+    }
+}
+
+async fn connection(index: u64, shared: Rc<Shared>, pacer: Option<Rc<Pacer>>) {
     let spec = &shared.spec;
     let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ (index + 1).wrapping_mul(0xBF58_476D));
     let mut stream: Option<TcpStream> = None;
@@ -368,8 +510,32 @@ async fn connection(index: u64, shared: Rc<Shared>) {
     for (k, v) in &spec.headers {
         extra.push_str(&format!("{k}: {v}\r\n"));
     }
+    // (interval, first intended send) when paced.
+    let pacing = spec.rate.map(|rate| {
+        let interval = Duration::from_secs_f64(spec.conns as f64 / rate);
+        let phase = interval.mul_f64(index as f64 / spec.conns as f64);
+        (interval, shared.start + phase)
+    });
+    let mut k: u32 = 0;
     loop {
-        if Instant::now() >= shared.end {
+        let intended = pacing
+            .as_ref()
+            .map(|(interval, first)| *first + *interval * k);
+        k += 1;
+        let now = Instant::now();
+        if let (Some(at), Some((interval, _)), Some(pacer)) = (intended, &pacing, &pacer) {
+            if at >= shared.end {
+                break;
+            }
+            if now >= shared.end {
+                // Still behind at the end: say how many sends the schedule wanted.
+                let from = at.max(shared.measure_from);
+                let left = shared.end.duration_since(from).as_secs_f64();
+                shared.stats.borrow_mut().unsent += (left / interval.as_secs_f64()).ceil() as u64;
+                break;
+            }
+            pacer.wait_until(index as usize, at).await;
+        } else if now >= shared.end {
             break;
         }
         if spec
@@ -386,7 +552,7 @@ async fn connection(index: u64, shared: Rc<Shared>) {
         req.extend_from_slice(b" HTTP/1.1\r\nHost: bench\r\n");
         req.extend_from_slice(extra.as_bytes());
         req.extend_from_slice(b"\r\n");
-        let t0 = Instant::now();
+        let sent = Instant::now();
         let result = tokio::time::timeout(spec.timeout, async {
             if stream.is_none() {
                 let s = TcpStream::connect(spec.addr).await?;
@@ -397,7 +563,9 @@ async fn connection(index: u64, shared: Rc<Shared>) {
             exchange(s, &req, &mut buf).await
         })
         .await;
-        let latency = t0.elapsed();
+        let done = Instant::now();
+        let t0 = intended.unwrap_or(sent);
+        let latency = done - t0;
         let outcome = match result {
             Ok(Ok(r)) => Some(r),
             _ => {
@@ -405,10 +573,7 @@ async fn connection(index: u64, shared: Rc<Shared>) {
                 None
             }
         };
-        if t0 < shared.measure_from {
-            continue;
-        }
-        {
+        if t0 >= shared.measure_from {
             let mut s = shared.stats.borrow_mut();
             let slot =
                 ((t0 - shared.measure_from).as_secs_f64() / spec.bucket.as_secs_f64()) as usize;
@@ -422,6 +587,12 @@ async fn connection(index: u64, shared: Rc<Shared>) {
             let ns = latency.as_nanos() as u64;
             s.requests += 1;
             let _ = s.hist.record(ns.max(1_000));
+            if intended.is_some() {
+                let _ = s
+                    .service
+                    .record(((done - sent).as_nanos() as u64).max(1_000));
+                let _ = s.lag.record(((sent - t0).as_nanos() as u64).max(1_000));
+            }
             if failed {
                 s.failed += 1;
             }

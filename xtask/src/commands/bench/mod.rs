@@ -100,6 +100,10 @@ pub struct Ctx {
     pub duration: Duration,
     /// Warm-up before it.
     pub warmup: Duration,
+    /// Alternating ceiling / l1-hit closed-loop rounds for the throughput ratio.
+    pub rounds: usize,
+    /// Measured time per paced (open-loop) latency run.
+    pub paced_duration: Duration,
     /// Answer size.
     pub payload_bytes: usize,
     /// Slow origin latency.
@@ -130,6 +134,11 @@ impl Ctx {
     /// The shared Redis (started on first use); its URL.
     pub fn redis(&mut self) -> anyhow::Result<String> {
         Ok(self.redis_mut()?.url())
+    }
+
+    /// The shared Redis (started on first use); its unix socket URL.
+    pub fn redis_unix(&mut self) -> anyhow::Result<String> {
+        self.redis_mut()?.unix_url()
     }
 
     /// The shared Redis handle (started on first use).
@@ -163,15 +172,16 @@ impl Ctx {
         let lib = self.bin.join("liblarder_bench_plugin.so");
         let storage = match &o.redis {
             Some(url) => format!(
-                "  mode: hybrid\n  redis:\n    url: {url}\n    key_prefix: bench{}\n",
+                "  mode: hybrid\n  redis:\n    url: {}\n    key_prefix: bench{}\n",
+                yaml_str(url),
                 std::process::id()
             ),
             None => "  mode: memory\n".into(),
         };
         let config = format!(
             "listen: 127.0.0.1:0\npolicies: {policies}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  bench:\n    library: {lib}\n    prefix: /bench\n    settings: {{ payload_bytes: {pb}, slow_ms: {slow} }}\nstorage:\n  l1_capacity_bytes: {l1}\n  ttl_jitter: 0.0\n{storage}",
-            policies = policies.display(),
-            lib = lib.display(),
+            policies = yaml_str(&policies.to_string_lossy()),
+            lib = yaml_str(&lib.to_string_lossy()),
             pb = self.payload_bytes,
             slow = self.slow_ms,
             l1 = o.l1_bytes,
@@ -204,6 +214,11 @@ impl Ctx {
         }
         Ok(s)
     }
+}
+
+/// A YAML double-quoted scalar: a JSON string is one, whatever the text holds.
+fn yaml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
 }
 
 fn target_dir(root: &Path) -> PathBuf {
@@ -326,6 +341,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         conns: args.conns,
         duration,
         warmup: secs(2.0, 0.5),
+        rounds: if q { 2 } else { 3 },
+        paced_duration: if q { Duration::from_secs(1) } else { duration },
         payload_bytes: args.payload_bytes,
         slow_ms: 20,
         zipf_keys: if q { 20_000 } else { 100_000 },
@@ -358,7 +375,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect()
     };
     let setup = format!(
-        "Payload {} B JSON; {} connections, {:.0} s measured after {:.1} s warm-up per throughput run. {}. Larder runs with its default log level (info) and one fresh process per scenario; Redis {}.",
+        "Payload {} B JSON; {} connections, {:.0} s measured after {:.1} s warm-up per throughput run. {}. Larder runs with its default log level (info) and one fresh process per scenario; Redis {}. Throughput runs are closed loop (a connection sends its next request when the answer is in). The l1-hit / ceiling ratio compares medians of {} alternating rounds (ceiling, l1-hit, ceiling, …; both servers up with the same pinning, one loaded at a time), since run-to-run noise here exceeds the margins. The l1-hit latency bar is judged on a paced open-loop run ({:.0} s at 50% of the ceiling's throughput, latency from each request's intended send time, so coordinated omission is corrected, as in wrk2); saturated closed-loop latencies are reported too. L2 hits are measured with Redis over loopback TCP and over a unix socket.",
         ctx.payload_bytes,
         ctx.conns,
         ctx.duration.as_secs_f64(),
@@ -370,7 +387,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ),
             None => "Single core: nothing pinned, server and generator share it".into(),
         },
-        Redis::version()
+        Redis::version(),
+        ctx.rounds,
+        ctx.paced_duration.as_secs_f64(),
     );
     eprintln!("{setup}");
     let mut report = report::Report::default();
@@ -430,6 +449,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             b.target,
             b.measured
         );
+    }
+    for n in &report.notes {
+        println!("\nnote: {n}");
     }
     println!(
         "\nreport: {} (+ report.json, charts) — {:.0} s",

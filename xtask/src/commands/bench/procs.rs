@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -182,10 +183,13 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_port(port: u16, deadline: Duration) -> bool {
+/// Waits until the port, and the unix socket if given, accept connections.
+fn wait_ready(port: u16, socket: Option<&Path>, deadline: Duration) -> bool {
     let end = Instant::now() + deadline;
     while Instant::now() < end {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && socket.is_none_or(|p| UnixStream::connect(p).is_ok())
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -193,31 +197,49 @@ fn wait_port(port: u16, deadline: Duration) -> bool {
     false
 }
 
-/// A private `redis-server`: loopback, a free port, no persistence, its own directory.
+/// A private `redis-server`: loopback, a free port, a unix socket in its own directory, no
+/// persistence.
 pub struct Redis {
     proc: Proc,
     /// Its port (kept across restarts).
     pub port: u16,
     dir: PathBuf,
+    /// Its unix socket (kept across restarts); `None` when the path is unusable.
+    socket: Option<PathBuf>,
     cores: Option<Vec<usize>>,
 }
 
 impl Redis {
-    /// Starts one on a free port (never 6379).
+    /// Starts one on a free port (never 6379), with a unix socket `redis.sock` in its
+    /// directory.
     pub fn start(dir: &Path, cores: Option<Vec<usize>>) -> anyhow::Result<Self> {
         let dir = dir.join("redis");
         std::fs::create_dir_all(&dir)?;
+        let dir = std::fs::canonicalize(&dir)?;
+        let socket = Some(dir.join("redis.sock")).filter(|p| {
+            let s = p.to_string_lossy();
+            // sun_path holds 108 bytes; and fred takes the URL's path without
+            // percent-decoding it, so only characters a URL keeps as they are will do.
+            let usable = s.len() < 100
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/._-~".contains(&b));
+            if !usable {
+                eprintln!("  redis: no unix socket, its path is too long or needs escaping: {s}");
+            }
+            usable
+        });
         for _ in 0..5 {
             let port = free_port()?;
             if port == 6379 {
                 continue;
             }
-            let proc = Self::spawn(port, &dir, cores.clone())?;
-            if wait_port(port, Duration::from_secs(10)) {
+            let proc = Self::spawn(port, &dir, socket.as_deref(), cores.clone())?;
+            if wait_ready(port, socket.as_deref(), Duration::from_secs(10)) {
                 return Ok(Self {
                     proc,
                     port,
                     dir,
+                    socket,
                     cores,
                 });
             }
@@ -225,15 +247,27 @@ impl Redis {
         bail!("redis-server did not start (is it installed? `apt-get install redis-server`)")
     }
 
-    fn spawn(port: u16, dir: &Path, cores: Option<Vec<usize>>) -> anyhow::Result<Proc> {
+    fn spawn(
+        port: u16,
+        dir: &Path,
+        socket: Option<&Path>,
+        cores: Option<Vec<usize>>,
+    ) -> anyhow::Result<Proc> {
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
             .arg(port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "yes", "--daemonize", "no"])
             .arg("--dir")
-            .arg(dir)
-            .stdin(Stdio::null())
+            .arg(dir);
+        if let Some(socket) = socket {
+            // Redis unlinks a leftover socket file before binding, so a restart after a
+            // SIGKILL gets it back.
+            cmd.arg("--unixsocket")
+                .arg(socket)
+                .args(["--unixsocketperm", "700"]);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         prepare(&mut cmd, cores);
@@ -247,6 +281,17 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// `redis+unix:///ABSOLUTE/PATH/redis.sock`.
+    pub fn unix_url(&self) -> anyhow::Result<String> {
+        match &self.socket {
+            Some(p) => Ok(format!("redis+unix://{}", p.display())),
+            None => bail!(
+                "redis-server runs without a unix socket: the path under {} is unusable",
+                self.dir.display()
+            ),
+        }
+    }
+
     /// SIGKILL: an outage, not a shutdown.
     pub fn kill(&mut self) {
         self.proc.kill();
@@ -255,8 +300,13 @@ impl Redis {
     /// Starts it again on the same port; returns once it accepts connections.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.proc.kill();
-        self.proc = Self::spawn(self.port, &self.dir, self.cores.clone())?;
-        if !wait_port(self.port, Duration::from_secs(10)) {
+        self.proc = Self::spawn(
+            self.port,
+            &self.dir,
+            self.socket.as_deref(),
+            self.cores.clone(),
+        )?;
+        if !wait_ready(self.port, self.socket.as_deref(), Duration::from_secs(10)) {
             bail!("redis-server did not come back on port {}", self.port);
         }
         Ok(())

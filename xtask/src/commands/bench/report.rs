@@ -114,6 +114,8 @@ pub struct Report {
     pub outage_marks: (f64, f64),
     /// Per algorithm: no compression on hits.
     pub compression_checks: Vec<(String, bool)>,
+    /// How to read the bars: method notes shown under them.
+    pub notes: Vec<String>,
 }
 
 fn us(v: Option<f64>) -> String {
@@ -152,6 +154,12 @@ impl Report {
             if b.met { "met" } else { "NOT met" }
         );
         self.bars.push(b);
+    }
+
+    /// Adds a note shown under the bars (and echoes it).
+    pub fn note(&mut self, n: String) {
+        eprintln!("  note: {n}");
+        self.notes.push(n);
     }
 
     /// Adds a scenario's details.
@@ -287,6 +295,12 @@ impl Report {
         md.push_str(&self.table());
         md.push_str("\n## The bar\n\n");
         md.push_str(&self.bars_md());
+        if !self.notes.is_empty() {
+            md.push('\n');
+            for n in &self.notes {
+                let _ = writeln!(md, "- {n}");
+            }
+        }
         if let Some(w) = self.sections.get("ceiling").map(|c| &c["wrk"]) {
             md.push_str("\n## Load generator check\n\n");
             match w.get("ratio").and_then(Value::as_f64) {
@@ -335,6 +349,7 @@ impl Report {
             "meta": meta,
             "table": self.rows,
             "bars": self.bars,
+            "notes": self.notes,
             "scenarios": self.sections,
             "zipf_offline": self.zipf_offline,
             "errors": self.errors.iter().map(|(n, e)| json!({"scenario": n, "error": e})).collect::<Vec<_>>(),
