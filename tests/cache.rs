@@ -897,3 +897,140 @@ async fn lane_hits_match_full_path_hits_and_keep_rate_limits() {
         "the refused request is not a hit: {text}"
     );
 }
+
+/// With a Redis-only rule the lane answers L2 hits too. A lane request that finds no fresh
+/// copy is handed to the full stack with what it read: Redis is read once per request, and
+/// the route's rate limit is charged once, whichever path answers. Larder runs on one
+/// worker thread here (the current-thread scheduler it picks on a single core).
+#[tokio::test(flavor = "multi_thread")]
+async fn lane_serves_l2_hits_and_hands_misses_over_without_a_second_read() {
+    let redis = RedisServer::spawn().unwrap();
+    let rule = "version: 1\nrules:\n  - name: hello-greeting\n    match: { plugin: hello, operation: get_greeting }\n    key: \"hello:greeting:{path.name}\"\n    ttl: 5m\n    store: redis\n    tags: [\"greeting:{path.name}\"]\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.yaml"), rule).unwrap();
+    let larder = Larder::start_with(LarderOptions {
+        config: Some(format!(
+            "policies: {}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  hello:\n    library: {}\n    settings: {{ delay_ms: 0 }}\n    rate_limit: {{ per_second: 0, per_minute: 6 }}\nstorage:\n  mode: hybrid\n  redis:\n    url: {}\n",
+            dir.path().display(),
+            artifacts().cdylib("hello-plugin").display(),
+            redis.url()
+        )),
+        env: vec![
+            ("LARDER_ADMIN_KEY".into(), KEY.into()),
+            ("LARDER_ADMIN_READ_KEY".into(), READ_KEY.into()),
+            ("TOKIO_WORKER_THREADS".into(), "1".into()),
+        ],
+        policies: Some(dir.path().to_owned()),
+    })
+    .unwrap();
+    let c = reqwest::Client::new();
+    wait_for_redis(&c, &larder).await;
+    let url = larder.url("/greetings/lane2");
+    let counter = |text: &str, series: &str| -> f64 {
+        parse_prometheus(text)
+            .into_iter()
+            .find(|(s, _)| s == series)
+            .map_or(0.0, |(_, v)| v)
+    };
+    let metrics = || async {
+        reqwest::get(larder.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let lane_answers = |text: &str| counter(text, "larder_lane_answers_total");
+    // The raw INFO reply; Redis counts every GET it served.
+    let redis_gets = || -> u64 {
+        let info = redis.command("INFO commandstats").unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    let wait_for_entry = || async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis
+            .command("KEYS *:e:hello:greeting:lane2")
+            .unwrap()
+            .contains("lane2")
+        {
+            assert!(Instant::now() < deadline, "entry never reached Redis");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+
+    // 1: the miss (its L2 write lands after the answer). 2: an L2 hit through the full
+    // stack, which teaches the lane the path.
+    let (s, h, body) = get(&c, &url).await;
+    assert_eq!(s, 200);
+    assert!(status(&h).contains("stored"), "{}", status(&h));
+    wait_for_entry().await;
+    let (_, h, _) = get(&c, &url).await;
+    assert!(status(&h).ends_with("detail=l2"), "{}", status(&h));
+    // 3: an L2 hit in the lane. 4: the same through the full stack (`Origin`).
+    let before = lane_answers(&metrics().await);
+    let (s_lane, h_lane, body_lane) = get(&c, &url).await;
+    assert_eq!(
+        lane_answers(&metrics().await),
+        before + 1.0,
+        "the lane answered"
+    );
+    let r = c
+        .get(&url)
+        .header("origin", "http://client.test")
+        .send()
+        .await
+        .unwrap();
+    let (s_full, h_full) = (r.status().as_u16(), r.headers().clone());
+    assert_eq!(r.text().await.unwrap(), body);
+    assert_eq!((s_lane, s_full), (200, 200));
+    assert_eq!(body_lane, body);
+    let names = |h: &HeaderMap| {
+        let mut n: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&h_lane), names(&h_full));
+    for name in ["content-type", "etag", "vary"] {
+        assert_eq!(h_lane.get(name), h_full.get(name), "{name}");
+    }
+    assert!(
+        status(&h_lane).ends_with("detail=l2"),
+        "{}",
+        status(&h_lane)
+    );
+
+    // 5: after a purge the lane finds nothing and hands over: one GET in all, not two.
+    let purge = c
+        .post(larder.url("/admin/cache/invalidate"))
+        .header("x-admin-key", KEY)
+        .json(&json!({"tags": ["greeting:lane2"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purge.status(), 200, "{}", purge.text().await.unwrap());
+    let (gets, answers) = (redis_gets(), lane_answers(&metrics().await));
+    let (s, h, _) = get(&c, &url).await;
+    assert_eq!(s, 200, "charged once, not twice");
+    assert!(status(&h).contains("stored"), "{}", status(&h));
+    assert_eq!(redis_gets() - gets, 1, "Redis read once");
+    assert_eq!(
+        lane_answers(&metrics().await),
+        answers,
+        "the full stack answered"
+    );
+    // 6: a hit, the last request the allowance covers; 7: over it.
+    wait_for_entry().await;
+    assert_eq!(
+        get(&c, &url).await.0,
+        200,
+        "the handed-over request was charged once"
+    );
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429, "the lane's L2 path charges the limit");
+
+    let text = metrics().await;
+    let hits = r#"larder_cache_rule_results_total{rule="hello-greeting",result="hit_l2"}"#;
+    assert_eq!(counter(&text, hits), 4.0, "{text}");
+}

@@ -1,28 +1,32 @@
-//! The hit lane: fresh L1 hits answered ahead of the general request stack.
+//! The hit lane: fresh cache hits answered ahead of the general request stack.
 //!
-//! A hit is a key render and a map lookup, yet through the full stack it also pays for the
-//! request span, body-limit and CORS wrappers, poem's router and the OpenAPI operation
-//! tree — on two cores, about a third of a hit's CPU. The lane sits outside all of them
-//! and answers a GET whose path it has seen reach a cached route, when that route's rule
-//! gives a key whose L1 copy is fresh. Anything else falls through to the full stack
-//! unchanged: misses, stale copies, bypasses, other methods, CORS requests (`Origin`),
-//! requests with a body, and every request while an OpenTelemetry exporter runs or the
-//! server logs at `debug` (both want the request span, which the lane does not open).
+//! A hit is a key render and a map lookup (or one Redis GET), yet through the full stack it
+//! also pays for the request span, body-limit and CORS wrappers, poem's router, the OpenAPI
+//! operation tree and the loader a miss would need — on two cores, about a third of an L1
+//! hit's CPU. The lane sits outside all of them and answers a GET whose path it has seen
+//! reach a cached route, when that route's rule gives a key with a fresh copy in L1 or, if
+//! the rule uses Redis and the breaker is closed, in L2. When L1 has no fresh copy and L2
+//! has none either, the lane hands the request to the full stack with what it read (a
+//! [`Handoff`]), so L2 is never read twice. Everything else falls through unchanged:
+//! bypasses, other methods, CORS requests (`Origin`), requests with a body, and every
+//! request while an OpenTelemetry exporter runs or the server logs at `debug` (both want
+//! the request span, which the lane does not open).
 //!
 //! What a lane hit shares with the full path, so a client cannot tell them apart: the
 //! rule and key ([`crate::layer::lane_hit`] uses the layer's own decision and response
-//! code), the route's rate limits ([`RouteLimits`], charged only when the lane answers) and
-//! its request metrics ([`Meter`]). A hit emits no log events, so the missing span hides
-//! nothing from the text log.
+//! code), the route's rate limits ([`RouteLimits`], charged once whichever path answers)
+//! and its request metrics ([`Meter`]). A hit emits no log events, so the missing span
+//! hides nothing from the text log.
 //!
-//! Paths are learned, not matched: when the full path answers a GET from L1, the layer
-//! records the path with the route poem's router sent it to and the raw path parameters
-//! the router extracted (so a path takes the lane from its third request on). Routing
-//! is a pure function of the path, so a learned path always means the same route; the lane
+//! Paths are learned, not matched: when the full path answers a GET from the cache, the
+//! layer records the path with the route poem's router sent it to and the raw path
+//! parameters the router extracted (so a path takes the lane from its third request on).
+//! Routing is a pure function of the path, so a learned path always means the same route; the lane
 //! never needs a second router that could disagree with poem's. The memo is small and
 //! bounded (hot paths stay, the rest fall through and are learned again).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use poem::http::{Method, header};
@@ -32,6 +36,10 @@ use crate::engine::{Engine, RouteSlot};
 use crate::layer::Limits;
 use crate::limits::RouteLimits;
 use crate::metrics::Meter;
+
+/// Requests the lane answered (`larder_lane_answers_total`): hits, and refusals by a rate
+/// limit, since a request takes one path or the other.
+pub static ANSWERS: AtomicU64 = AtomicU64::new(0);
 
 /// Paths remembered; each costs about its length plus two hundred bytes (under 1 MB).
 const MEMO_PATHS: usize = 4096;
@@ -64,10 +72,38 @@ impl LaneRoute {
     }
 }
 
+/// What the lane made of a request.
+pub(crate) enum LaneAnswer {
+    /// The lane's response: a fresh hit, or the route's rate limit refusing it.
+    Answer(Response),
+    /// No fresh copy; the lane read the layers and charged the rate limits already, and
+    /// the full path takes it from there.
+    Handoff(Handoff),
+    /// Not for the lane; nothing was read, charged or counted.
+    Pass,
+}
+
+/// A lane request passed on to the full path, as a request extension: the layers it read
+/// (so the full path does not read L2 a second time) and, by its presence, that the
+/// route's rate limits were charged (so [`crate::limits::Limited`] does not charge again).
+#[derive(Clone, Debug)]
+pub struct Handoff {
+    /// The key the lane looked up; the full path uses the lookup only for the same key (a
+    /// policy reload in between may have changed it).
+    pub(crate) key: String,
+    pub(crate) looked: larder_store::Looked,
+}
+
 #[derive(Clone)]
 struct Learned {
     route: Arc<LaneRoute>,
     params: Arc<[String]>,
+}
+
+/// A path and how the router saw it, kept by [`Lane::learn`].
+pub struct Lesson {
+    path: Box<str>,
+    learned: Learned,
 }
 
 /// The learned paths.
@@ -83,11 +119,14 @@ impl Lane {
         })
     }
 
-    /// Records that `req` (a GET answered from L1) reached `route`, with the path
-    /// parameters poem's router set on it. Called by the layer on the full path.
-    pub fn learn(&self, path: &str, route: &Arc<LaneRoute>, req: &Request) {
+    /// What to remember of `req` (a GET the full path is about to answer) should the cache
+    /// answer it fresh: `None` when the path is known already (the common case, a map
+    /// lookup) or the router's parameters are missing. Taken before the request moves into
+    /// a loader; [`Lane::learn`] keeps it once the answer is known to be a hit.
+    pub fn lesson(&self, route: &Arc<LaneRoute>, req: &Request) -> Option<Lesson> {
+        let path = req.uri().path();
         if self.memo.get(path).is_some() {
-            return;
+            return None;
         }
         let params: Option<Vec<String>> = (0..route.slot.params.len())
             .map(|i| {
@@ -96,15 +135,18 @@ impl Lane {
                     .map(str::to_owned)
             })
             .collect();
-        if let Some(params) = params {
-            self.memo.insert(
-                path.into(),
-                Learned {
-                    route: route.clone(),
-                    params: params.into(),
-                },
-            );
-        }
+        Some(Lesson {
+            path: path.into(),
+            learned: Learned {
+                route: route.clone(),
+                params: params?.into(),
+            },
+        })
+    }
+
+    /// Remembers a path the full path answered from the cache.
+    pub fn learn(&self, lesson: Lesson) {
+        self.memo.insert(lesson.path, lesson.learned);
     }
 
     /// Whether the lane may answer now: nobody wants a request span.
@@ -130,7 +172,7 @@ impl<E> LaneEndpoint<E> {
 impl<E: Endpoint> Endpoint for LaneEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
         if req.method() == Method::GET
             && Lane::open()
             && !req.headers().contains_key(header::ORIGIN)
@@ -139,11 +181,16 @@ impl<E: Endpoint> Endpoint for LaneEndpoint<E> {
             && let Some(learned) = self.lane.memo.get(req.uri().path())
         {
             let started = Instant::now();
-            if let Some(resp) =
-                crate::layer::lane_hit(&learned.route, &req, &learned.params, started).await
-            {
-                learned.route.meter.record(resp.status(), started);
-                return Ok(resp);
+            match crate::layer::lane_hit(&learned.route, &req, &learned.params, started).await {
+                LaneAnswer::Answer(resp) => {
+                    ANSWERS.fetch_add(1, Ordering::Relaxed);
+                    learned.route.meter.record(resp.status(), started);
+                    return Ok(resp);
+                }
+                LaneAnswer::Handoff(handoff) => {
+                    req.extensions_mut().insert(handoff);
+                }
+                LaneAnswer::Pass => {}
             }
         }
         self.inner.call(req).await.map(IntoResponse::into_response)

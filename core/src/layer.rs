@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::compression::{self, Coding, Delivery};
 use crate::engine::{BoundRule, Engine, RouteSlot};
-use crate::lane::{Lane, LaneRoute};
+use crate::lane::{Handoff, Lane, LaneAnswer, LaneRoute};
 
 tokio::task_local! {
     // Events a handler emits while the layer awaits it. Host::emit pushes here (it runs on
@@ -265,7 +265,7 @@ impl Endpoint for CachedEndpoint {
             return Ok(resp);
         };
         let rule = &bound.rule;
-        let (req, body) = if reads_body(req.method()) {
+        let (mut req, body) = if reads_body(req.method()) {
             match buffer_body(req, self.limits.request_body).await {
                 Ok(v) => v,
                 Err(resp) => return Ok(resp),
@@ -280,8 +280,7 @@ impl Endpoint for CachedEndpoint {
             return Ok(Box::pin(self.mutate(rule, req, body.as_ref())).await);
         }
         let clock = self.engine.clock();
-        let key = decide(rule, &self.slot, &req, body.as_ref(), None, clock);
-        let key = match key {
+        let key = match decide(rule, &self.slot, &req, body.as_ref(), None, clock) {
             Ok(k) => k,
             Err(reason) => {
                 let (mut resp, events) = run_scoped(&self.inner, req).await;
@@ -294,23 +293,32 @@ impl Endpoint for CachedEndpoint {
                 return Ok(resp);
             }
         };
+        // The hit lane already read the layers for this key: go on from what it found.
+        let handoff = req
+            .extensions_mut()
+            .remove::<Handoff>()
+            .filter(|h| h.key == key);
+        // A path answered from the cache twice is worth a lane entry; one-off paths (a fill,
+        // a scan) never take memo space.
+        let lesson = match &self.lane {
+            Some((lane, route)) if req.method() == Method::GET => lane
+                .lesson(route, &req)
+                .map(|lesson| (lane.clone(), lesson)),
+            _ => None,
+        };
 
         let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
         let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
         let origin_us = Arc::new(AtomicU64::new(0));
         let lookup = crate::otel::lookup_span(&rule.name);
+        let cache = &self.engine.cache;
         // A fresh L1 hit needs no loader: answer before cloning anything into one.
-        let served = match self.engine.cache.l1_hit(&key, &bound.opts) {
-            Some(hit) => {
-                // A path answered from L1 twice is worth a lane entry; one-off paths (a
-                // fill, a scan) never take memo space.
-                if let Some((lane, route)) = &self.lane
-                    && req.method() == Method::GET
-                {
-                    lane.learn(req.uri().path(), route, &req);
-                }
-                Ok(hit)
-            }
+        let l1_hit = match handoff {
+            None => cache.l1_hit(&key, &bound.opts),
+            Some(_) => None,
+        };
+        let served = match l1_hit {
+            Some(hit) => Ok(hit),
             None => {
                 let load = {
                     let parent = crate::otel::load_parent(&lookup);
@@ -345,15 +353,33 @@ impl Endpoint for CachedEndpoint {
                         loaded
                     }
                 };
-                Box::pin(
-                    self.engine
-                        .cache
-                        .get_or_load(&key, &bound.opts, load)
-                        .instrument(lookup.clone()),
-                )
-                .await
+                match handoff {
+                    Some(h) => {
+                        Box::pin(
+                            cache
+                                .load_after(h.looked, &key, &bound.opts, load)
+                                .instrument(lookup.clone()),
+                        )
+                        .await
+                    }
+                    None => {
+                        Box::pin(
+                            cache
+                                .get_or_load(&key, &bound.opts, load)
+                                .instrument(lookup.clone()),
+                        )
+                        .await
+                    }
+                }
             }
         };
+        if let Some((lane, lesson)) = lesson
+            && served
+                .as_ref()
+                .is_ok_and(|s| s.status.outcome == larder_store::Outcome::Hit)
+        {
+            lane.learn(lesson);
+        }
         crate::otel::record_lookup(&lookup, &served);
         drop(lookup);
         let mut resp = match served {
@@ -430,29 +456,45 @@ fn server_timing(resp: &mut Response, started: Instant, origin_us: u64) {
     set_header(resp, SERVER_TIMING.clone(), &v);
 }
 
-/// The hit lane's question: can `req` be answered from a fresh L1 copy? `params` are the
-/// path parameters poem's router gave this path before. `None` = take the full path (no
-/// rule, another method, bypassed, not in L1 or not fresh); nothing was counted then.
+/// The hit lane's question: can `req` be answered from a fresh copy? `params` are the path
+/// parameters poem's router gave this path before. A fresh L1 copy answers at once (the
+/// rate limits are charged only then, so a fall-through is never charged twice). Without
+/// one, if the rule reads Redis, the limits are charged and L2 is read; a fresh copy there
+/// answers, and anything else is handed to the full path with what was read.
 pub(crate) async fn lane_hit(
     route: &LaneRoute,
     req: &Request,
     params: &[String],
     started: Instant,
-) -> Option<Response> {
-    let bound = route.slot.bound.load_full()?;
+) -> LaneAnswer {
+    let Some(bound) = route.slot.bound.load_full() else {
+        return LaneAnswer::Pass;
+    };
     let rule = &bound.rule;
     if !rule.caches_method(req.method().as_str()) {
-        return None;
+        return LaneAnswer::Pass;
     }
     let clock = route.engine.clock();
-    let key = decide(rule, &route.slot, req, None, Some(params), clock).ok()?;
-    // Limits are taken only once the lane can answer: a fall-through is charged by the full
-    // path's own check, never twice; a refused request is not a hit.
-    let served = match route.engine.cache.l1_hit_if(&key, &bound.opts, || {
+    let Ok(key) = decide(rule, &route.slot, req, None, Some(params), clock) else {
+        return LaneAnswer::Pass;
+    };
+    let cache = &route.engine.cache;
+    let served = match cache.l1_hit_if(&key, &bound.opts, || {
         route.limits.check(req).map_or(Ok(()), |r| Err(Box::new(r)))
-    })? {
-        Ok(served) => served,
-        Err(refused) => return Some(*refused),
+    }) {
+        Some(Ok(served)) => served,
+        Some(Err(refused)) => return LaneAnswer::Answer(*refused),
+        None if cache.reads_l2(&bound.opts) => {
+            if let Some(refused) = route.limits.check(req) {
+                return LaneAnswer::Answer(refused);
+            }
+            // Boxed: the L1 hit, far the commoner, should not move an L2 read's state around.
+            match Box::pin(cache.look(&key, &bound.opts)).await {
+                Ok(served) => served,
+                Err(looked) => return LaneAnswer::Handoff(Handoff { key, looked }),
+            }
+        }
+        None => return LaneAnswer::Pass,
     };
     let mut resp = respond(
         &served,
@@ -464,7 +506,7 @@ pub(crate) async fn lane_hit(
     )
     .await;
     server_timing(&mut resp, started, 0);
-    Some(resp)
+    LaneAnswer::Answer(resp)
 }
 
 impl CachedEndpoint {

@@ -154,7 +154,10 @@ impl<E: Endpoint> Endpoint for Limited<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        if let Some(refused) = self.limits.check(&req) {
+        // A request the hit lane handed over was charged there.
+        if req.extensions().get::<crate::lane::Handoff>().is_none()
+            && let Some(refused) = self.limits.check(&req)
+        {
             return Ok(refused);
         }
         Ok(self.inner.call(req).await?.into_response())

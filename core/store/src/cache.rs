@@ -213,11 +213,36 @@ type FlightRx = watch::Receiver<Option<Shared>>;
 /// In-flight loads by key, sharded to keep lock hold times short under many keys.
 type FlightShard = Mutex<HashMap<Box<str>, FlightRx>>;
 
+#[derive(Clone)]
 enum Probe {
     Fresh(Arc<Entry>, Layer),
     Stale(Arc<Entry>, Layer),
     Fallback(Arc<Entry>, Layer),
     Miss,
+}
+
+/// What a [`Cache::look`] that found no fresh copy did find (a stale copy, one usable on
+/// error, or nothing), to hand to [`Cache::load_after`]: a caller can look first, answer
+/// fresh hits itself, and pass the rest on without reading the layers twice.
+#[derive(Clone)]
+pub struct Looked {
+    probe: Probe,
+    now: u64,
+}
+
+impl std::fmt::Debug for Looked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let found = match &self.probe {
+            Probe::Fresh(..) => "fresh",
+            Probe::Stale(..) => "stale",
+            Probe::Fallback(..) => "fallback",
+            Probe::Miss => "miss",
+        };
+        f.debug_struct("Looked")
+            .field("found", &found)
+            .field("now", &self.now)
+            .finish()
+    }
 }
 
 /// The cache engine. Cloning is an `Arc` clone; share one per process.
@@ -446,9 +471,46 @@ impl Cache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Loaded> + Send + 'static,
     {
+        match self.look(key, opts).await {
+            Ok(hit) => Ok(hit),
+            Err(looked) => self.load_after(looked, key, opts, load).await,
+        }
+    }
+
+    /// The first half of [`Cache::get_or_load`]: L1, then L2 (promoting into L1). A fresh
+    /// copy is answered (and counted as a hit); anything else comes back as [`Looked`] for
+    /// [`Cache::load_after`], with the misses already counted.
+    pub async fn look(&self, key: &str, opts: &CallOptions) -> Result<Served, Looked> {
         let now = self.inner.clock.now_ms();
         let (use_l1, use_l2) = self.layers(opts);
         match self.probe(key, use_l1, use_l2, opts, now).await {
+            Probe::Fresh(entry, layer) => Ok(served(entry, Outcome::Hit, Some(layer), now)),
+            probe => Err(Looked { probe, now }),
+        }
+    }
+
+    /// Whether a [`Cache::look`] with `opts` would ask L2 now (the rule uses it and the
+    /// breaker lets calls through).
+    #[inline]
+    pub fn reads_l2(&self, opts: &CallOptions) -> bool {
+        self.layers(opts).1 && self.inner.l2.as_ref().is_some_and(RedisStore::available)
+    }
+
+    /// The second half of [`Cache::get_or_load`], after a [`Cache::look`] of the same key
+    /// and options: serve a stale copy and refresh it in the background, or load (coalesced).
+    pub async fn load_after<F, Fut>(
+        &self,
+        looked: Looked,
+        key: &str,
+        opts: &CallOptions,
+        load: F,
+    ) -> Result<Served, OriginError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Loaded> + Send + 'static,
+    {
+        let now = looked.now;
+        match looked.probe {
             Probe::Fresh(entry, layer) => Ok(served(entry, Outcome::Hit, Some(layer), now)),
             Probe::Stale(entry, layer) => {
                 bump(&self.inner.stats.counters.stale_served);

@@ -37,7 +37,7 @@ pub mod stats;
 pub mod store;
 
 pub use cache::{
-    Cache, CacheHealth, CacheStatus, CallOptions, Loaded, OriginError, Outcome, Served,
+    Cache, CacheHealth, CacheStatus, CallOptions, Loaded, Looked, OriginError, Outcome, Served,
 };
 pub use config::{BreakerConfig, CacheConfig, LockConfig, RedisConfig, StoreKind};
 pub use entry::{BodyEncoding, DecodeError, Entry, Freshness};

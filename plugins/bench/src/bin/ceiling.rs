@@ -30,15 +30,23 @@ fn main() -> std::io::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(larder_bench_plugin::DEFAULT_PAYLOAD_BYTES);
     let body = Bytes::from(larder_bench_plugin::payload(size, 0));
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            let listener = tokio::net::TcpListener::bind(&listen).await?;
-            println!("listening on http://{}", listener.local_addr()?);
-            let app = Route::new().at("/raw", get(raw)).data(body);
-            poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
-                .run(app)
-                .await
-        })
+    // The scheduler `larder::cli::runtime` picks for the same cores (current-thread on one),
+    // so the two servers differ only in what runs per request.
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut runtime = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    runtime.enable_all().build()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen).await?;
+        println!("listening on http://{}", listener.local_addr()?);
+        let app = Route::new().at("/raw", get(raw)).data(body);
+        poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
+            .run(app)
+            .await
+    })
 }
