@@ -193,6 +193,10 @@ impl<E: Endpoint> Endpoint for LaneEndpoint<E> {
                 LaneAnswer::Pass => {}
             }
         }
-        self.inner.call(req).await.map(IntoResponse::into_response)
+        // Boxed: poem boxes this future (twice, on the way in), copying all of it each time;
+        // the full stack's future held inline would make every lane hit pay for its size.
+        Box::pin(self.inner.call(req))
+            .await
+            .map(IntoResponse::into_response)
     }
 }
