@@ -102,6 +102,8 @@ pub struct Ctx {
     pub warmup: Duration,
     /// Alternating ceiling / l1-hit closed-loop rounds for the throughput ratio.
     pub rounds: usize,
+    /// Paced (open-loop) rounds per server; the latency bar takes the median round.
+    pub paced_rounds: usize,
     /// Measured time per paced (open-loop) latency run.
     pub paced_duration: Duration,
     /// Answer size.
@@ -342,7 +344,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         duration,
         warmup: secs(2.0, 0.5),
         rounds: if q { 2 } else { 3 },
-        paced_duration: if q { Duration::from_secs(1) } else { duration },
+        paced_rounds: 3,
+        paced_duration: duration.min(secs(5.0, 1.0)),
         payload_bytes: args.payload_bytes,
         slow_ms: 20,
         zipf_keys: if q { 20_000 } else { 100_000 },
@@ -377,7 +380,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect()
     };
     let setup = format!(
-        "Payload {} B JSON; {} connections, {:.0} s measured after {:.1} s warm-up per throughput run. {}. Larder runs with its default log level (info) and one fresh process per scenario; Redis {}. Throughput runs are closed loop (a connection sends its next request when the answer is in). The l1-hit / ceiling ratio compares medians of {} alternating rounds (ceiling, l1-hit, ceiling, …; both servers up with the same pinning, one loaded at a time), since run-to-run noise here exceeds the margins. The l1-hit latency bar is judged on a paced open-loop run ({:.0} s at 50% of the ceiling's throughput, latency from each request's intended send time, so coordinated omission is corrected, as in wrk2); saturated closed-loop latencies are reported too. L2 hits are measured with Redis over loopback TCP and over a unix socket.",
+        "Payload {} B JSON; {} connections, {} s measured after {:.1} s warm-up per throughput run. {}. Larder runs with its default log level (info) and one fresh process per scenario; Redis {}. Throughput runs are closed loop (a connection sends its next request when the answer is in). The l1-hit / ceiling ratio compares medians of {} alternating rounds (ceiling, l1-hit, ceiling, …; both servers up with the same pinning, one loaded at a time), since run-to-run noise here exceeds the margins. The l1-hit latency bar is judged on paced open-loop runs ({} rounds of {} s per server, alternating, at 50% of the ceiling's throughput, latency from each request's intended send time, so coordinated omission is corrected, as in wrk2; the median round decides); saturated closed-loop latencies are reported too. L2 hits are measured with Redis over loopback TCP and over a unix socket.",
         ctx.payload_bytes,
         ctx.conns,
         ctx.duration.as_secs_f64(),
@@ -391,6 +394,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         Redis::version(),
         ctx.rounds,
+        ctx.paced_rounds,
         ctx.paced_duration.as_secs_f64(),
     );
     eprintln!("{setup}");

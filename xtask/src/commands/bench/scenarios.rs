@@ -207,6 +207,22 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// Time this VM's cores were runnable but not run by the hypervisor (`steal` in
+/// `/proc/stat`, all cores), in ms; `None` off Linux.
+fn steal_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    // cpu user nice system idle iowait irq softirq steal ...
+    let ticks: f64 = line.split_whitespace().nth(8)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (hz > 0.0).then(|| ticks * 1000.0 / hz)
+}
+
+fn steal_text(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "n/a".into(), |ms| format!("{ms:.0} ms"))
+}
+
 fn rps_list(v: &[f64]) -> String {
     v.iter()
         .map(|r| format!("{r:.0}"))
@@ -327,7 +343,7 @@ fn l1_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         })
         .unwrap_or_default();
     report.note(format!(
-        "Throughput ratio: {n} closed-loop rounds of {:.0} s each, alternating ceiling and l1-hit (both servers up, same server cores, one loaded at a time). Ceiling {} req/s (median {cm:.0}); l1-hit {} req/s (median {hm:.0}); ratio per round {}.{standalone}",
+        "Throughput ratio: {n} closed-loop rounds of {} s each, alternating ceiling and l1-hit (both servers up, same server cores, one loaded at a time). Ceiling {} req/s (median {cm:.0}); l1-hit {} req/s (median {hm:.0}); ratio per round {}.{standalone}",
         ctx.duration.as_secs_f64(),
         rps_list(&ceil_rps),
         rps_list(&hit_rps),
@@ -354,43 +370,78 @@ fn l1_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         p.rate = Some(rate);
         load::run(p)
     };
-    let pc = paced(ctx, &ceiling, "/raw")?;
-    let ph = paced(ctx, &server, "/bench/l1/0")?;
-    let paced_what = |r: &load::LoadResult, base: &str| {
+    // Rounds again, judged on the median round: one hypervisor stall of tens of ms (this VM
+    // has them; see the steal figures) delays every request scheduled behind it, and would
+    // otherwise decide the bar by itself. Every round is reported.
+    let (mut ceil_paced, mut hit_paced, mut steal) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ctx.paced_rounds {
+        let s0 = steal_ms();
+        let c = paced(ctx, &ceiling, "/raw")?;
+        let s1 = steal_ms();
+        let h = paced(ctx, &server, "/bench/l1/0")?;
+        let s2 = steal_ms();
+        let lag = |r: &load::LoadResult| r.paced.as_ref().map_or(0.0, |p| p.send_lag.max);
+        let st = (
+            s0.zip(s1).map(|(a, b)| b - a),
+            s1.zip(s2).map(|(a, b)| b - a),
+        );
+        eprintln!(
+            "  paced round {}: p99 ceiling {:.0} µs, l1-hit {:.0} µs (latest send {:.0} / {:.0} µs; VM steal {} / {})",
+            round + 1,
+            c.latency.p99,
+            h.latency.p99,
+            lag(&c),
+            lag(&h),
+            steal_text(st.0),
+            steal_text(st.1),
+        );
+        ceil_paced.push(c);
+        hit_paced.push(h);
+        steal.push(st);
+    }
+    let p99s = |runs: &[load::LoadResult]| runs.iter().map(|r| r.latency.p99).collect::<Vec<_>>();
+    let (ceil_p99s, hit_p99s) = (p99s(&ceil_paced), p99s(&hit_paced));
+    let (ceil_p99, hit_p99) = (median(&ceil_p99s), median(&hit_p99s));
+    let pr = ctx.paced_rounds;
+    let paced_what = |runs: &[load::LoadResult], base: &str| {
         format!(
-            "{base}; paced at {rate:.0} req/s (50% of the ceiling's median), achieved {:.0}; open loop, latency from intended send time",
-            r.rps
+            "{base}; {pr} rounds paced at {rate:.0} req/s (50% of the ceiling's median), achieved {}; open loop, latency from intended send time, over all rounds; p99 per round {} µs",
+            rps_list(&runs.iter().map(|r| r.rps).collect::<Vec<_>>()),
+            rps_list(&p99s(runs)),
         )
     };
-    report.row(Row::from_load(
+    let ceil_paced_row = rounds_row(
         "ceiling, paced",
-        &paced_what(&pc, "bare poem handler"),
-        &pc,
-    ));
-    report.row(Row::from_load(
+        &paced_what(&ceil_paced, "bare poem handler"),
+        &ceil_paced,
+    )?;
+    let hit_paced_row = rounds_row(
         "l1-hit, paced",
-        &paced_what(&ph, "memory rule, one key"),
-        &ph,
-    ));
+        &paced_what(&hit_paced, "memory rule, one key"),
+        &hit_paced,
+    )?;
+    let all = |r: &Row| r.p99.unwrap_or(0.0);
+    let (ceil_all, hit_all) = (all(&ceil_paced_row), all(&hit_paced_row));
+    report.row(ceil_paced_row);
+    report.row(hit_paced_row);
     let sat = |r: &Row| r.p99.unwrap_or(0.0);
     report.bar(Bar::new(
         &format!(
-            "l1-hit p99 < 1 ms at {} connections, paced at 50% of the ceiling's throughput (open loop, coordinated omission corrected)",
+            "l1-hit p99 < 1 ms at {} connections, paced at 50% of the ceiling's throughput (open loop, coordinated omission corrected; median of {pr} rounds)",
             ctx.conns
         ),
         format!(
-            "p99 {:.0} µs at {:.0} req/s (ceiling paced alike: {:.0} µs){}; saturated closed loop: l1-hit {:.0} µs, ceiling {:.0} µs",
-            ph.latency.p99,
-            ph.rps,
-            pc.latency.p99,
-            match ph.paced.as_ref().map(|p| p.pacer) {
+            "p99 {hit_p99:.0} µs at {rate:.0} req/s (rounds: {} µs; over all rounds {hit_all:.0} µs); the ceiling paced alike: {ceil_p99:.0} µs (rounds: {} µs; over all {ceil_all:.0} µs){}; saturated closed loop: l1-hit {:.0} µs, ceiling {:.0} µs",
+            rps_list(&hit_p99s),
+            rps_list(&ceil_p99s),
+            match hit_paced[0].paced.as_ref().map(|p| p.pacer) {
                 Some("spin") | None => "",
                 Some(_) => ", generator unpinned: paced with tokio's 1 ms timer, so up to ~1 ms is oversleep",
             },
             sat(&hit_sat),
             sat(&ceil_sat)
         ),
-        ph.latency.p99 < 1000.0 && ctx.conns >= 64,
+        hit_p99 < 1000.0 && ctx.conns >= 64,
     ));
     let hit_mean = {
         let mut h = hit_runs[0].hist.clone();
@@ -400,14 +451,15 @@ fn l1_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         h.mean() / 1000.0
     };
     report.note(format!(
-        "Latency: in a closed loop at saturation every connection always has a request in flight, so latency is mostly waiting behind the other connections' requests, not service time. Little's law gives mean ≈ connections / throughput: {} / {hm:.0} req/s ≈ {:.0} µs for l1-hit (measured mean {hit_mean:.0} µs). The saturated p99 is therefore reported (l1-hit {:.0} µs; the bare ceiling's own {:.0} µs) but the latency bar is judged on the paced run: {} connections, open loop at {rate:.0} req/s (50% of the ceiling's median), latency counted from each request's intended send time so stalls are not hidden (coordinated omission corrected, as in wrk2). Paced p99: l1-hit {:.0} µs, ceiling {:.0} µs.",
+        "Latency: in a closed loop at saturation every connection always has a request in flight, so latency is mostly waiting behind the other connections' requests, not service time. Little's law gives mean ≈ connections / throughput: {} / {hm:.0} req/s ≈ {:.0} µs for l1-hit (measured mean {hit_mean:.0} µs). The saturated p99 is therefore reported (l1-hit {:.0} µs; the bare ceiling's own {:.0} µs) but the latency bar is judged on paced runs: {} connections, open loop at {rate:.0} req/s (50% of the ceiling's median), latency counted from each request's intended send time so stalls are not hidden (coordinated omission corrected, as in wrk2), {pr} rounds of {} s alternating ceiling and l1-hit, judged on the median round. A stall anywhere (the server, the generator, the hypervisor) delays every request scheduled behind it, so one stall of tens of ms decides a round's p99; the latest send (how far the generator's sends fell behind schedule) and the VM's steal time per run, in the JSON and the log, tell such rounds apart. Paced p99 per round: l1-hit {} µs, ceiling {} µs.",
         ctx.conns,
         ctx.conns as f64 / hm * 1e6,
         sat(&hit_sat),
         sat(&ceil_sat),
         ctx.conns,
-        ph.latency.p99,
-        pc.latency.p99,
+        ctx.paced_duration.as_secs_f64(),
+        rps_list(&hit_p99s),
+        rps_list(&ceil_p99s),
     ));
     let origin = counter(server.addr, "l1")?;
     server.stop();
@@ -430,11 +482,17 @@ fn l1_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
                 "saturated_latency_all_rounds_us": {"ceiling": ceil_sat, "l1_hit": hit_sat},
             },
             "paced": {
-                "method": "open loop (wrk2-style): connection i sends its k-th request at start + phase_i + k * conns / rate; latency from that intended time (coordinated omission corrected)",
+                "method": "open loop (wrk2-style): connection i sends its k-th request at start + phase_i + k * conns / rate; latency from that intended time (coordinated omission corrected); rounds alternate ceiling and l1-hit; the bar takes the median round's p99",
                 "rate_rps": rate,
                 "rate_basis": "50% of the interleaved ceiling median",
-                "ceiling": pc,
-                "l1_hit": ph,
+                "rounds": ceil_paced.iter().zip(&hit_paced).zip(&steal).map(|((c, h), (sc, sh))| json!({
+                    "ceiling": c,
+                    "l1_hit": h,
+                    "vm_steal_ms": {"ceiling": sc, "l1_hit": sh},
+                })).collect::<Vec<_>>(),
+                "p99_per_round_us": {"ceiling": ceil_p99s, "l1_hit": hit_p99s},
+                "p99_median_round_us": {"ceiling": ceil_p99, "l1_hit": hit_p99},
+                "p99_all_rounds_us": {"ceiling": ceil_all, "l1_hit": hit_all},
             },
             "origin_calls": origin,
         }),
