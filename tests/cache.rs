@@ -784,6 +784,20 @@ async fn responses_that_set_cookies_are_not_stored() {
     }
 }
 
+/// A lane answer and a full-stack answer carry the same header names, and the same
+/// representation headers.
+fn assert_same_headers(lane: &HeaderMap, full: &HeaderMap) {
+    let names = |h: &HeaderMap| {
+        let mut n: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(lane), names(full));
+    for name in ["content-type", "etag", "vary"] {
+        assert_eq!(lane.get(name), full.get(name), "{name}");
+    }
+}
+
 /// Fresh L1 hits are answered ahead of the request stack (the hit lane, learned from the
 /// full path's routing). A client must not tell the two apart: same status, body and
 /// headers, the route's rate limit charged once per request, the same request metrics.
@@ -833,15 +847,7 @@ async fn lane_hits_match_full_path_hits_and_keep_rate_limits() {
     assert_eq!((s_lane, s_full), (200, 200));
     assert_eq!(body_lane, body);
     assert_eq!(body_full, body);
-    let names = |h: &HeaderMap| {
-        let mut n: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
-        n.sort();
-        n
-    };
-    assert_eq!(names(&h_lane), names(&h_full));
-    for name in ["content-type", "etag", "vary"] {
-        assert_eq!(h_lane.get(name), h_full.get(name), "{name}");
-    }
+    assert_same_headers(&h_lane, &h_full);
     // The TTL may cross a second between the two; the rest of the header must agree.
     let no_ttl = |h: &HeaderMap| {
         status(h)
@@ -986,15 +992,7 @@ async fn lane_serves_l2_hits_and_hands_misses_over_without_a_second_read() {
     assert_eq!(r.text().await.unwrap(), body);
     assert_eq!((s_lane, s_full), (200, 200));
     assert_eq!(body_lane, body);
-    let names = |h: &HeaderMap| {
-        let mut n: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
-        n.sort();
-        n
-    };
-    assert_eq!(names(&h_lane), names(&h_full));
-    for name in ["content-type", "etag", "vary"] {
-        assert_eq!(h_lane.get(name), h_full.get(name), "{name}");
-    }
+    assert_same_headers(&h_lane, &h_full);
     assert!(
         status(&h_lane).ends_with("detail=l2"),
         "{}",

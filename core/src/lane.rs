@@ -15,8 +15,10 @@
 //! What a lane hit shares with the full path, so a client cannot tell them apart: the
 //! rule and key ([`crate::layer::lane_hit`] uses the layer's own decision and response
 //! code), the route's rate limits ([`RouteLimits`], charged once whichever path answers)
-//! and its request metrics ([`Meter`]). A hit emits no log events, so the missing span
-//! hides nothing from the text log.
+//! and its request metrics ([`Meter`]). A hit emits no log events of its own, so the
+//! missing span hides little from the text log: only Redis trouble met on a lane read (the
+//! breaker opening, a corrupt entry) is logged without the request's span. A handed-over
+//! request's time in the lane is not in the full stack's `Server-Timing` or latency metric.
 //!
 //! Paths are learned, not matched: when the full path answers a GET from the cache, the
 //! layer records the path with the route poem's router sent it to and the raw path

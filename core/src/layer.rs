@@ -257,15 +257,18 @@ static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 impl Endpoint for CachedEndpoint {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let started = Instant::now();
+        // What the hit lane already read for this request, if it took it first. Taken out
+        // here so it never reaches a handler, whatever path the request takes below.
+        let handoff = req.extensions_mut().remove::<Handoff>();
         let Some(bound) = self.slot.bound.load_full() else {
             let (resp, events) = run_scoped(&self.inner, req).await;
             self.apply_events(events).await;
             return Ok(resp);
         };
         let rule = &bound.rule;
-        let (mut req, body) = if reads_body(req.method()) {
+        let (req, body) = if reads_body(req.method()) {
             match buffer_body(req, self.limits.request_body).await {
                 Ok(v) => v,
                 Err(resp) => return Ok(resp),
@@ -293,11 +296,9 @@ impl Endpoint for CachedEndpoint {
                 return Ok(resp);
             }
         };
-        // The hit lane already read the layers for this key: go on from what it found.
-        let handoff = req
-            .extensions_mut()
-            .remove::<Handoff>()
-            .filter(|h| h.key == key);
+        // Go on from what the lane found, if it looked up this key (a policy reload in
+        // between may have changed it).
+        let handoff = handoff.filter(|h| h.key == key);
         // A path answered from the cache twice is worth a lane entry; one-off paths (a fill,
         // a scan) never take memo space.
         let lesson = match &self.lane {

@@ -191,7 +191,14 @@ impl RedisStore {
                 cfg.reconnect_max_ms.as_millis().max(1) as u32,
                 2,
             ));
-        let pool = builder.build_pool(cfg.pool_size.max(1))?;
+        // `fail_fast` off for the pool: with it on, a first connection that fails ends
+        // fred's connection task for good, and Larder started while Redis was down would
+        // never use it. Off, the reconnect policy covers the first connection too, and its
+        // success is announced as a reconnect (so `watch_reconnects` closes the breaker).
+        let pool = builder
+            .clone()
+            .with_config(|c| c.fail_fast = false)
+            .build_pool(cfg.pool_size.max(1))?;
         let opts = Options {
             fail_fast: true,
             timeout: Some(command_timeout),
@@ -215,15 +222,26 @@ impl RedisStore {
                 mode,
             }),
         };
+        // Listening before connecting, so the first connection's notice cannot be missed.
+        store.watch_reconnects();
         store.inner.pool.connect_pool();
-        let connected = tokio::time::timeout(connect_timeout, store.inner.pool.wait_for_connect())
-            .await
-            .is_ok_and(|r| r.is_ok());
+        // Polled rather than fred's `wait_for_connect`, which waits for the *next* attempt's
+        // result and hangs when a connection lands between its state check and its
+        // subscription to the notice (seen under load: "not reachable" while connected).
+        let deadline = tokio::time::Instant::now() + connect_timeout;
+        let connected = loop {
+            if store.connected() {
+                break true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
         if !connected {
             tracing::warn!(url = %redact(url), "redis not reachable at start; continuing on L1 and origin");
             store.inner.breaker.open();
         }
-        store.watch_reconnects();
         Ok(store)
     }
 
@@ -247,10 +265,16 @@ impl RedisStore {
         self.inner.mode
     }
 
-    /// True while the breaker lets calls through.
+    /// True while the breaker lets calls through. While it is open, a call here also starts
+    /// the background probe once it is due: reads skip Redis without going through
+    /// [`Self::guarded`], and a read-only load must bring L2 back too.
     #[inline]
     pub fn available(&self) -> bool {
-        self.inner.breaker.allows()
+        let allows = self.inner.breaker.allows();
+        if !allows {
+            self.probe(false);
+        }
+        allows
     }
 
     /// The breaker (for stats).
@@ -587,10 +611,10 @@ impl RedisStore {
                 if weak.strong_count() == 0 {
                     return;
                 }
-                let attempt = async {
-                    sub.wait_for_connect().await?;
-                    sub.subscribe(channel.as_str()).await
-                };
+                // Not `wait_for_connect` first: it waits for the *next* connection result,
+                // and misses one that lands between its state check and its subscription to
+                // the notice. A SUBSCRIBE queued while disconnected goes out on connect.
+                let attempt = sub.subscribe(channel.as_str());
                 match tokio::time::timeout(Duration::from_secs(2), attempt).await {
                     Ok(Ok(())) => return,
                     _ => {

@@ -433,3 +433,30 @@ async fn cluster_tags_patterns_and_lookups() {
     assert_eq!(health.mode, "cluster");
     assert!(health.redis.unwrap().ping_ms.is_some());
 }
+
+/// Redis down when the cache starts, up later: fred keeps trying the first connection, and
+/// the breaker (opened at start) closes as soon as it is made, with no cache traffic at all
+/// to find a probe due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_is_used_once_it_comes_up() {
+    let mut redis = RedisServer::spawn().unwrap();
+    redis.kill();
+    let mut cfg = config(&redis.url());
+    cfg.redis.connect_timeout_ms = Duration::from_millis(200);
+    // Far longer than the test: only the first-connection probe can close it in time.
+    cfg.redis.breaker.open_for_ms = Duration::from_secs(600);
+    let cache = Cache::new(cfg).await.unwrap();
+    let breaker_open = |c: &Cache| c.l2().unwrap().breaker().is_open();
+    assert!(breaker_open(&cache), "Redis was down at start");
+
+    redis.restart().unwrap();
+    eventually(Duration::from_secs(10), "the breaker closes", || async {
+        !breaker_open(&cache)
+    })
+    .await;
+    cache
+        .set("after", entry("a", &[]), &CallOptions::default())
+        .await
+        .unwrap();
+    assert!(in_l2(&cache, "after").await, "L2 in use");
+}
