@@ -107,15 +107,20 @@ fn spec(ctx: &Ctx, server: &Server, conns: usize, duration: Duration, paths: Pat
     s
 }
 
-fn ceiling(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
-    let server = ctx.ceiling()?;
-    let r = load::run(spec(
+/// The standard throughput run: closed loop, every connection, one path.
+fn closed_run(ctx: &Ctx, server: &Server, path: &str) -> anyhow::Result<load::LoadResult> {
+    load::run(spec(
         ctx,
-        &server,
+        server,
         ctx.conns,
         ctx.duration,
-        Paths::Fixed("/raw".into()),
-    ))?;
+        Paths::Fixed(path.into()),
+    ))
+}
+
+fn ceiling(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let server = ctx.ceiling()?;
+    let r = closed_run(ctx, &server, "/raw")?;
     report.row(Row::from_load(
         "ceiling",
         "bare poem handler, same bytes",
@@ -257,13 +262,7 @@ fn l1_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     // Its own ceiling, up for the whole scenario: the ratio must not depend on a run made
     // minutes earlier, nor on the `ceiling` scenario being selected.
     let ceiling = ctx.ceiling()?;
-    let raw = load::run(spec(
-        ctx,
-        &server,
-        ctx.conns,
-        ctx.duration,
-        Paths::Fixed("/bench/raw".into()),
-    ))?;
+    let raw = closed_run(ctx, &server, "/bench/raw")?;
     report.row(Row::from_load(
         "larder, no rule",
         "plugin route, layer passes through",
@@ -276,20 +275,8 @@ fn l1_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
     // and compare medians: drifts hit both sides alike.
     let (mut ceil_runs, mut hit_runs) = (Vec::new(), Vec::new());
     for round in 0..ctx.rounds {
-        let c = load::run(spec(
-            ctx,
-            &ceiling,
-            ctx.conns,
-            ctx.duration,
-            Paths::Fixed("/raw".into()),
-        ))?;
-        let h = load::run(spec(
-            ctx,
-            &server,
-            ctx.conns,
-            ctx.duration,
-            Paths::Fixed("/bench/l1/0".into()),
-        ))?;
+        let c = closed_run(ctx, &ceiling, "/raw")?;
+        let h = closed_run(ctx, &server, "/bench/l1/0")?;
         eprintln!(
             "  round {}: ceiling {:.0} req/s, l1-hit {:.0} req/s ({:.2})",
             round + 1,
@@ -513,13 +500,7 @@ fn l2_run(ctx: &mut Ctx, url: String) -> anyhow::Result<(load::LoadResult, Value
     while !http::get(server.addr, "/bench/l2/0")?.is_hit() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let r = load::run(spec(
-        ctx,
-        &server,
-        ctx.conns,
-        ctx.duration,
-        Paths::Fixed("/bench/l2/0".into()),
-    ))?;
+    let r = closed_run(ctx, &server, "/bench/l2/0")?;
     let s = stats(server.addr)?;
     server.stop();
     Ok((r, s["l2_latency"].clone()))
