@@ -1,28 +1,50 @@
 //! The booking plugin behind the caching layer, end to end: the real binary with its
 //! shipped policy, a real SQLite file, warming, exact event-driven invalidation.
+//!
+//! Each server's clock starts at a chosen instant (`server.clock_start`): the shop's
+//! calendar, the generated data and the warm window follow it, never the day the tests run.
 
-use jiff::{ToSpan, Zoned};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
 use larder_testkit::server::{Larder, LarderOptions, workspace_root};
 use serde_json::{Value, json};
 
 const READ_KEY: &str = "read-key-0123456789abcdef";
 
-fn day(offset: i64) -> String {
-    let d = Zoned::now().date().checked_add(offset.days()).unwrap();
-    d.to_string()
+/// The default shop's zone.
+const SHOP_ZONE: &str = "America/New_York";
+
+/// 10:00 in New York on each day of one week (the clocks go forward on its Sunday), and
+/// 21:30 on a Tuesday, when New York's date is a day behind UTC's.
+const MONDAY: &str = "2026-03-02T15:00:00Z";
+const TUESDAY: &str = "2026-03-03T15:00:00Z";
+const WEDNESDAY: &str = "2026-03-04T15:00:00Z";
+const THURSDAY: &str = "2026-03-05T15:00:00Z";
+const FRIDAY: &str = "2026-03-06T15:00:00Z";
+const SATURDAY: &str = "2026-03-07T15:00:00Z";
+const DST_SUNDAY: &str = "2026-03-08T14:00:00Z";
+const TUESDAY_EVENING: &str = "2026-03-04T02:30:00Z";
+
+/// The shop's date at `instant`, plus `offset` days.
+fn shop_day(instant: &str, offset: i64) -> Date {
+    let at: jiff::Timestamp = instant.parse().unwrap();
+    let today = at.to_zoned(TimeZone::get(SHOP_ZONE).unwrap()).date();
+    today.checked_add(jiff::Span::new().days(offset)).unwrap()
 }
 
 struct Shop {
     larder: Larder,
     _dir: tempfile::TempDir,
     c: reqwest::Client,
+    /// The instant the server's clock started at.
+    at: &'static str,
 }
 
 impl Shop {
-    fn start() -> Self {
+    fn start(at: &'static str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
-            "plugins:\n  aliexpress: {{ enabled: false }}\n  booking:\n    settings: {{ database: {} }}\n",
+            "server:\n  clock_start: \"{at}\"\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking:\n    settings: {{ database: {} }}\n",
             dir.path().join("booking.db").display()
         );
         let larder = Larder::start_with(LarderOptions {
@@ -35,7 +57,13 @@ impl Shop {
             larder,
             _dir: dir,
             c: reqwest::Client::new(),
+            at,
         }
+    }
+
+    /// The shop's today plus `offset` days.
+    fn day(&self, offset: i64) -> Date {
+        shop_day(self.at, offset)
     }
 
     async fn get(&self, path: &str) -> (String, Value) {
@@ -45,7 +73,7 @@ impl Shop {
         (status, r.json().await.unwrap())
     }
 
-    async fn slots(&self, barber: u32, date: &str) -> (String, Vec<String>) {
+    async fn slots(&self, barber: u32, date: Date) -> (String, Vec<String>) {
         let (status, body) = self
             .get(&format!("/api/v2/barbers/{barber}/slots?date={date}"))
             .await;
@@ -56,6 +84,18 @@ impl Shop {
             .map(|s| s["start"].as_str().unwrap().to_owned())
             .collect();
         (status, starts)
+    }
+
+    /// The first day from the shop's today + `from` on (within two weeks) on which `barber`
+    /// has a free slot, and those slots.
+    async fn free_day(&self, barber: u32, from: i64) -> (Date, Vec<String>) {
+        for offset in from..from + 14 {
+            let (_, free) = self.slots(barber, self.day(offset)).await;
+            if !free.is_empty() {
+                return (self.day(offset), free);
+            }
+        }
+        panic!("{}: barber {barber} has no free slot in two weeks", self.at)
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -74,15 +114,18 @@ fn hit(status: &str) -> bool {
     status.contains("; hit;")
 }
 
-#[tokio::test]
-async fn warming_misses_hits_and_exact_invalidation() {
-    let shop = Shop::start();
-    let soon = day(2);
+/// Warming, misses, hits and exact invalidation, at `at`.
+async fn warming_misses_hits_and_exact_invalidation(at: &'static str) {
+    let shop = Shop::start(at);
 
-    // The start-up warm job computed the next 7 days: the first user request is a hit.
-    let (status, free) = shop.slots(1, &soon).await;
-    assert!(hit(&status), "not warmed: {status}");
-    assert!(!free.is_empty(), "barber 1 has no free slot on {soon}");
+    // The start-up warm job computed the shop's today and the next 6 days: the first user
+    // request for any of them is a hit, the day after is not.
+    for offset in 0..7 {
+        let (status, _) = shop.slots(1, shop.day(offset)).await;
+        assert!(hit(&status), "{at}: day {offset} not warmed: {status}");
+    }
+    let (status, _) = shop.slots(1, shop.day(7)).await;
+    assert!(status.contains("fwd=uri-miss"), "{at}: day 7: {status}");
     let jobs: Value = shop
         .c
         .get(shop.larder.url("/admin/cache/jobs"))
@@ -101,20 +144,28 @@ async fn warming_misses_hits_and_exact_invalidation() {
         .unwrap();
     assert!(job["last_entries"].as_u64().unwrap() >= 7, "{job}");
 
+    // A warmed day (after today, so no notice applies) with a free slot for barber 1, and
+    // another warmed day.
+    let (soon, free) = shop.free_day(1, 1).await;
+    let offset = (soon - shop.day(0)).get_days();
+    assert!(
+        offset < 7,
+        "{at}: barber 1 has no free slot in the warmed week"
+    );
+    let other = shop.day(if offset == 1 { 2 } else { 1 });
+
     // Beyond the warmed window: a miss, then a hit.
-    let later = day(10);
-    let (status, _) = shop.slots(1, &later).await;
+    let later = shop.day(10);
+    let (status, _) = shop.slots(1, later).await;
     assert!(status.contains("fwd=uri-miss"), "{status}");
-    let (status, _) = shop.slots(1, &later).await;
+    let (status, _) = shop.slots(1, later).await;
     assert!(hit(&status), "{status}");
 
     // Other entries that must survive the booking.
-    assert!(hit(&shop.slots(2, &soon).await.0));
-    assert!(hit(&shop.slots(1, &day(3)).await.0));
-    assert!(
-        hit(&shop.get("/api/v2/services").await.0)
-            || shop.get("/api/v2/services").await.0.contains("hit")
-    );
+    assert!(hit(&shop.slots(2, soon).await.0));
+    assert!(hit(&shop.slots(1, other).await.0));
+    shop.get("/api/v2/services").await;
+    assert!(hit(&shop.get("/api/v2/services").await.0));
     shop.get("/api/v2/analytics/dashboard").await;
     assert!(hit(&shop.get("/api/v2/analytics/dashboard").await.0));
 
@@ -123,28 +174,28 @@ async fn warming_misses_hits_and_exact_invalidation() {
     let (code, appt) = shop
         .post(
             "/api/v2/appointments",
-            json!({"barber_id": 1, "service_id": 1, "client_id": 1, "date": soon, "start": start}),
+            json!({"barber_id": 1, "service_id": 1, "client_id": 1, "date": soon.to_string(), "start": start}),
         )
         .await;
-    assert_eq!(code, 201, "{appt}");
-    let (status, now_free) = shop.slots(1, &soon).await;
+    assert_eq!(code, 201, "{at}: {appt}");
+    let (status, now_free) = shop.slots(1, soon).await;
     assert!(!hit(&status), "served the pre-booking entry: {status}");
     assert!(
         !now_free.contains(&start),
         "{start} still shown free after the 201"
     );
-    assert_eq!(now_free.len() + 1, free.len().max(now_free.len() + 1));
+    assert!(now_free.len() < free.len(), "{free:?} -> {now_free:?}");
 
     // Only that barber and date were purged; analytics untouched by a booking.
     assert!(
-        hit(&shop.slots(2, &soon).await.0),
+        hit(&shop.slots(2, soon).await.0),
         "another barber's entry was purged"
     );
     assert!(
-        hit(&shop.slots(1, &day(3)).await.0),
+        hit(&shop.slots(1, other).await.0),
         "another date's entry was purged"
     );
-    assert!(hit(&shop.slots(1, &later).await.0));
+    assert!(hit(&shop.slots(1, later).await.0));
     assert!(hit(&shop.get("/api/v2/analytics/dashboard").await.0));
 
     // A payment purges analytics only.
@@ -157,24 +208,45 @@ async fn warming_misses_hits_and_exact_invalidation() {
     assert_eq!(code, 201, "{pay}");
     let (status, _) = shop.get("/api/v2/analytics/dashboard").await;
     assert!(!hit(&status), "analytics survived a payment: {status}");
-    assert!(hit(&shop.slots(2, &soon).await.0), "a payment purged slots");
+    assert!(hit(&shop.slots(2, soon).await.0), "a payment purged slots");
     assert!(
         hit(&shop.get("/api/v2/services").await.0),
         "a payment purged the catalog"
     );
 }
 
+/// One test per instant, so a calendar-dependent failure names its day.
+mod at {
+    macro_rules! instants {
+        ($($name:ident = $at:expr),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $name() {
+                super::warming_misses_hits_and_exact_invalidation($at).await
+            }
+        )*};
+    }
+    instants! {
+        monday = super::MONDAY,
+        tuesday = super::TUESDAY,
+        wednesday = super::WEDNESDAY,
+        thursday = super::THURSDAY,
+        friday = super::FRIDAY,
+        saturday = super::SATURDAY,
+        dst_sunday = super::DST_SUNDAY,
+        tuesday_evening = super::TUESDAY_EVENING,
+    }
+}
+
 #[tokio::test]
 async fn concurrent_creates_for_one_slot_book_it_once() {
-    let shop = Shop::start();
-    let date = day(12);
-    let (_, free) = shop.slots(3, &date).await;
-    let start = free.first().expect("a free slot").clone();
+    let shop = Shop::start(WEDNESDAY);
+    let (date, free) = shop.free_day(3, 12).await;
+    let start = free[0].clone();
     let tasks: Vec<_> = (0..20)
         .map(|client| {
             let c = shop.c.clone();
             let url = shop.larder.url("/api/v2/appointments");
-            let body = json!({"barber_id": 3, "service_id": 1, "client_id": client + 1, "date": date, "start": start});
+            let body = json!({"barber_id": 3, "service_id": 1, "client_id": client + 1, "date": date.to_string(), "start": start});
             tokio::spawn(async move { c.post(url).json(&body).send().await.unwrap().status().as_u16() })
         })
         .collect();
@@ -184,18 +256,19 @@ async fn concurrent_creates_for_one_slot_book_it_once() {
     }
     assert_eq!(codes.iter().filter(|c| **c == 201).count(), 1, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 409).count(), 19, "{codes:?}");
-    let (_, after) = shop.slots(3, &date).await;
+    let (_, after) = shop.slots(3, date).await;
     assert!(!after.contains(&start));
 }
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error() {
-    let shop = Shop::start();
+    // Tuesday evening: the shop's today (Tuesday) is not UTC's (Wednesday).
+    let shop = Shop::start(TUESDAY_EVENING);
     let r = shop
         .c
         .get(
             shop.larder
-                .url(&format!("/api/v2/barbers/999/slots?date={}", day(2))),
+                .url(&format!("/api/v2/barbers/999/slots?date={}", shop.day(2))),
         )
         .send()
         .await
@@ -217,15 +290,52 @@ async fn bad_input_gets_a_clear_error() {
     let body: Value = r.json().await.unwrap();
     assert!(body.to_string().contains("date"), "{body}");
 
+    let book = |date: Date, start: &str| json!({"barber_id": 1, "service_id": 1, "client_id": 1, "date": date.to_string(), "start": start});
+
+    // A working day of barber 1, at 03:00.
+    let (working, _) = shop.free_day(1, 1).await;
     let (code, body) = shop
-        .post(
-            "/api/v2/appointments",
-            json!({"barber_id": 1, "service_id": 1, "client_id": 1, "date": day(12), "start": "03:00"}),
-        )
+        .post("/api/v2/appointments", book(working, "03:00"))
         .await;
     assert_eq!(code, 400, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("working hours"),
+        "{body}"
+    );
+
+    // A day barber 1 does not work, named by its weekday.
+    let (_, profile) = shop.get("/api/v2/barbers/1").await;
+    let works: Vec<&str> = profile["working_hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["weekday"].as_str().unwrap())
+        .collect();
+    let weekday = |d: Date| format!("{:?}", d.weekday()).to_lowercase();
+    let off = (1..8)
+        .map(|i| shop.day(i))
+        .find(|d| !works.contains(&weekday(*d).as_str()))
+        .expect("barber 1 has a day off");
+    let (code, body) = shop.post("/api/v2/appointments", book(off, "11:00")).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"], "outside_working_hours", "{body}");
+    assert_eq!(
+        body["message"],
+        format!("barber 1 does not work on {}s", weekday(off)),
+        "{body}"
+    );
+
+    // The shop's yesterday is in the past even though UTC's date says it is today.
+    let (code, body) = shop
+        .post("/api/v2/appointments", book(shop.day(-1), "11:00"))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"], "date_in_past", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("today is {}", shop.day(0))),
         "{body}"
     );
 }

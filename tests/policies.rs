@@ -80,17 +80,21 @@ fn three_mistakes_are_all_reported_with_positions_and_hints() {
 
 #[test]
 fn explain_answers_for_a_route_of_each_built_in_plugin() {
-    let out = run_larder(
-        &[
-            "explain",
-            "GET",
-            "/api/v2/barbers/3/slots",
-            "--query",
-            "date=2031-06-02",
-        ],
-        &[],
-    )
-    .unwrap();
+    // `today` in conditions is read from the server's clock, started at a chosen instant.
+    let slots_at = |clock_start: &str| {
+        run_larder(
+            &[
+                "explain",
+                "GET",
+                "/api/v2/barbers/3/slots",
+                "--query",
+                "date=2031-06-02",
+            ],
+            &[("LARDER_SERVER__CLOCK_START", clock_start)],
+        )
+        .unwrap()
+    };
+    let out = slots_at("2031-05-30T12:00:00Z");
     let text = stdout(&out);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(text.contains("rule:    booking-slots"), "{text}");
@@ -99,6 +103,12 @@ fn explain_answers_for_a_route_of_each_built_in_plugin() {
         "{text}"
     );
     assert!(text.contains("slots:3:2031-06-02"), "{text}");
+    assert!(text.contains("ttl:     5m (class booking_slots)"), "{text}");
+    let text = stdout(&slots_at("2031-06-03T12:00:00Z"));
+    assert!(
+        text.contains("ttl:     1d (when `query.date < today`)"),
+        "{text}"
+    );
 
     let out = run_larder(
         &[

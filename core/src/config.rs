@@ -267,12 +267,34 @@ pub struct ServerConfig {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT before the server exits.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
+    /// Start the server's clock at this instant (`2026-12-07T15:00:00Z`, or with an offset)
+    /// instead of the wall time; it then runs at real speed. Everything that reads "now" —
+    /// policies' `today`/`now`, entry ages, plugins (booking's "today", generated data) —
+    /// reads this one clock, so tests and demos run at a chosen date. Unset in production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_start: Option<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             shutdown_grace_seconds: default_grace(),
+            clock_start: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The server's one clock: the wall time, or `clock_start` when set. `None` when
+    /// `clock_start` is not an instant ([`LoadedConfig::check`] reports it).
+    pub fn clock(&self) -> Option<larder_store::Clock> {
+        match &self.clock_start {
+            None => Some(larder_store::Clock::new()),
+            Some(s) => {
+                let at = larder_policy::Clock::parse(s)?;
+                let ms = u64::try_from(at.unix_secs).ok()?.checked_mul(1000)?;
+                Some(larder_store::Clock::starting_at(ms))
+            }
         }
     }
 }
@@ -291,6 +313,14 @@ struct Positions {
     plugins: KeyedPositions<PluginPositions>,
     #[serde(default)]
     storage: Option<StoragePositions>,
+    #[serde(default)]
+    server: Option<ServerPositions>,
+}
+
+#[derive(Deserialize, Default)]
+struct ServerPositions {
+    #[serde(default)]
+    clock_start: Option<Spanned<IgnoredAny>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -365,6 +395,9 @@ impl PositionIndex {
         };
         if let Some(l) = &p.listen {
             put("listen".into(), &l.referenced);
+        }
+        if let Some(c) = p.server.as_ref().and_then(|s| s.clock_start.as_ref()) {
+            put("server.clock_start".into(), &c.referenced);
         }
         if let Some(m) = p.storage.as_ref().and_then(|s| s.mode.as_ref()) {
             put("storage.mode".into(), &m.referenced);
@@ -596,6 +629,22 @@ impl LoadedConfig {
                     );
             }
         }
+        if self.config.server.clock().is_none() {
+            errors.push(
+                self.diagnostic(
+                    "server.clock_start",
+                    format!(
+                        "`{}` is not an instant after 1970",
+                        self.config
+                            .server
+                            .clock_start
+                            .as_deref()
+                            .unwrap_or_default()
+                    ),
+                )
+                .with_hint("write it as `2026-12-07T15:00:00Z` or `2026-12-07T10:00:00-05:00`"),
+            );
+        }
         for key in &self.config.security.admin_keys {
             if key.key.len() < 16 {
                 errors.push(
@@ -690,6 +739,22 @@ mod tests {
             text[2].starts_with("larder.yaml:6:14: error: plugin library"),
             "{}",
             text[2]
+        );
+    }
+
+    #[test]
+    fn clock_start_is_an_instant() {
+        let loaded = parse("server:\n  clock_start: 2026-03-04T10:00:00-05:00\n").unwrap();
+        assert!(loaded.check().is_empty());
+        let clock = loaded.config.server.clock().unwrap();
+        assert!(clock.now_ms() >= 1_772_636_400_000 && clock.now_ms() < 1_772_636_460_000);
+        let loaded = parse("server:\n  clock_start: next tuesday\n").unwrap();
+        let text: Vec<String> = loaded.check().iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 1, "{text:#?}");
+        assert!(
+            text[0].starts_with("larder.yaml:2:16: error: `next tuesday` is not an instant"),
+            "{}",
+            text[0]
         );
     }
 

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use larder_policy::{Catalog, Clock, Diagnostics, Invalidation, PolicySet, Rule};
@@ -99,14 +99,6 @@ pub struct Engine {
     audit: Mutex<VecDeque<AuditEntry>>,
 }
 
-/// Unix time in ms.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn store_kind(store: larder_policy::Store) -> StoreKind {
     match store {
         larder_policy::Store::Memory => StoreKind::Memory,
@@ -124,6 +116,7 @@ impl Engine {
     ) -> Result<Self, Diagnostics> {
         let policy = load_policies(&policy_paths, &catalog)?;
         let rules = policy.rules().len();
+        let at_ms = cache.now_ms();
         Ok(Self {
             cache,
             policy: ArcSwap::from_pointee(policy),
@@ -131,7 +124,7 @@ impl Engine {
             catalog,
             slots: Mutex::default(),
             reload: Mutex::new(ReloadStatus {
-                at_ms: now_ms(),
+                at_ms,
                 ok: true,
                 trigger: "startup".into(),
                 errors: Vec::new(),
@@ -216,7 +209,7 @@ impl Engine {
                 }
                 self.policy.store(policy);
                 *self.reload.lock() = ReloadStatus {
-                    at_ms: now_ms(),
+                    at_ms: self.cache.now_ms(),
                     ok: true,
                     trigger: trigger.into(),
                     errors: Vec::new(),
@@ -233,7 +226,7 @@ impl Engine {
                     "policy reload refused; the previous policies stay in force"
                 );
                 *self.reload.lock() = ReloadStatus {
-                    at_ms: now_ms(),
+                    at_ms: self.cache.now_ms(),
                     ok: false,
                     trigger: trigger.into(),
                     errors: errors.clone(),
@@ -294,7 +287,7 @@ impl Engine {
         tracing::info!(source, target = %described, removed, error = ?error, "invalidated");
         let mut audit = self.audit.lock();
         audit.push_back(AuditEntry {
-            at_ms: now_ms(),
+            at_ms: self.cache.now_ms(),
             source: source.to_owned(),
             target: described,
             removed,
@@ -331,7 +324,7 @@ impl Engine {
 
     /// The policy clock (for `today` in conditions).
     pub fn clock(&self) -> Clock {
-        Clock::system()
+        Clock::at((self.cache.now_ms() / 1000) as i64)
     }
 
     /// Routes and their rules, for the admin API.

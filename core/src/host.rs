@@ -21,6 +21,7 @@ use crate::engine::Engine;
 /// Services shared by all plugins of one server.
 pub struct CoreHost {
     tasks: TaskTracker,
+    clock: larder_store::Clock,
     engine: OnceLock<Arc<Engine>>,
     /// Rules each plugin used by name, for its stats alias.
     used: parking_lot::Mutex<std::collections::BTreeSet<(String, String)>>,
@@ -32,10 +33,12 @@ pub fn plugin_tag(plugin: &str) -> String {
 }
 
 impl CoreHost {
-    /// A host whose background tasks are tracked by `tasks` (closed and awaited at shutdown).
-    pub fn new(tasks: TaskTracker) -> Arc<Self> {
+    /// A host whose background tasks are tracked by `tasks` (closed and awaited at shutdown)
+    /// and whose "now" is `clock`, the one the cache engine is built with.
+    pub fn new(tasks: TaskTracker, clock: larder_store::Clock) -> Arc<Self> {
         Arc::new(Self {
             tasks,
+            clock,
             engine: OnceLock::new(),
             used: Default::default(),
         })
@@ -57,6 +60,10 @@ fn namespaced(plugin: &str, key: &str) -> String {
 }
 
 impl Host for CoreHost {
+    fn now(&self) -> std::time::SystemTime {
+        self.clock.now()
+    }
+
     fn get_or_load(
         &self,
         plugin: &str,

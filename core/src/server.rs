@@ -207,7 +207,15 @@ impl App {
             return Err(Diagnostics(problems).into());
         }
         let tasks = TaskTracker::new();
-        let host = CoreHost::new(tasks.clone());
+        let clock = config
+            .config
+            .server
+            .clock()
+            .expect("checked with the config");
+        if let Some(at) = &config.config.server.clock_start {
+            tracing::warn!(clock_start = %at, "the server's clock starts at a chosen instant, not the wall time");
+        }
+        let host = CoreHost::new(tasks.clone(), clock);
         let plugins = plugins::build(&config, resolved, host.clone()).await?;
 
         let ready = Arc::new(AtomicBool::new(false));
@@ -279,7 +287,7 @@ impl App {
             .filter(|n| !plugins.iter().any(|p| p.name == *n))
             .map(str::to_owned)
             .collect();
-        let cache = Cache::new(config.config.storage.clone())
+        let cache = Cache::with_clock(config.config.storage.clone(), clock)
             .await
             .map_err(|e| StartError::Cache(e.to_string()))?;
         let engine =

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::engine::{Engine, now_ms};
+use crate::engine::Engine;
 use crate::plugins::LoadedPlugin;
 
 /// The outcome of a job's last run.
@@ -215,7 +215,7 @@ impl Warmer {
 
     async fn run_inner(&self, job: &WarmJob) -> Result<JobStatus, WarmError> {
         let endpoint = self.endpoint.get().cloned().ok_or(WarmError::NotReady)?;
-        let started_ms = now_ms();
+        let started_ms = self.engine.cache.now_ms();
         let started = Instant::now();
         {
             let mut status = self.status.lock();

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -161,6 +162,11 @@ pub trait Host: Send + Sync {
     fn trace_headers(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// The server's current time: the wall clock, or the instant the configuration starts
+    /// the clock at (`server.clock_start`, for tests and demos). Policies' `today` and
+    /// entry ages read the same clock.
+    fn now(&self) -> SystemTime;
 }
 
 /// The core's services, as a plugin sees them. Cheap to clone; keep one in your state.
@@ -269,6 +275,12 @@ impl PluginContext {
     /// always calling it is cheap.
     pub fn trace_headers(&self) -> Vec<(String, String)> {
         self.host.trace_headers()
+    }
+
+    /// The server's current time. Read "now" here rather than from the system clock, so the
+    /// plugin agrees with the policies (`today`) and runs at a chosen instant under test.
+    pub fn now(&self) -> SystemTime {
+        self.host.now()
     }
 
     /// Spawns a background task on the server's runtime. Use this rather than

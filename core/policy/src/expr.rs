@@ -384,8 +384,9 @@ enum Val<'a> {
     Time(i64),
 }
 
-/// "Now" for evaluation, in seconds since the Unix epoch (UTC). Passed in so that tests and
-/// `larder explain --now` are deterministic.
+/// "Now" for evaluation, in seconds since the Unix epoch (UTC). Always passed in, read from
+/// the server's one clock (`server.clock_start` chooses its start), so that tests and
+/// `larder explain` are deterministic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
     /// Seconds since 1970-01-01T00:00:00Z.
@@ -393,15 +394,6 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// The system clock.
-    pub fn system() -> Clock {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        Clock { unix_secs: secs }
-    }
-
     /// A fixed instant.
     pub fn at(unix_secs: i64) -> Clock {
         Clock { unix_secs }

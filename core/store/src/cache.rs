@@ -296,12 +296,16 @@ impl Cache {
     /// Builds the engine. With `redis.url` set it connects (see [`RedisStore::connect`]: an
     /// unreachable Redis does not fail start-up) and subscribes to the invalidation channel.
     pub async fn new(config: CacheConfig) -> Result<Cache, StoreError> {
+        Cache::with_clock(config, Clock::new()).await
+    }
+
+    /// Like [`Cache::new`], with entry times read from `clock` (the server's one clock).
+    pub async fn with_clock(config: CacheConfig, clock: Clock) -> Result<Cache, StoreError> {
         if !(0.0..=0.5).contains(&config.ttl_jitter) {
             return Err(StoreError::Config(
                 "ttl_jitter must be within 0.0..=0.5".into(),
             ));
         }
-        let clock = Clock::new();
         let stats = Arc::new(Stats::default());
         let l1 = MemoryStore::new(config.l1_capacity_bytes, clock);
         let l2 = match (&config.redis.url, config.mode) {
@@ -384,6 +388,11 @@ impl Cache {
     /// tests see expiry); use it for `Age`.
     pub fn now_ms(&self) -> u64 {
         self.inner.clock.now_ms()
+    }
+
+    /// The clock entries are timed by.
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
     }
 
     #[inline]

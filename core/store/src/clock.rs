@@ -1,10 +1,13 @@
 //! Wall-clock milliseconds that follow tokio's clock.
 //!
 //! Entries carry unix timestamps (so instances sharing Redis agree on age), but tests need
-//! tokio's paused time to drive expiry. The clock reads the wall time once and then
-//! advances with `tokio::time::Instant`, which gives both.
+//! tokio's paused time to drive expiry. The clock reads its starting instant once and then
+//! advances with `tokio::time::Instant`, which gives both. The starting instant is the wall
+//! time, or one the server's configuration chooses (`server.clock_start`), so that a test
+//! can run the whole server — policies' `today`, plugins' "now", entry ages — at a fixed
+//! date.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
@@ -22,8 +25,13 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        Clock::starting_at(base_unix_ms)
+    }
+
+    /// A clock that reads `unix_ms` now and runs forward from there at tokio's pace.
+    pub fn starting_at(unix_ms: u64) -> Self {
         Clock {
-            base_unix_ms,
+            base_unix_ms: unix_ms,
             start: Instant::now(),
         }
     }
@@ -33,10 +41,32 @@ impl Clock {
     pub fn now_ms(&self) -> u64 {
         self.base_unix_ms + self.start.elapsed().as_millis() as u64
     }
+
+    /// Current time as a [`SystemTime`].
+    pub fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.now_ms())
+    }
 }
 
 impl Default for Clock {
     fn default() -> Self {
         Clock::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chosen_start_runs_with_tokio_time() {
+        let clock = Clock::starting_at(1_764_547_200_000);
+        assert_eq!(clock.now_ms(), 1_764_547_200_000);
+        tokio::time::advance(Duration::from_secs(90)).await;
+        assert_eq!(clock.now_ms(), 1_764_547_290_000);
+        assert_eq!(
+            clock.now(),
+            UNIX_EPOCH + Duration::from_millis(1_764_547_290_000)
+        );
     }
 }

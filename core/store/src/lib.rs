@@ -39,6 +39,7 @@ pub mod store;
 pub use cache::{
     Cache, CacheHealth, CacheStatus, CallOptions, Loaded, Looked, OriginError, Outcome, Served,
 };
+pub use clock::Clock;
 pub use config::{BreakerConfig, CacheConfig, LockConfig, RedisConfig, StoreKind};
 pub use entry::{BodyEncoding, DecodeError, Entry, Freshness};
 pub use error::StoreError;

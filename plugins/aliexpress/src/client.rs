@@ -106,6 +106,8 @@ impl std::fmt::Debug for GatewayClient {
     }
 }
 
+/// The real wall time, not the server's clock: the gateway rejects a signed request whose
+/// `timestamp` is far from its own time, whatever instant Larder's clock was started at.
 fn now_millis() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -18,6 +18,8 @@ use poem_openapi::registry::{MetaApi, Registry};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use larder_plugin::PluginContext;
+
 use crate::config::Secret;
 use crate::reply::{ApiError, FRAME, Frame};
 
@@ -32,6 +34,8 @@ pub struct Framed<A> {
     pub integration: &'static str,
     /// The required internal key, if any.
     pub internal_key: Option<Secret>,
+    /// The server's services; the frame's timestamp reads its clock.
+    pub ctx: PluginContext,
 }
 
 impl<A: OpenApi> OpenApi for Framed<A> {
@@ -56,6 +60,7 @@ impl<A: OpenApi> OpenApi for Framed<A> {
                 let wrapped = FramedEndpoint {
                     inner: endpoint,
                     integration: self.integration,
+                    ctx: self.ctx.clone(),
                     key: if guarded { key.clone() } else { None },
                 };
                 slot.insert(method, wrapped.boxed());
@@ -67,6 +72,7 @@ impl<A: OpenApi> OpenApi for Framed<A> {
 struct FramedEndpoint {
     inner: BoxEndpoint<'static>,
     integration: &'static str,
+    ctx: PluginContext,
     /// SHA-256 of the required key: comparing digests in constant time hides both the
     /// content and the length of the key.
     key: Option<Arc<Vec<u8>>>,
@@ -88,6 +94,7 @@ impl Endpoint for FramedEndpoint {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok()),
             self.integration,
+            self.ctx.now(),
         );
         let request_id = frame.request_id.clone();
         let mut response = FRAME

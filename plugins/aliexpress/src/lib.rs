@@ -120,6 +120,7 @@ impl Plugin for AliexpressPlugin {
             },
             integration: self.state.settings.integration(),
             internal_key: self.state.settings.internal_key.clone(),
+            ctx: self.state.context.clone(),
         })
     }
 

@@ -1,8 +1,9 @@
 //! Responses: the success and error envelopes, the per-request frame their metadata comes
 //! from, and the mapping of every failure (bad input, upstream, auth) to one JSON shape.
 
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use poem::Error as PoemError;
 use poem::http::StatusCode;
@@ -26,7 +27,15 @@ pub struct Frame {
     pub started: Instant,
     /// `real` or `mock`.
     pub integration: &'static str,
+    /// The server's time when the request reached the plugin (`metadata.timestamp`).
+    pub received: SystemTime,
 }
+
+/// Random per process (std's hasher keys are), so request ids of two instances differ.
+static PROCESS_SEED: LazyLock<u64> = LazyLock::new(|| {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0u8)
+});
 
 tokio::task_local! {
     /// The frame of the request being handled.
@@ -35,7 +44,7 @@ tokio::task_local! {
 
 impl Frame {
     /// A frame for a request that carried `request_id` (if a usable one).
-    pub fn new(request_id: Option<&str>, integration: &'static str) -> Self {
+    pub fn new(request_id: Option<&str>, integration: &'static str, received: SystemTime) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let request_id = request_id
             .map(str::trim)
@@ -49,12 +58,9 @@ impl Frame {
             .map(str::to_owned)
             .unwrap_or_else(|| {
                 let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or_default();
+                // Unique, not secret: the process's random seed and a counter.
                 let mut seed = [0u8; 24];
-                seed[..16].copy_from_slice(&now.to_le_bytes());
+                seed[..16].copy_from_slice(&u128::from(*PROCESS_SEED).to_le_bytes());
                 seed[16..].copy_from_slice(&n.to_le_bytes());
                 format!("ae-{:016x}{:06x}", xxh3_64(&seed), n & 0xff_ffff)
             });
@@ -62,6 +68,7 @@ impl Frame {
             request_id,
             started: Instant::now(),
             integration,
+            received,
         }
     }
 }
@@ -70,7 +77,7 @@ impl Frame {
 pub fn metadata(cache_hit: bool, cache_enabled: bool) -> Metadata {
     let frame = FRAME
         .try_with(Clone::clone)
-        .unwrap_or_else(|_| Frame::new(None, "mock"));
+        .unwrap_or_else(|_| Frame::new(None, "mock", SystemTime::now()));
     let elapsed = frame.started.elapsed().as_secs_f64() * 1000.0;
     Metadata {
         cache_hit,
@@ -78,9 +85,9 @@ pub fn metadata(cache_hit: bool, cache_enabled: bool) -> Metadata {
         processing_time_ms: (elapsed * 1000.0).round() / 1000.0,
         api_integration: frame.integration.to_owned(),
         request_id: frame.request_id,
-        timestamp: jiff::Timestamp::now()
-            .round(jiff::Unit::Millisecond)
-            .unwrap_or_else(|_| jiff::Timestamp::now())
+        timestamp: jiff::Timestamp::try_from(frame.received)
+            .and_then(|t| t.round(jiff::Unit::Millisecond))
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
             .to_string(),
     }
 }

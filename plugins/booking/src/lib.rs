@@ -81,8 +81,7 @@ pub struct State {
 impl State {
     /// "Now" in the shop.
     pub fn now(&self) -> Now {
-        let (today, minute) = self.clock.now();
-        Now { today, minute }
+        Now::at(&self.clock.zoned(), self.rules.min_notice)
     }
 }
 
@@ -149,7 +148,9 @@ impl Plugin for BookingPlugin {
 
     async fn new(init: PluginInit<BookingConfig>) -> Result<Self, PluginError> {
         let config = init.config;
-        let clock = ShopClock::new(&config.timezone).map_err(|e| setting("timezone", e))?;
+        let ctx = init.context.clone();
+        let clock = ShopClock::new(&config.timezone, Arc::new(move || ctx.now()))
+            .map_err(|e| setting("timezone", e))?;
         let opening = time::parse_range(&config.default_opening)
             .map_err(|e| setting("default_opening", e))?;
         if !(5..=120).contains(&config.slot_minutes) {

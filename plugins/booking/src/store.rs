@@ -28,23 +28,45 @@ pub struct Rules {
     pub max_advance_days: u32,
 }
 
-/// "Now" in the shop: today and the minute of the day.
+/// "Now" in the shop: today, the minute of the day, and how much of today is still bookable.
 #[derive(Debug, Clone, Copy)]
 pub struct Now {
     /// Today's date.
     pub today: Date,
     /// Minutes since midnight.
     pub minute: u32,
+    /// The first minute of today a booking may start: now plus the minimum notice, counted
+    /// in real time (on a DST change day that is not `minute + notice`), or a whole day when
+    /// the notice reaches past midnight.
+    pub earliest_today: u32,
 }
 
 impl Now {
+    /// The shop's "now" at the zoned instant `at`, with `min_notice` minutes of notice.
+    pub fn at(at: &jiff::Zoned, min_notice: u32) -> Now {
+        let minute_of = |z: &jiff::Zoned| z.hour() as u32 * 60 + z.minute() as u32;
+        let notice = at
+            .checked_add(jiff::Span::new().minutes(i64::from(min_notice)))
+            .unwrap_or_else(|_| at.clone());
+        let earliest_today = if notice.date() == at.date() {
+            minute_of(&notice)
+        } else {
+            24 * 60
+        };
+        Now {
+            today: at.date(),
+            minute: minute_of(at),
+            earliest_today,
+        }
+    }
+
     /// The earliest minute a slot on `date` may start, or `None` when nothing on that date can
     /// be booked (past, or beyond the horizon).
     fn earliest(&self, rules: &Rules, date: Date) -> Option<u32> {
         if date < self.today || date > add_days(self.today, i64::from(rules.max_advance_days)) {
             None
         } else if date == self.today {
-            Some(self.minute + rules.min_notice)
+            Some(self.earliest_today)
         } else {
             Some(0)
         }
@@ -571,14 +593,19 @@ pub fn create_appointment(
             ),
         ));
     }
-    if b.date == now.today && b.start < now.minute + rules.min_notice {
+    if b.date == now.today && b.start < now.earliest_today {
+        let first = now.earliest_today.div_ceil(rules.step) * rules.step;
+        let left = if first < 24 * 60 {
+            format!("the earliest start today is {}", hhmm(first))
+        } else {
+            "no start is left today".to_owned()
+        };
         return Err(BookingError::invalid(
             "start",
             "too_soon",
             format!(
-                "same-day bookings need {} minutes' notice; the earliest start today is {}",
-                rules.min_notice,
-                hhmm((now.minute + rules.min_notice).div_ceil(rules.step) * rules.step)
+                "same-day bookings need {} minutes' notice; {left}",
+                rules.min_notice
             ),
         ));
     }

@@ -4,6 +4,9 @@
 //! what the database stores and what slot arithmetic works on. Parsing is strict: only
 //! `YYYY-MM-DD` and `HH:MM`, so that one date has one spelling and so one cache key.
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 
@@ -90,37 +93,52 @@ pub fn add_days(date: Date, days: i64) -> Date {
         .unwrap_or(date)
 }
 
+/// Where "now" comes from: the server's clock ([`larder_plugin::PluginContext::now`]), so
+/// that the shop, the policies' `today` and the tests agree on the instant.
+pub type NowSource = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
 /// The shop's clock: today's date and the minute of the day in the shop's time zone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ShopClock {
     tz: TimeZone,
+    source: NowSource,
+}
+
+impl std::fmt::Debug for ShopClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShopClock")
+            .field("tz", &self.tz.iana_name())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ShopClock {
-    /// A clock in the named IANA zone.
-    pub fn new(timezone: &str) -> Result<Self, String> {
+    /// A clock in the named IANA zone reading the time from `source`.
+    pub fn new(timezone: &str, source: NowSource) -> Result<Self, String> {
         TimeZone::get(timezone)
-            .map(|tz| Self { tz })
+            .map(|tz| Self { tz, source })
             .map_err(|e| format!("unknown time zone `{timezone}`: {e}"))
     }
 
-    /// Today's date and the current minute of the day, in the shop's zone.
-    pub fn now(&self) -> (Date, u32) {
-        let now = jiff::Timestamp::now().to_zoned(self.tz.clone());
-        let minute = now.hour() as u32 * 60 + now.minute() as u32;
-        (now.date(), minute)
+    /// The current instant in the shop's zone.
+    pub fn zoned(&self) -> jiff::Zoned {
+        // The source never reads before 1970 or past jiff's range; the epoch is a safe floor.
+        let ts = jiff::Timestamp::try_from((self.source)()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        ts.to_zoned(self.tz.clone())
     }
 
     /// Today's date in the shop's zone.
     pub fn today(&self) -> Date {
-        self.now().0
+        self.zoned().date()
     }
 
     /// The shop's local date and time, `YYYY-MM-DDTHH:MM:SS` (for `created_at` columns, so
     /// that a payment's day is the shop's day).
     pub fn local_stamp(&self) -> String {
-        let now = jiff::Timestamp::now().to_zoned(self.tz.clone());
-        now.datetime().strftime("%Y-%m-%dT%H:%M:%S").to_string()
+        self.zoned()
+            .datetime()
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string()
     }
 }
 

@@ -185,6 +185,7 @@ async fn uncached_slot_computation_latency() {
     let now = Now {
         today: anchor,
         minute: 8 * 60,
+        earliest_today: 9 * 60,
     };
     let mut samples = Vec::new();
     for i in 0..400u32 {

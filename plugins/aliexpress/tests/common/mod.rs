@@ -66,6 +66,11 @@ fn glob(pattern: &str, text: &str) -> bool {
 struct HostRef(&'static TestHost);
 
 impl Host for HostRef {
+    fn now(&self) -> std::time::SystemTime {
+        // A fixed instant (2026-03-04T15:00:00Z): nothing here may depend on the day it runs.
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_772_636_400)
+    }
+
     fn get_or_load(
         &self,
         plugin: &str,

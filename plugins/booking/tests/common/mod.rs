@@ -25,8 +25,18 @@ pub struct Seen {
     pub committed: Option<bool>,
 }
 
+/// The instant the tests run at unless they choose another: Wednesday 2026-03-04, 15:00 UTC
+/// (the test shop's zone). Tests never read the wall clock.
+pub const NOW: &str = "2026-03-04T15:00:00Z";
+
+pub fn instant(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap_or_else(|e| panic!("`{s}`: {e}"))
+}
+
 #[derive(Default)]
 pub struct TestHost {
+    /// What the plugin's clock reads ([`NOW`] unless the test chose another instant).
+    pub now: Mutex<Option<jiff::Timestamp>>,
     pub events: Mutex<Vec<Seen>>,
     pub invalidations: Mutex<Vec<Invalidation>>,
     cache: Arc<Mutex<HashMap<String, bytes::Bytes>>>,
@@ -80,6 +90,14 @@ impl TestHost {
 }
 
 impl Host for TestHost {
+    fn now(&self) -> std::time::SystemTime {
+        self.now
+            .lock()
+            .unwrap()
+            .unwrap_or_else(|| instant(NOW))
+            .into()
+    }
+
     fn get_or_load(
         &self,
         plugin: &str,
@@ -158,13 +176,28 @@ pub struct App {
 }
 
 pub async fn app() -> App {
+    app_at(instant(NOW)).await
+}
+
+/// The plugin over a fresh database, its clock started at `now` (the data is generated
+/// relative to that instant).
+pub async fn app_at(now: jiff::Timestamp) -> App {
     let dir = tempfile::tempdir().unwrap();
     let config = small_config(dir.path());
-    app_with(dir, config).await
+    app_with_at(dir, config, now).await
 }
 
 pub async fn app_with(dir: tempfile::TempDir, config: BookingConfig) -> App {
+    app_with_at(dir, config, instant(NOW)).await
+}
+
+pub async fn app_with_at(
+    dir: tempfile::TempDir,
+    config: BookingConfig,
+    now: jiff::Timestamp,
+) -> App {
     let host = Arc::new(TestHost::default());
+    *host.now.lock().unwrap() = Some(now);
     let db_path = config.database.clone();
     *host.db.lock().unwrap() = Some(db_path.clone());
     let context = PluginContext::new("booking", host.clone());
@@ -219,10 +252,8 @@ pub fn sql(db: &Path, statement: &str) {
         .unwrap();
 }
 
-/// Today (UTC, the test shop's zone) plus `days`.
+/// The day of [`NOW`] (UTC, the test shop's zone) plus `days`.
 pub fn day(days: i64) -> jiff::civil::Date {
-    let today = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date();
+    let today = instant(NOW).to_zoned(jiff::tz::TimeZone::UTC).date();
     larder_booking::time::add_days(today, days)
 }
