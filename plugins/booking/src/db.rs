@@ -117,19 +117,37 @@ struct Inner {
     writer: Arc<tokio::sync::Mutex<Connection>>,
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// How long a connection waits for another process's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     // The writer mutex serialises our own writes; the timeout only covers another process.
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-    )
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if writer {
+        // Switching a new file to WAL takes an exclusive lock, and SQLite answers BUSY at once,
+        // without its busy handler, when another process holds one (two servers creating one
+        // file): wait for it here. WAL is a property of the file, so readers need not ask.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn.execute_batch("PRAGMA journal_mode = WAL;") {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other?,
+            }
+        }
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
 }
 
 fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, BookingError> {
     let conn = Connection::open_with_flags(path, flags).map_err(|e| {
         BookingError::internal(format!("cannot open database `{}`: {e}", path.display()))
     })?;
-    configure(&conn)?;
+    configure(&conn, !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY))?;
     Ok(conn)
 }
 
@@ -146,7 +164,10 @@ impl Db {
             })?;
         }
         let writer = open_conn(path, OpenFlags::default())?;
-        writer.execute_batch(SCHEMA)?;
+        // One immediate transaction: statement-by-statement autocommit lets two processes
+        // creating one new file meet a lock upgrade that SQLite refuses at once (BUSY without
+        // the busy handler); BEGIN IMMEDIATE waits for the other instead.
+        writer.execute_batch(&format!("BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;"))?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
