@@ -76,7 +76,8 @@ pub fn chunked_end(buf: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
+/// The payload of a chunked body (as far as it is complete).
+pub fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(pos) = body.windows(2).position(|w| w == b"\r\n") {
         let size = std::str::from_utf8(&body[..pos])

@@ -7,11 +7,13 @@
 //! plugin, drive it, and write `report.md`, `report.json` and SVG charts under `--out`.
 //!
 //! Modules: [`procs`] (children, pinning, cleanup), [`load`] (the generator), [`http`]
-//! (framing and control calls), [`scenarios`], [`zipf`] (keys and the offline hit-ratio
-//! comparison), [`report`] and [`svg`].
+//! (framing and control calls), [`otlp`] (the trace sink `l1-hit-traced` exports to),
+//! [`scenarios`], [`zipf`] (keys and the offline hit-ratio comparison), [`report`] and
+//! [`svg`].
 
 mod http;
 mod load;
+mod otlp;
 mod procs;
 mod report;
 mod scenarios;
@@ -37,8 +39,8 @@ pub struct Args {
     /// Short durations and fewer keys: under a minute once the release build exists.
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run (default: all): ceiling, l1-hit, l2-hit, miss, zipf, stampede, swr,
-    /// compression, invalidation, redis-outage, memory.
+    /// Scenarios to run (default: all): ceiling, l1-hit, l1-hit-traced, l2-hit, miss, zipf,
+    /// stampede, swr, compression, invalidation, redis-outage, memory.
     #[arg(long = "scenario", value_name = "NAME", num_args = 1..)]
     scenarios: Vec<String>,
     /// Where the report and charts go.
@@ -65,6 +67,8 @@ pub struct LarderOpts {
     pub l1_bytes: u64,
     /// Redis URL; `None` = memory mode.
     pub redis: Option<String>,
+    /// Extra environment (after every inherited `OTEL_*` variable is removed).
+    pub env: Vec<(String, String)>,
 }
 
 impl LarderOpts {
@@ -73,6 +77,7 @@ impl LarderOpts {
         Self {
             l1_bytes: 512 << 20,
             redis: None,
+            env: Vec::new(),
         }
     }
 
@@ -102,6 +107,8 @@ pub struct Ctx {
     pub warmup: Duration,
     /// Alternating ceiling / l1-hit closed-loop rounds for the throughput ratio.
     pub rounds: usize,
+    /// The same for l1-hit-traced.
+    pub traced_rounds: usize,
     /// Paced (open-loop) rounds per server; the latency bar takes the median round.
     pub paced_rounds: usize,
     /// Measured time per paced (open-loop) latency run.
@@ -201,10 +208,16 @@ impl Ctx {
             .env_remove("LARDER_LISTEN")
             .env_remove("REDIS_URL")
             .env_remove("RUST_LOG")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .env("NO_COLOR", "1")
             .current_dir(&dir);
+        // No endpoint, sampler or switch from the caller's shell: export is on only where a
+        // scenario asks for it.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("OTEL_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(o.env.iter().map(|(k, v)| (k, v)));
         let s = Server::spawn(cmd, self.pinning.as_ref().map(|p| p.server.clone()))?;
         // Ready means plugins started; the address line comes after that, but be sure.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -344,6 +357,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         duration,
         warmup: secs(2.0, 0.5),
         rounds: if q { 2 } else { 3 },
+        // Quick: one round, so the whole quick run stays under about a minute.
+        traced_rounds: if q { 1 } else { 3 },
         paced_rounds: 3,
         paced_duration: duration.min(secs(5.0, 0.75)),
         payload_bytes: args.payload_bytes,
@@ -380,7 +395,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect()
     };
     let setup = format!(
-        "Payload {} B JSON; {} connections, {} s measured after {:.1} s warm-up per throughput run. {}. Larder runs with its default log level (info) and one fresh process per scenario; Redis {}. Throughput runs are closed loop (a connection sends its next request when the answer is in). The l1-hit / ceiling ratio compares medians of {} alternating rounds (ceiling, l1-hit, ceiling, …; both servers up with the same pinning, one loaded at a time), since run-to-run noise here exceeds the margins. The l1-hit latency bar is judged on paced open-loop runs ({} rounds of {} s per server, alternating, at 50% of the ceiling's throughput, latency from each request's intended send time, so coordinated omission is corrected, as in wrk2; the median round decides); saturated closed-loop latencies are reported too. L2 hits are measured with Redis over loopback TCP and over a unix socket.",
+        "Payload {} B JSON; {} connections, {} s measured after {:.1} s warm-up per throughput run. {}. Larder runs with its default log level (info) and one fresh process per scenario; Redis {}. Throughput runs are closed loop (a connection sends its next request when the answer is in). The l1-hit / ceiling ratio compares medians of {} alternating rounds (ceiling, l1-hit, ceiling, …; both servers up with the same pinning, one loaded at a time), since run-to-run noise here exceeds the margins. The l1-hit latency bar is judged on paced open-loop runs ({} rounds of {} s per server, alternating, at 50% of the ceiling's throughput, latency from each request's intended send time, so coordinated omission is corrected, as in wrk2; the median round decides); saturated closed-loop latencies are reported too. l1-hit-traced repeats the interleaved rounds ({} of them) with Larder exporting traces over OTLP/HTTP (1% sampling, parent-based) to a sink inside the bench, on loopback, pinned with the generator. L2 hits are measured with Redis over loopback TCP and over a unix socket.",
         ctx.payload_bytes,
         ctx.conns,
         ctx.duration.as_secs_f64(),
@@ -396,6 +411,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ctx.rounds,
         ctx.paced_rounds,
         ctx.paced_duration.as_secs_f64(),
+        ctx.traced_rounds,
     );
     eprintln!("{setup}");
     let mut report = report::Report::default();
