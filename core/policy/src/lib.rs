@@ -49,7 +49,7 @@ pub use diag::{Diagnostic, Diagnostics, Location};
 pub use expr::{Clock, Expr};
 pub use policy::{Explanation, PolicySet, RequestMatch, RouteInfo, Trigger};
 pub use request::{Request, RequestView};
-pub use rule::{Decision, Invalidation, Rule, RuleMatch, Skip, TtlDecision};
+pub use rule::{Decision, Invalidation, Rule, RuleMatch, Skip, TtlCondition, TtlDecision};
 pub use spec::{Algorithm, Method, Scope, Store, json_schema};
 pub use template::Template;
 pub use units::{Duration, Jitter, Size};

@@ -92,6 +92,22 @@ impl PolicySet {
         idx.map(|i| self.rules[i].clone())
     }
 
+    /// The rule a route is served under: the rule resolved for its operation at load (by
+    /// precedence), else the most specific `path` rule for its method and template. The
+    /// server binds every route with this, and `larder explain` picks its rule with it, so
+    /// the two never disagree on which rule applies.
+    pub fn rule_for(
+        &self,
+        plugin: &str,
+        operation: Option<&str>,
+        method: &str,
+        template: &str,
+    ) -> Option<Arc<Rule>> {
+        operation
+            .and_then(|op| self.rule_for_route(plugin, op))
+            .or_else(|| self.match_request(method, template).map(|m| m.rule))
+    }
+
     /// The rule for a request by method and path: the catalog route it hits (if any) and
     /// that route's rule, else the most specific `path` rule.
     pub fn match_request(&self, method: &str, path: &str) -> Option<RequestMatch> {
@@ -196,7 +212,10 @@ impl PolicySet {
             .as_ref()
             .map(|((r, _), params)| (r.clone(), params.clone()));
         let winner: Option<(usize, Vec<(String, String)>)> = match &found {
-            Some(((_, idx), params)) => idx.map(|i| (i, params.clone())),
+            Some(((r, _), params)) => self
+                .rule_for(&r.plugin, Some(&r.operation), &r.method, r.pattern.as_str())
+                .and_then(|rule| self.by_name.get(&rule.name).copied())
+                .map(|i| (i, params.clone())),
             None => self
                 .path_rules
                 .find(&req.path, &|i| match &self.rules[*i].matcher {
@@ -239,16 +258,17 @@ impl PolicySet {
         };
         if let Some((i, _)) = winner {
             let rule = &self.rules[i];
+            // The server's own decision function: same key, same skip reason, same TTL.
             let decision = rule.decide(&req, clock);
-            let key = rule.key(&req);
+            let key = decision.as_ref().ok().map(|d| d.key.clone());
             ex.rule = Some(RuleExplanation {
                 name: rule.name.clone(),
                 file: rule.file.clone(),
                 matched_by: rule.matcher.to_string(),
                 cache: rule.cache,
                 skip: decision.as_ref().err().copied(),
-                key: key.as_ref().ok().cloned(),
-                ttl: key.as_ref().ok().map(|k| rule.ttl(&req, clock, None, k)),
+                ttl: key.as_deref().map(|k| rule.ttl(&req, clock, None, k)),
+                key,
                 tags: rule.tags(&req),
                 store: rule.store,
                 scope: rule.scope,

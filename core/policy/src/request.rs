@@ -40,6 +40,17 @@ pub trait RequestView {
     fn operation(&self) -> Option<&str> {
         None
     }
+    /// Whether the request has a header, whatever its value (even one that is not text).
+    fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+    /// Whether the request carries credentials (`Authorization`, `x-api-key` or a
+    /// `Cookie`): such a request is never answered from, nor stored in, a `public` entry.
+    fn has_credentials(&self) -> bool {
+        ["authorization", "x-api-key", "cookie"]
+            .iter()
+            .any(|h| self.has_header(h))
+    }
 }
 
 /// An owned request: for tests, warming jobs and `larder explain`.

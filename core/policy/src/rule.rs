@@ -204,17 +204,34 @@ impl InvalidationTemplates {
     }
 }
 
-/// Why a request does not use the cache.
+/// Why a request does not use the cache: the typed reason the server (`Cache-Status`
+/// `detail=`), its logs and `larder explain` all report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
     /// The rule says `cache: false`.
     Disabled,
     /// The method is not in the rule's `methods`.
     Method,
-    /// The rule's scope needs a tenant or user the request lacks.
-    NoPrincipal,
+    /// The request carries credentials and the rule's scope is `public`: it must neither
+    /// see nor fill an entry other principals share.
+    Credentials,
     /// The client asked to bypass and the rule allows it.
     Bypass,
+    /// The rule's scope needs a tenant or user the request lacks.
+    NoPrincipal,
+}
+
+impl Skip {
+    /// A short token for headers and logs (`Cache-Status: ...; detail=credentials`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Disabled => "disabled",
+            Skip::Method => "method",
+            Skip::Credentials => "credentials",
+            Skip::Bypass => "request",
+            Skip::NoPrincipal => "principal",
+        }
+    }
 }
 
 impl fmt::Display for Skip {
@@ -222,6 +239,7 @@ impl fmt::Display for Skip {
         f.write_str(match self {
             Skip::Disabled => "the rule has `cache: false`",
             Skip::Method => "the method is not cacheable under this rule",
+            Skip::Credentials => "the request carries credentials and the rule's scope is `public`",
             Skip::NoPrincipal => "the rule's scope needs a tenant/user and the request has none",
             Skip::Bypass => "the request asked to bypass the cache and the rule allows it",
         })
@@ -286,16 +304,19 @@ pub struct Rule {
     pub invalidate: Option<InvalidationTemplates>,
 }
 
-/// Everything the cache needs to handle one request under a rule.
+/// What [`Rule::decide`] makes of a request the cache may answer: its key. Tags and the TTL
+/// are rendered only when an entry is stored ([`Rule::tags`], [`Rule::ttl`]), so a hit pays
+/// for the key alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// The cache key.
     pub key: String,
-    /// Tags for the entry.
-    pub tags: Vec<String>,
-    /// TTL, assuming the origin sends no `max-age`.
-    pub ttl: TtlDecision,
 }
+
+/// Which `when` condition of a rule's TTL held for a request (evaluated before the handler
+/// runs, while the request is still at hand), for [`Rule::ttl_after`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtlCondition(Option<usize>);
 
 impl Rule {
     fn route_names(&self) -> RouteNames<'_> {
@@ -404,8 +425,10 @@ impl Rule {
         self.tags.iter().map(|t| t.render(req, route).0).collect()
     }
 
-    /// The TTL for a response. `origin_max_age` is the handler's `Cache-Control: max-age`;
-    /// `key` seeds the jitter so one key always gets the same spread.
+    /// The TTL for a response: the first `when` condition that holds, else the origin's
+    /// `max-age` clamped to the rule's bounds (when the rule takes it), else the rule's TTL;
+    /// plus jitter seeded by `key`, so one key always gets the same spread.
+    /// `origin_max_age` is the handler's `Cache-Control: max-age`.
     pub fn ttl(
         &self,
         req: &dyn RequestView,
@@ -413,11 +436,29 @@ impl Rule {
         origin_max_age: Option<Duration>,
         key: &str,
     ) -> TtlDecision {
+        self.ttl_after(self.ttl_condition(req, clock), origin_max_age, key)
+    }
+
+    /// The request half of [`Rule::ttl`]: which `when` condition holds.
+    pub fn ttl_condition(&self, req: &dyn RequestView, clock: Clock) -> TtlCondition {
+        TtlCondition(
+            self.ttl
+                .when
+                .iter()
+                .position(|(cond, _)| cond.eval(req, clock)),
+        )
+    }
+
+    /// The response half of [`Rule::ttl`], once the origin answered.
+    pub fn ttl_after(
+        &self,
+        condition: TtlCondition,
+        origin_max_age: Option<Duration>,
+        key: &str,
+    ) -> TtlDecision {
         let (base, reason) = 'pick: {
-            for (cond, ttl) in &self.ttl.when {
-                if cond.eval(req, clock) {
-                    break 'pick (*ttl, format!("when `{cond}`"));
-                }
+            if let Some((cond, ttl)) = condition.0.and_then(|i| self.ttl.when.get(i)) {
+                break 'pick (*ttl, format!("when `{cond}`"));
             }
             if let (Some((min, max)), Some(age)) = (self.ttl.from_origin, origin_max_age) {
                 let mut t = age.max(min);
@@ -453,8 +494,10 @@ impl Rule {
         }
     }
 
-    /// Key, tags and TTL for a request, or why the cache is skipped. This is the whole
-    /// per-request policy work for a cacheable route.
+    /// The one decision, for the server, its fast path and `larder explain` alike: the
+    /// cache key for a request, or the typed reason it goes to the origin uncached. Checked
+    /// in this order: `cache: false`, the method, credentials on a `public` rule, a
+    /// client bypass the rule allows, a principal the scope needs.
     pub fn decide(&self, req: &dyn RequestView, clock: Clock) -> Result<Decision, Skip> {
         if !self.cache {
             return Err(Skip::Disabled);
@@ -462,15 +505,14 @@ impl Rule {
         if !self.caches_method(req.method()) {
             return Err(Skip::Method);
         }
+        if self.scope == Scope::Public && req.has_credentials() {
+            return Err(Skip::Credentials);
+        }
         if self.bypass(req, clock) {
             return Err(Skip::Bypass);
         }
-        let key = self.key(req)?;
-        let ttl = self.ttl(req, clock, None, &key);
         Ok(Decision {
-            tags: self.tags(req),
-            key,
-            ttl,
+            key: self.key(req)?,
         })
     }
 

@@ -52,7 +52,7 @@ fn decide(set: &PolicySet, target: &str) -> (String, Vec<String>) {
         .rule
         .decide(&req, Clock::parse(common::NOW).unwrap())
         .expect("cached");
-    (d.key, d.tags)
+    (d.key, m.rule.tags(&req))
 }
 
 fn purged(set: &PolicySet, event: &str, fields: serde_json::Value) -> Vec<String> {
