@@ -193,38 +193,6 @@ async fn rate_limits_internal_key_and_cors() {
         &shipped_policies(),
     );
     let c = reqwest::Client::new();
-    let status = |key: Option<&'static str>| {
-        let c = c.clone();
-        let url = larder.url("/api/status");
-        async move {
-            let mut r = c.get(url);
-            if let Some(k) = key {
-                r = r.header("x-internal-key", k);
-            }
-            r.send().await.unwrap()
-        }
-    };
-    assert_eq!(status(None).await.status(), 401);
-    assert_eq!(status(Some("wrong")).await.status(), 401);
-    assert_eq!(status(Some("internal-secret-123")).await.status(), 200);
-    // The seed's default: 5 per second per client IP (3 used above).
-    let mut codes = Vec::new();
-    for _ in 0..4 {
-        codes.push(status(Some("internal-secret-123")).await);
-    }
-    let limited = codes
-        .into_iter()
-        .find(|r| r.status() == 429)
-        .expect("no 429 after 7 requests in a second");
-    let retry: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=60).contains(&retry));
-    let body: Value = limited.json().await.unwrap();
-    assert_eq!(body["error"], "rate_limited");
-
     // CORS for the GPT origins (with the internal key header), not for others.
     let r = c
         .request(reqwest::Method::OPTIONS, larder.url("/api/categories"))
@@ -239,13 +207,66 @@ async fn rate_limits_internal_key_and_cors() {
         r.headers()["access-control-allow-origin"],
         "https://chatgpt.com"
     );
+    // Another origin gets no CORS headers, and its request is served: CORS is not access
+    // control (a browser will refuse the page the answer; a server-side client may read it).
     let r = c
         .get(larder.url("/api/categories"))
         .header("origin", "https://elsewhere.example")
+        .header("x-internal-key", "internal-secret-123")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    assert!(
+        r.headers().get_all("vary").iter().any(|v| v == "Origin"),
+        "{:?}",
+        r.headers()
+    );
+    let r = c
+        .get(larder.url("/api/categories"))
+        .header("origin", "https://chatgpt.com")
+        .header("x-internal-key", "internal-secret-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://chatgpt.com"
+    );
+
+    let status = |key: Option<&'static str>| {
+        let c = c.clone();
+        let url = larder.url("/api/status");
+        async move {
+            let mut r = c.get(url);
+            if let Some(k) = key {
+                r = r.header("x-internal-key", k);
+            }
+            r.send().await.unwrap()
+        }
+    };
+    assert_eq!(status(None).await.status(), 401);
+    assert_eq!(status(Some("wrong")).await.status(), 401);
+    assert_eq!(status(Some("internal-secret-123")).await.status(), 200);
+    // The seed's default: 5 per second per client IP (5 used above; preflights are free).
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(status(Some("internal-secret-123")).await);
+    }
+    let limited = codes
+        .into_iter()
+        .find(|r| r.status() == 429)
+        .expect("no 429 after 9 requests in a second");
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -784,38 +784,25 @@ async fn responses_that_set_cookies_are_not_stored() {
     }
 }
 
-/// A GET that never takes the hit lane (a request with `Origin` always goes through the
-/// full stack).
-async fn get_full_stack(c: &reqwest::Client, url: &str) -> (u16, HeaderMap, String) {
-    let r = c
-        .get(url)
-        .header("origin", "http://client.test")
-        .send()
-        .await
-        .unwrap();
-    let (s, h) = (r.status().as_u16(), r.headers().clone());
-    (s, h, r.text().await.unwrap())
-}
-
-/// A lane answer and a full-stack answer carry the same header names, and the same
+/// Two answers to the same request carry the same header names, and the same
 /// representation headers.
-fn assert_same_headers(lane: &HeaderMap, full: &HeaderMap) {
+fn assert_same_headers(a: &HeaderMap, b: &HeaderMap) {
     let names = |h: &HeaderMap| {
         let mut n: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
         n.sort();
         n
     };
-    assert_eq!(names(lane), names(full));
+    assert_eq!(names(a), names(b));
     for name in ["content-type", "etag", "vary"] {
-        assert_eq!(lane.get(name), full.get(name), "{name}");
+        assert_eq!(a.get(name), b.get(name), "{name}");
     }
 }
 
-/// Fresh L1 hits are answered ahead of the request stack (the hit lane, learned from the
-/// full path's routing). A client must not tell the two apart: same status, body and
-/// headers, the route's rate limit charged once per request, the same request metrics.
+/// A hit passes admission like every request: the route's rate limit is charged once per
+/// request, before the cache is consulted, and a refused request is neither served nor
+/// counted as a hit. Hits are metered like misses.
 #[tokio::test]
-async fn lane_hits_match_full_path_hits_and_keep_rate_limits() {
+async fn hits_are_admitted_charged_and_counted_like_every_request() {
     let dir = policy_dir(&[]);
     let larder = Larder::start_with(LarderOptions {
         config: Some(format!(
@@ -828,7 +815,7 @@ async fn lane_hits_match_full_path_hits_and_keep_rate_limits() {
     })
     .unwrap();
     let c = reqwest::Client::new();
-    let url = larder.url("/greetings/lane");
+    let url = larder.url("/greetings/admitted");
     let series = |class: &str| {
         format!(
             r#"larder_http_requests_total{{plugin="hello",method="GET",route="/greetings/{{name}}",status="{class}"}}"#
@@ -841,19 +828,18 @@ async fn lane_hits_match_full_path_hits_and_keep_rate_limits() {
             .map_or(0.0, |(_, v)| v)
     };
 
-    // 1: the miss. 2: a hit through the full stack, which teaches the lane this path.
+    // 1: the miss. 2, 3: hits, answered alike.
     let (s, h, body) = get(&c, &url).await;
     assert_eq!(s, 200);
     assert!(status(&h).contains("stored"), "{}", status(&h));
-    assert_eq!(get(&c, &url).await.0, 200);
-    // 3: a lane hit. 4: the same hit through the full stack (a request with `Origin` never
-    // takes the lane).
-    let (s_lane, h_lane, body_lane) = get(&c, &url).await;
-    let (s_full, h_full, body_full) = get_full_stack(&c, &url).await;
-    assert_eq!((s_lane, s_full), (200, 200));
-    assert_eq!(body_lane, body);
-    assert_eq!(body_full, body);
-    assert_same_headers(&h_lane, &h_full);
+    let (s2, h2, body2) = get(&c, &url).await;
+    let (s3, h3, body3) = get(&c, &url).await;
+    assert_eq!((s2, s3), (200, 200));
+    assert_eq!(
+        (body2.as_str(), body3.as_str()),
+        (body.as_str(), body.as_str())
+    );
+    assert_same_headers(&h2, &h3);
     // The TTL may cross a second between the two; the rest of the header must agree.
     let no_ttl = |h: &HeaderMap| {
         status(h)
@@ -862,28 +848,19 @@ async fn lane_hits_match_full_path_hits_and_keep_rate_limits() {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    assert_eq!(no_ttl(&h_lane), "larder; hit; detail=l1");
-    assert_eq!(no_ttl(&h_full), no_ttl(&h_lane));
-    let cc = |h: &HeaderMap| {
-        h["cache-control"]
-            .to_str()
-            .unwrap()
-            .split(", ")
-            .filter(|p| !p.starts_with("max-age="))
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(cc(&h_lane), cc(&h_full));
+    assert_eq!(no_ttl(&h2), "larder; hit; detail=l1");
+    assert_eq!(no_ttl(&h3), no_ttl(&h2));
     assert!(
-        h_lane["server-timing"]
+        h2["server-timing"]
             .to_str()
             .unwrap()
             .starts_with("cache;dur="),
         "{:?}",
-        h_lane["server-timing"]
+        h2["server-timing"]
     );
 
-    // 5: a hit within the allowance; 6: a hit, but over it.
+    // 4, 5: hits within the allowance; 6: a hit the cache could serve, but over it.
+    assert_eq!(get(&c, &url).await.0, 200);
     assert_eq!(get(&c, &url).await.0, 200);
     let r = c.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 429);
@@ -910,12 +887,12 @@ async fn lane_hits_match_full_path_hits_and_keep_rate_limits() {
     );
 }
 
-/// With a Redis-only rule the lane answers L2 hits too. A lane request that finds no fresh
-/// copy is handed to the full stack with what it read: Redis is read once per request, and
-/// the route's rate limit is charged once, whichever path answers. Larder runs on one
-/// worker thread here (the current-thread scheduler it picks on a single core).
+/// With a Redis-only rule every hit is one Redis read, and a miss reads Redis once too: the
+/// lookup hands what it read to the load, which does not read again. The route's rate limit
+/// is charged once per request, hit or miss. Larder runs on one worker thread here (the
+/// current-thread scheduler it picks on a single core).
 #[tokio::test(flavor = "multi_thread")]
-async fn lane_serves_l2_hits_and_hands_misses_over_without_a_second_read() {
+async fn l2_hits_and_misses_read_redis_once_and_are_charged_once() {
     let redis = RedisServer::spawn().unwrap();
     let rule = "version: 1\nrules:\n  - name: hello-greeting\n    match: { plugin: hello, operation: get_greeting }\n    key: \"hello:greeting:{path.name}\"\n    ttl: 5m\n    store: redis\n    tags: [\"greeting:{path.name}\"]\n";
     let dir = tempfile::tempdir().unwrap();
@@ -937,22 +914,13 @@ async fn lane_serves_l2_hits_and_hands_misses_over_without_a_second_read() {
     .unwrap();
     let c = reqwest::Client::new();
     wait_for_redis(&c, &larder).await;
-    let url = larder.url("/greetings/lane2");
+    let url = larder.url("/greetings/redis-only");
     let counter = |text: &str, series: &str| -> f64 {
         parse_prometheus(text)
             .into_iter()
             .find(|(s, _)| s == series)
             .map_or(0.0, |(_, v)| v)
     };
-    let metrics = || async {
-        reqwest::get(larder.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let lane_answers = |text: &str| counter(text, "larder_lane_answers_total");
     // The raw INFO reply; Redis counts every GET it served.
     let redis_gets = || -> u64 {
         let info = redis.command("INFO commandstats").unwrap();
@@ -963,72 +931,60 @@ async fn lane_serves_l2_hits_and_hands_misses_over_without_a_second_read() {
     let wait_for_entry = || async {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !redis
-            .command("KEYS *:e:hello:greeting:lane2")
+            .command("KEYS *:e:hello:greeting:redis-only")
             .unwrap()
-            .contains("lane2")
+            .contains("redis-only")
         {
             assert!(Instant::now() < deadline, "entry never reached Redis");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
 
-    // 1: the miss (its L2 write lands after the answer). 2: an L2 hit through the full
-    // stack, which teaches the lane the path.
+    // 1: the miss (its L2 write lands after the answer). 2, 3: L2 hits, one GET each.
     let (s, h, body) = get(&c, &url).await;
     assert_eq!(s, 200);
     assert!(status(&h).contains("stored"), "{}", status(&h));
     wait_for_entry().await;
-    let (_, h, _) = get(&c, &url).await;
-    assert!(status(&h).ends_with("detail=l2"), "{}", status(&h));
-    // 3: an L2 hit in the lane. 4: the same through the full stack (`Origin`).
-    let before = lane_answers(&metrics().await);
-    let (s_lane, h_lane, body_lane) = get(&c, &url).await;
+    let gets = redis_gets();
+    let (s2, h2, body2) = get(&c, &url).await;
+    let (s3, h3, body3) = get(&c, &url).await;
+    assert_eq!(redis_gets() - gets, 2, "one Redis read per hit");
+    assert_eq!((s2, s3), (200, 200));
     assert_eq!(
-        lane_answers(&metrics().await),
-        before + 1.0,
-        "the lane answered"
+        (body2.as_str(), body3.as_str()),
+        (body.as_str(), body.as_str())
     );
-    let (s_full, h_full, body_full) = get_full_stack(&c, &url).await;
-    assert_eq!(body_full, body);
-    assert_eq!((s_lane, s_full), (200, 200));
-    assert_eq!(body_lane, body);
-    assert_same_headers(&h_lane, &h_full);
-    assert!(
-        status(&h_lane).ends_with("detail=l2"),
-        "{}",
-        status(&h_lane)
-    );
+    assert_same_headers(&h2, &h3);
+    assert!(status(&h2).ends_with("detail=l2"), "{}", status(&h2));
 
-    // 5: after a purge the lane finds nothing and hands over: one GET in all, not two.
+    // 4: after a purge the lookup finds nothing and the load goes on from what it read:
+    // one GET in all, not two.
     let purge = c
         .post(larder.url("/admin/cache/invalidate"))
         .header("x-admin-key", KEY)
-        .json(&json!({"tags": ["greeting:lane2"]}))
+        .json(&json!({"tags": ["greeting:redis-only"]}))
         .send()
         .await
         .unwrap();
     assert_eq!(purge.status(), 200, "{}", purge.text().await.unwrap());
-    let (gets, answers) = (redis_gets(), lane_answers(&metrics().await));
+    let gets = redis_gets();
     let (s, h, _) = get(&c, &url).await;
-    assert_eq!(s, 200, "charged once, not twice");
+    assert_eq!(s, 200);
     assert!(status(&h).contains("stored"), "{}", status(&h));
     assert_eq!(redis_gets() - gets, 1, "Redis read once");
-    assert_eq!(
-        lane_answers(&metrics().await),
-        answers,
-        "the full stack answered"
-    );
-    // 6: a hit, the last request the allowance covers; 7: over it.
+    // 5, 6: hits, the last requests the allowance covers; 7: over it.
     wait_for_entry().await;
-    assert_eq!(
-        get(&c, &url).await.0,
-        200,
-        "the handed-over request was charged once"
-    );
+    assert_eq!(get(&c, &url).await.0, 200);
+    assert_eq!(get(&c, &url).await.0, 200, "every request was charged once");
     let r = c.get(&url).send().await.unwrap();
-    assert_eq!(r.status(), 429, "the lane's L2 path charges the limit");
+    assert_eq!(r.status(), 429, "an L2 hit is charged like any request");
 
-    let text = metrics().await;
+    let text = reqwest::get(larder.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let hits = r#"larder_cache_rule_results_total{rule="hello-greeting",result="hit_l2"}"#;
     assert_eq!(counter(&text, hits), 4.0, "{text}");
 }

@@ -85,7 +85,8 @@ async fn hello_plugin_is_loaded_documented_and_answers() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let logs = larder.logs();
-        if logs.contains("request{method=GET path=/hello/greetings/ada}")
+        if logs
+            .contains("request{method=GET path=/hello/greetings/ada route=/hello/greetings/{name}}")
             && logs.contains("hello: computing greeting")
             && logs.contains("hello plugin started")
         {
@@ -101,7 +102,9 @@ async fn hello_plugin_is_loaded_documented_and_answers() {
         .unwrap()
         .to_owned();
     assert!(
-        line.contains("request{method=GET path=/hello/greetings/ada}"),
+        line.contains(
+            "request{method=GET path=/hello/greetings/ada route=/hello/greetings/{name}}"
+        ),
         "{line}"
     );
 }

@@ -296,11 +296,11 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_reaches_the_upstream() {
         miss_parent,
         "the incoming traceparent"
     );
-    assert_eq!(server.name, "GET /hello/greetings/:param0");
+    assert_eq!(server.name, "GET /hello/greetings/{name}");
     let a = attrs(server);
     assert_eq!(a["http.request.method"], "GET");
     assert_eq!(a["url.path"], "/hello/greetings/ada");
-    assert_eq!(a["http.route"], "/hello/greetings/:param0");
+    assert_eq!(a["http.route"], "/hello/greetings/{name}");
     assert_eq!(a["http.response.status_code"], "200");
     assert!(!a.contains_key("otel.kind"), "{a:?}");
     assert_eq!(
@@ -368,7 +368,7 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_reaches_the_upstream() {
     // The write's invalidation.
     let t = Trace::of(spans, &put_trace);
     let server = t.server();
-    assert_eq!(server.name, "PUT /hello/greetings/:param0");
+    assert_eq!(server.name, "PUT /hello/greetings/{name}");
     let purges = t.all("cache.invalidate");
     assert!(!purges.is_empty(), "{}", t.names());
     assert!(purges.iter().all(|p| descends(&t, p, server)));

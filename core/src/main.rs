@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    larder::cli::main()
+    larder::app::cli::main()
 }

@@ -1,5 +1,8 @@
 //! The admin API under `/admin`: API keys with read/write roles, compared in constant time.
 
+pub(crate) mod metrics;
+pub(crate) mod report;
+
 use std::sync::Arc;
 
 use poem::Request;
@@ -13,10 +16,11 @@ use std::sync::OnceLock;
 use larder_store::Purge;
 use poem_openapi::param::Query;
 
-use crate::config::{AdminKey, AdminRole};
-use crate::engine::Engine;
+use crate::cache::engine::Engine;
+use crate::config::{AdminKey, AdminRole, ReportConfig};
+use crate::http::error::ApiError;
+use crate::jobs::warming::{WarmError, Warmer};
 use crate::plugins::PluginSource;
-use crate::warming::{WarmError, Warmer};
 
 /// The configured admin keys, put in request data for the auth checkers.
 #[derive(Clone, Default)]
@@ -83,22 +87,12 @@ impl AdminAuth {
     }
 }
 
-/// An error body.
-#[derive(Object, Debug)]
-#[oai(rename = "AdminErrorBody")]
-pub struct ErrorBody {
-    /// Machine-readable code.
-    pub error: String,
-    /// What went wrong and what to do.
-    pub message: String,
-}
-
 /// The caller's key may read but not change things.
 #[derive(ApiResponse)]
 pub enum Forbidden {
     /// A read-only key tried a write operation.
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+    Forbidden(Json<ApiError>),
 }
 
 /// Refuses a read-only key.
@@ -106,10 +100,10 @@ pub fn require_write(auth: &AdminAuth) -> Result<(), Forbidden> {
     if auth.role() >= AdminRole::Write {
         Ok(())
     } else {
-        Err(Forbidden::Forbidden(Json(ErrorBody {
-            error: "forbidden".into(),
-            message: "this admin key has the read role; this operation needs a write key".into(),
-        })))
+        Err(Forbidden::Forbidden(Json(ApiError::new(
+            "forbidden",
+            "this admin key has the read role; this operation needs a write key",
+        ))))
     }
 }
 
@@ -148,34 +142,6 @@ impl PluginInfo {
             prefix: p.prefix.clone(),
             events: p.events.iter().map(|e| e.name.clone()).collect(),
             warm_sources: p.warm_sources.iter().map(|w| w.name.clone()).collect(),
-        }
-    }
-}
-
-/// Thresholds for `/admin/cache/report`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReportConfig {
-    /// Alert when the overall hit rate (after at least `min_requests`) is below this.
-    pub min_hit_rate: f64,
-    /// Alert when origin errors per origin call exceed this.
-    pub max_error_rate: f64,
-    /// Alert when the origin's p99 latency exceeds this many milliseconds.
-    pub max_origin_p99_ms: f64,
-    /// Alert when L1 is fuller than this fraction (evictions are likely).
-    pub max_l1_fill: f64,
-    /// Requests needed before rates are judged.
-    pub min_requests: u64,
-}
-
-impl Default for ReportConfig {
-    fn default() -> Self {
-        Self {
-            min_hit_rate: 0.5,
-            max_error_rate: 0.05,
-            max_origin_p99_ms: 500.0,
-            max_l1_fill: 0.9,
-            min_requests: 100,
         }
     }
 }
@@ -254,13 +220,13 @@ pub struct InvalidateResponse {
 pub enum AdminError {
     /// The request names no valid target; the message says which field.
     #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    BadRequest(Json<ApiError>),
     /// A read-only key tried a write operation.
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+    Forbidden(Json<ApiError>),
     /// No such job or rule.
     #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
+    NotFound(Json<ApiError>),
 }
 
 impl From<Forbidden> for AdminError {
@@ -272,10 +238,7 @@ impl From<Forbidden> for AdminError {
 }
 
 fn bad(field: &str, message: impl Into<String>) -> AdminError {
-    AdminError::BadRequest(Json(ErrorBody {
-        error: format!("invalid_{field}"),
-        message: message.into(),
-    }))
+    AdminError::BadRequest(Json(ApiError::new(format!("invalid_{field}"), message)))
 }
 
 /// A key in the cache.
@@ -301,7 +264,7 @@ pub enum ReloadResponse {
     Invalid(Json<serde_json::Value>),
     /// A read-only key tried a write operation.
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+    Forbidden(Json<ApiError>),
 }
 
 /// A warming job to run now.
@@ -413,20 +376,20 @@ impl AdminApi {
             Purge::Pattern(p)
         } else if let Some(rule) = b.rule {
             if engine.policy().rule(&rule).is_none() {
-                return Err(AdminError::NotFound(Json(ErrorBody {
-                    error: "unknown_rule".into(),
-                    message: format!("no policy rule named `{rule}`"),
-                })));
+                return Err(AdminError::NotFound(Json(ApiError::new(
+                    "unknown_rule",
+                    format!("no policy rule named `{rule}`"),
+                ))));
             }
             Purge::Tags(vec![format!("rule:{rule}")])
         } else if let Some(plugin) = b.plugin {
             if !self.state.plugins.iter().any(|p| p.name == plugin) {
-                return Err(AdminError::NotFound(Json(ErrorBody {
-                    error: "unknown_plugin".into(),
-                    message: format!("no plugin named `{plugin}` is loaded"),
-                })));
+                return Err(AdminError::NotFound(Json(ApiError::new(
+                    "unknown_plugin",
+                    format!("no plugin named `{plugin}` is loaded"),
+                ))));
             }
-            Purge::Tags(vec![crate::host::plugin_tag(&plugin)])
+            Purge::Tags(vec![crate::plugins::host::plugin_tag(&plugin)])
         } else {
             Purge::All
         };
@@ -462,7 +425,7 @@ impl AdminApi {
         operation_id = "admin_cache_report"
     )]
     async fn report(&self, _auth: AdminAuth) -> Json<serde_json::Value> {
-        Json(crate::report::build(
+        Json(crate::admin::report::build(
             &self.engine().cache.snapshot(),
             &self.state.report,
         ))
@@ -482,10 +445,10 @@ impl AdminApi {
         require_write(&auth)?;
         match self.warmer().run_named(&body.0.job).await {
             Ok(status) => Ok(Json(serde_json::to_value(status).unwrap_or_default())),
-            Err(e @ WarmError::Unknown(_)) => Err(AdminError::NotFound(Json(ErrorBody {
-                error: "unknown_job".into(),
-                message: e.to_string(),
-            }))),
+            Err(e @ WarmError::Unknown(_)) => Err(AdminError::NotFound(Json(ApiError::new(
+                "unknown_job",
+                e.to_string(),
+            )))),
             Err(e) => Err(bad("job", e.to_string())),
         }
     }

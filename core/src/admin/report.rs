@@ -3,7 +3,7 @@
 use larder_store::StatsSnapshot;
 use serde_json::{Value, json};
 
-use crate::admin::ReportConfig;
+use crate::config::ReportConfig;
 
 /// Builds the report: overall figures, alerts (a threshold crossed) and recommendations
 /// (per rule, what to change).

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::app::{self, App, StartError};
 use crate::config::LoadedConfig;
-use crate::diagnostics::Diagnostics;
+use crate::config::diagnostics::Diagnostics;
 use crate::plugins::PluginRegistry;
-use crate::server::{self, App, StartError};
 use crate::telemetry;
 
 /// Larder: a policy-driven cache in front of API routes.
@@ -130,7 +130,7 @@ pub fn main() -> ExitCode {
                 loaded.config.listen = listen;
             }
             telemetry::init(&loaded.config.telemetry);
-            let served = runtime().block_on(server::serve(loaded, &registry));
+            let served = runtime().block_on(app::serve(loaded, &registry));
             telemetry::shutdown();
             match served {
                 Ok(()) => ExitCode::SUCCESS,
@@ -211,7 +211,7 @@ pub fn main() -> ExitCode {
             }
             match runtime().block_on(App::build(loaded, &registry)) {
                 Ok((app, _)) => {
-                    let explanation = app.engine.policy().explain(&req, app.engine.clock());
+                    let explanation = app.explain(&req);
                     println!("{explanation}");
                     ExitCode::SUCCESS
                 }

@@ -1,45 +1,46 @@
-//! Building the application (plugins, admin, docs, one router) and serving it with a
-//! graceful shutdown.
+//! The application: its parts built from the config, in named steps ([`App::build`]), and
+//! started, served ([`serve`]) and stopped.
+//!
+//! Build order: check the config and resolve the plugins → build the plugins → merge their
+//! APIs with the core's into one OpenAPI document → the policy catalog (every route, event,
+//! warm source) → the cache engine and policies → one [`Pipeline`] per route, behind poem's
+//! router.
+
+pub mod cli;
+mod explain;
+mod serve;
+mod system;
+
+pub use serve::serve;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use larder_plugin::PluginApi;
-use poem::endpoint::{BoxEndpoint, make_sync};
-use poem::http::{Method, StatusCode};
-use poem::listener::TcpAcceptor;
-use poem::{
-    Endpoint, EndpointExt, IntoResponse, Middleware, PathPattern, Request, Response, Route,
-    RouteMethod,
-};
-use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
-
-use std::sync::OnceLock;
-
-use tokio_util::sync::CancellationToken;
-
-use crate::admin::{AdminApi, AdminKeys, AdminState, PluginInfo};
-use crate::config::LoadedConfig;
-use crate::config::RateLimit;
-use crate::diagnostics::Diagnostics;
-use crate::engine::Engine;
-use crate::host::CoreHost;
-use crate::lane::{Lane, LaneEndpoint, LaneRoute};
-use crate::layer::{CachedEndpoint, Limits};
-use crate::limits::{Limited, Limiter, RouteLimits};
-use crate::metrics::{Meter, Metered};
-use crate::openapi::{self, Merged, Mount, Operation};
-use crate::plugins::{self, LoadedPlugin, PluginRegistry};
-use crate::warming::Warmer;
 use larder_policy::Catalog;
 use larder_store::Cache;
+use poem::endpoint::{BoxEndpoint, make_sync};
+use poem::http::Method;
+use poem::{EndpointExt, Response, Route};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{AdminApi, AdminKeys, AdminState, PluginInfo};
+use crate::cache::Engine;
+use crate::config::LoadedConfig;
+use crate::config::RateLimit;
+use crate::config::diagnostics::Diagnostics;
+use crate::http::admission::{Admission, Cors, Limiter};
+use crate::http::pipeline::{PathEndpoint, Pipeline, Server};
+use crate::jobs::warming::Warmer;
+use crate::plugins::host::CoreHost;
+use crate::plugins::openapi::{self, Merged, Mount, Operation};
+use crate::plugins::{self, LoadedPlugin, PluginRegistry};
+use crate::telemetry::metrics::Meter;
+use system::SystemApi;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -74,58 +75,7 @@ pub enum StartError {
     },
 }
 
-/// Liveness and readiness.
-struct SystemApi {
-    ready: Arc<AtomicBool>,
-}
-
-/// Health or readiness answer.
-#[derive(Object)]
-#[oai(rename = "SystemStatus")]
-struct Status {
-    /// `ok`, `ready` or `starting`.
-    status: String,
-}
-
-#[derive(ApiResponse)]
-enum ReadyResponse {
-    /// Plugins are started and start-up warm jobs are done.
-    #[oai(status = 200)]
-    Ready(Json<Status>),
-    /// Still starting.
-    #[oai(status = 503)]
-    Starting(Json<Status>),
-}
-
-#[OpenApi]
-impl SystemApi {
-    /// Liveness: the process serves HTTP.
-    #[oai(path = "/health", method = "get", operation_id = "health")]
-    async fn health(&self) -> Json<Status> {
-        Json(Status {
-            status: "ok".into(),
-        })
-    }
-
-    /// Readiness: plugins initialised and start-up warm jobs done.
-    #[oai(path = "/ready", method = "get", operation_id = "ready")]
-    async fn ready(&self) -> ReadyResponse {
-        if self.ready.load(Ordering::Acquire) {
-            ReadyResponse::Ready(Json(Status {
-                status: "ready".into(),
-            }))
-        } else {
-            ReadyResponse::Starting(Json(Status {
-                status: "starting".into(),
-            }))
-        }
-    }
-}
-
-/// A plugin's rate limiter and CORS allowlist (origins, extra headers).
-type PluginHttp = (Option<Arc<Limiter>>, Vec<String>, Vec<String>);
-
-/// Names of the core's own APIs, mounted first and never behind the caching layer.
+/// Names of the core's own APIs, mounted first and never behind a policy rule.
 const CORE_APIS: [&str; 2] = ["system", "admin"];
 
 /// Whether a poem route path (`/greetings/:param0`, as poem-openapi registers it) is the
@@ -177,6 +127,20 @@ pub struct App {
     pub config: LoadedConfig,
 }
 
+/// What the route step needs from the steps before it.
+struct Parts<'a> {
+    config: &'a LoadedConfig,
+    plugins: &'a [LoadedPlugin],
+    operations: &'a [Operation],
+    engine: &'a Arc<Engine>,
+}
+
+/// A plugin's admission defaults after the config's overrides: its limiter and CORS.
+struct PluginHttp {
+    limiter: Option<Arc<Limiter>>,
+    cors: Option<Arc<Cors>>,
+}
+
 impl App {
     /// Resolves and builds the plugins and merges everything into one router and document.
     /// Returns the application and its root endpoint.
@@ -195,18 +159,7 @@ impl App {
         registry: &PluginRegistry,
         policy_paths: Vec<PathBuf>,
     ) -> Result<(Self, Arc<BoxEndpoint<'static>>), StartError> {
-        let mut problems = config.check();
-        let resolved = match plugins::resolve(&config, registry) {
-            Ok(r) => r,
-            Err(Diagnostics(mut more)) => {
-                problems.append(&mut more);
-                Vec::new()
-            }
-        };
-        if !problems.is_empty() {
-            return Err(Diagnostics(problems).into());
-        }
-        let tasks = TaskTracker::new();
+        let resolved = check(&config, registry)?;
         let clock = config
             .config
             .server
@@ -215,78 +168,19 @@ impl App {
         if let Some(at) = &config.config.server.clock_start {
             tracing::warn!(clock_start = %at, "the server's clock starts at a chosen instant, not the wall time");
         }
+        let tasks = TaskTracker::new();
         let host = CoreHost::new(tasks.clone(), clock);
         let plugins = plugins::build(&config, resolved, host.clone()).await?;
 
         let ready = Arc::new(AtomicBool::new(false));
         let admin = Arc::new(AdminState {
             plugins: plugins.iter().map(PluginInfo::of).collect(),
-            engine: OnceLock::new(),
-            warmer: OnceLock::new(),
+            engine: Default::default(),
+            warmer: Default::default(),
             report: config.config.report.clone(),
         });
-        let mut mounts = vec![
-            Mount {
-                plugin: "system".into(),
-                description: "Liveness and readiness.".into(),
-                prefix: String::new(),
-                api: PluginApi::new(SystemApi {
-                    ready: ready.clone(),
-                }),
-            },
-            Mount {
-                plugin: "admin".into(),
-                description: "Cache administration (API key required).".into(),
-                prefix: String::new(),
-                api: PluginApi::new(AdminApi::new(admin.clone())),
-            },
-        ];
-        for p in &plugins {
-            let api = p.plugin.api().map_err(|e| StartError::PluginStart {
-                plugin: p.name.to_owned(),
-                message: e.to_string(),
-            })?;
-            mounts.push(Mount {
-                plugin: p.name.to_owned(),
-                description: p.description.to_owned(),
-                prefix: p.prefix.clone(),
-                api,
-            });
-        }
-        let Merged {
-            json,
-            yaml,
-            swagger_html,
-            operations,
-            routes,
-        } = openapi::merge("Larder", env!("CARGO_PKG_VERSION"), mounts)
-            .map_err(StartError::Conflicts)?;
-
-        // The policy catalog: every plugin route with an operation id, every event and
-        // warm source, so rules naming something that does not exist fail at load.
-        let mut catalog = Catalog::default();
-        for op in operations
-            .iter()
-            .filter(|o| !CORE_APIS.contains(&o.plugin.as_str()))
-        {
-            if let Some(id) = &op.operation_id {
-                catalog = catalog.route(&op.plugin, id, &op.method, &op.path);
-            }
-        }
-        for p in &plugins {
-            for e in &p.events {
-                let fields: Vec<&str> = e.fields.iter().map(String::as_str).collect();
-                catalog = catalog.event(p.name, &e.name, &fields);
-            }
-            for w in &p.warm_sources {
-                catalog = catalog.warm_source(p.name, &w.name);
-            }
-        }
-        catalog.disabled_plugins = registry
-            .builtin_names()
-            .filter(|n| !plugins.iter().any(|p| p.name == *n))
-            .map(str::to_owned)
-            .collect();
+        let merged = merge_apis(&plugins, ready.clone(), admin.clone())?;
+        let catalog = catalog(&merged.operations, &plugins, registry);
         let cache = Cache::with_clock(config.config.storage.clone(), clock)
             .await
             .map_err(|e| StartError::Cache(e.to_string()))?;
@@ -296,167 +190,26 @@ impl App {
         let warmer = Warmer::new(engine.clone(), &plugins);
         let _ = admin.engine.set(engine.clone());
         let _ = admin.warmer.set(warmer.clone());
-        let limits = Limits {
-            request_body: config.config.limits.request_body_bytes,
-            decoded_body: config.config.limits.decoded_body_bytes,
+
+        let Merged {
+            json,
+            yaml,
+            swagger_html,
+            operations,
+            routes,
+        } = merged;
+        let parts = Parts {
+            config: &config,
+            plugins: &plugins,
+            operations: &operations,
+            engine: &engine,
         };
-
-        // Rate limits and CORS per plugin: the plugin's defaults unless the config says.
-        let security = &config.config.security;
-        let mut plugin_http: BTreeMap<&str, PluginHttp> = BTreeMap::new();
-        let mut all_limiters = Vec::new();
-        for p in &plugins {
-            let defaults = p.plugin.http_defaults();
-            let entry = config.config.plugins.get(p.name);
-            let limit = entry.and_then(|e| e.rate_limit).unwrap_or(RateLimit {
-                per_second: defaults.rate_per_second,
-                per_minute: defaults.rate_per_minute,
-            });
-            let limiter = Limiter::new(format!("plugin {}", p.name), limit);
-            all_limiters.extend(limiter.clone());
-            let origins = entry
-                .and_then(|e| e.cors_origins.clone())
-                .unwrap_or(defaults.cors_origins);
-            plugin_http.insert(p.name, (limiter, origins, defaults.cors_headers));
-        }
-        let mut cors_by_path: BTreeMap<String, &str> = BTreeMap::new();
-        let lane = Lane::new();
-        let admin_keys = AdminKeys::new(config.config.security.admin_keys.clone());
-        let mut by_path: BTreeMap<String, Vec<(Method, BoxEndpoint<'static>)>> = BTreeMap::new();
-        for (path, method, endpoint, index) in routes {
-            // The first mounts are the core's own APIs; every plugin route gets the layer.
-            let endpoint = if index < CORE_APIS.len() {
-                // Only admin routes read the keys: don't put them in every request.
-                endpoint.data(admin_keys.clone()).boxed()
-            } else {
-                let found = operations.iter().find_map(|o| {
-                    (o.method == method.as_str())
-                        .then(|| same_route(&path, &o.path))
-                        .flatten()
-                        .map(|params| (o, params))
-                });
-                let Some((op, params)) = found else {
-                    return Err(StartError::Conflicts(vec![format!(
-                        "route `{method} {path}` has no operation in the OpenAPI document"
-                    )]));
-                };
-                let slot = engine.add_route(
-                    &op.plugin,
-                    op.operation_id.as_deref(),
-                    method.as_str(),
-                    &op.path,
-                    params,
-                );
-                let (plugin, m, p) = (slot.plugin.clone(), slot.method.clone(), slot.path.clone());
-                let mut limiters: Vec<Arc<Limiter>> = plugin_http
-                    .get(plugin.as_str())
-                    .and_then(|h| h.0.clone())
-                    .into_iter()
-                    .collect();
-                let route_key = format!("{m} {p}");
-                if let Some(limit) = config
-                    .config
-                    .plugins
-                    .get(&plugin)
-                    .and_then(|e| e.route_limits.get(&route_key))
-                    && let Some(l) = Limiter::new(format!("route {route_key}"), *limit)
-                {
-                    all_limiters.push(l.clone());
-                    limiters.push(l);
-                }
-                if let Some((name, _)) = plugin_http.get_key_value(plugin.as_str()) {
-                    cors_by_path.insert(path.clone(), name);
-                }
-                let meter = Arc::new(Meter::new(&plugin, &m, &p));
-                let route_limits =
-                    Arc::new(RouteLimits::new(limiters, security.trust_forwarded_for));
-                let lane_route = Arc::new(LaneRoute::new(
-                    slot.clone(),
-                    engine.clone(),
-                    limits,
-                    route_limits.clone(),
-                    meter.clone(),
-                ));
-                Metered::new(
-                    Limited::new(
-                        CachedEndpoint::new(
-                            endpoint,
-                            slot,
-                            engine.clone(),
-                            limits,
-                            Some((lane.clone(), lane_route)),
-                        ),
-                        route_limits,
-                    ),
-                    meter,
-                )
-                .boxed()
-            };
-            by_path.entry(path).or_default().push((method, endpoint));
-        }
-        let mut route = Route::new();
-        for (path, methods) in by_path {
-            let rm = methods
-                .into_iter()
-                .fold(RouteMethod::new(), |rm, (m, ep)| rm.method(m, ep));
-            // CORS wraps the whole path so preflight OPTIONS requests reach it.
-            let cors = cors_by_path
-                .get(&path)
-                .and_then(|plugin| plugin_http.get(plugin))
-                .and_then(|(_, origins, headers)| crate::limits::cors(origins, headers));
-            route = match cors {
-                Some(cors) => route.at(path, rm.with(cors)),
-                None => route.at(path, rm),
-            };
-        }
-        let json_body = json.clone();
-        let yaml_body = yaml.clone();
-        route = route
-            .at(
-                "/openapi.json",
-                make_sync(move |_| {
-                    Response::builder()
-                        .content_type("application/json")
-                        .body(json_body.clone())
-                }),
-            )
-            .at(
-                "/openapi.yaml",
-                make_sync(move |_| {
-                    Response::builder()
-                        .content_type("application/yaml")
-                        .body(yaml_body.clone())
-                }),
-            )
-            .at("/metrics", {
-                let (engine, warmer) = (engine.clone(), warmer.clone());
-                make_sync(move |_| {
-                    Response::builder()
-                        .content_type("text/plain; version=0.0.4")
-                        .body(crate::metrics::render(&engine, &warmer))
-                })
-            })
-            .at(
-                "/docs",
-                make_sync(move |_| poem::web::Html(swagger_html.clone())),
-            );
-
-        let endpoint: Arc<BoxEndpoint<'static>> = Arc::new(
-            LaneEndpoint::new(
-                route
-                    // Refuses a declared oversized body before any handler reads it; routes
-                    // with a policy rule also cap what they read when no length is declared.
-                    .with(crate::limits::BodyLimit(
-                        config.config.limits.request_body_bytes,
-                    ))
-                    .with(TraceRequests),
-                lane,
-            )
-            .boxed(),
-        );
+        let (route, limiters) = parts.routes(routes)?;
+        let route = parts.core_pages(route, (&json, &yaml, swagger_html), &warmer);
+        let endpoint: Arc<BoxEndpoint<'static>> = Arc::new(Server(route).boxed());
         warmer.set_endpoint(endpoint.clone());
         let app = Self {
-            limiters: all_limiters,
+            limiters,
             engine,
             warmer,
             shutdown: CancellationToken::new(),
@@ -486,9 +239,9 @@ impl App {
         }
         self.warmer.run_startup().await;
         self.warmer.schedule(&self.tasks, self.shutdown.clone());
-        crate::limits::maintain(self.limiters.clone(), &self.tasks, self.shutdown.clone());
-        crate::metrics::upkeep(&self.tasks, self.shutdown.clone());
-        crate::reload::watch(self.engine.clone(), &self.tasks, self.shutdown.clone());
+        crate::http::admission::maintain(self.limiters.clone(), &self.tasks, self.shutdown.clone());
+        crate::telemetry::metrics::upkeep(&self.tasks, self.shutdown.clone());
+        crate::jobs::reload::watch(self.engine.clone(), &self.tasks, self.shutdown.clone());
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -511,178 +264,282 @@ impl App {
     }
 }
 
-/// One span per request, so plugin logs land inside it; status and duration recorded.
-struct TraceRequests;
-
-impl<E: Endpoint> Middleware<E> for TraceRequests {
-    type Output = TraceEndpoint<E>;
-
-    fn transform(&self, ep: E) -> Self::Output {
-        TraceEndpoint(ep)
-    }
-}
-
-struct TraceEndpoint<E>(E);
-
-impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> poem::Result<Response> {
-        // OpenTelemetry semantic-convention names, for exporters; text logs show them as
-        // `method`, `path`, `status`, `route` (see `telemetry`).
-        let span = tracing::info_span!(
-            "request",
-            otel.kind = "server",
-            http.request.method = %req.method(),
-            url.path = %req.uri().path(),
-            http.response.status_code = tracing::field::Empty,
-            http.route = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-        );
-        crate::otel::accept_parent(&span, req.headers());
-        let method = req.method().clone();
-        let started = Instant::now();
-        async move {
-            // Recording a field formats it for the log layer: on the hit path, only do the
-            // work an exporter or a failure needs.
-            let exporting = crate::otel::enabled();
-            let (resp, route) = match self.0.call(req).await {
-                Ok(r) => {
-                    let r = r.into_response();
-                    let route = exporting
-                        .then(|| r.data::<PathPattern>().map(|p| p.0.clone()))
-                        .flatten();
-                    (r, route)
-                }
-                Err(e) => {
-                    let route = e.data::<PathPattern>().map(|p| p.0.clone());
-                    (error_response(e), route)
-                }
-            };
-            let status = resp.status();
-            let span = tracing::Span::current();
-            if exporting || status.is_client_error() || status.is_server_error() {
-                span.record("http.response.status_code", status.as_u16());
-            }
-            if exporting {
-                if let Some(route) = &route {
-                    span.record("http.route", &**route);
-                }
-                if status.is_server_error() {
-                    span.record("otel.status_code", "error");
-                }
-                crate::otel::name_server_span(&span, method.as_str(), route.as_deref());
-            }
-            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-            if status == StatusCode::INTERNAL_SERVER_ERROR {
-                tracing::warn!(elapsed_ms, "request failed");
-            } else {
-                tracing::debug!(elapsed_ms, "request done");
-            }
-            Ok(resp)
-        }
-        .instrument(span)
-        .await
-    }
-}
-
-/// Every error the core or poem-openapi produces (bad parameters, auth, unknown routes)
-/// answers with a JSON body that names the problem, like the plugins' own errors.
-pub fn error_response(e: poem::Error) -> Response {
-    let status = e.status();
-    let message = e.to_string();
-    // An error that already carries a JSON response (typed API errors) goes out as it is.
-    let resp = e.into_response();
-    if resp
-        .content_type()
-        .is_some_and(|ct| ct.starts_with("application/json"))
-    {
-        return resp;
-    }
-    let code = match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        s if s.is_server_error() => "internal_error",
-        _ => "error",
-    };
-    let message = match status {
-        StatusCode::UNAUTHORIZED => {
-            "missing or unknown admin key: send it as `x-admin-key` or `Authorization: Bearer`"
-                .to_owned()
-        }
-        StatusCode::NOT_FOUND => "no route matches this path".to_owned(),
-        _ => message,
-    };
-    let body = serde_json::json!({ "error": code, "message": message });
-    let mut resp = poem::web::Json(body).into_response();
-    resp.set_status(status);
-    resp
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Step 1: every problem of the config file and the plugins' settings, at once.
+fn check(
+    config: &LoadedConfig,
+    registry: &PluginRegistry,
+) -> Result<Vec<plugins::Resolved>, StartError> {
+    let mut problems = config.check();
+    let resolved = match plugins::resolve(config, registry) {
+        Ok(r) => r,
+        Err(Diagnostics(mut more)) => {
+            problems.append(&mut more);
+            Vec::new()
         }
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(Diagnostics(problems).into())
     }
-    tracing::info!("shutdown requested: no new connections, draining in-flight requests");
 }
 
-/// Builds, binds, serves until SIGTERM/SIGINT, drains, stops plugins.
-pub async fn serve(config: LoadedConfig, registry: &PluginRegistry) -> Result<(), StartError> {
-    let grace = Duration::from_secs(config.config.server.shutdown_grace_seconds);
-    let addr_text = config.config.listen.clone();
-    // Build first: it checks the whole config and reports every problem at once.
-    let (app, endpoint) = App::build(config, registry).await?;
-    let addr: SocketAddr = addr_text.parse().map_err(|_| StartError::Bind {
-        addr: addr_text.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address:port"),
-    })?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: addr_text.clone(),
-            source,
+/// Step 3: the core's APIs and every plugin's, merged into one document and route table.
+fn merge_apis(
+    plugins: &[LoadedPlugin],
+    ready: Arc<AtomicBool>,
+    admin: Arc<AdminState>,
+) -> Result<Merged, StartError> {
+    let mut mounts = vec![
+        Mount {
+            plugin: "system".into(),
+            description: "Liveness and readiness.".into(),
+            prefix: String::new(),
+            api: PluginApi::new(SystemApi { ready }),
+        },
+        Mount {
+            plugin: "admin".into(),
+            description: "Cache administration (API key required).".into(),
+            prefix: String::new(),
+            api: PluginApi::new(AdminApi::new(admin)),
+        },
+    ];
+    for p in plugins {
+        let api = p.plugin.api().map_err(|e| StartError::PluginStart {
+            plugin: p.name.to_owned(),
+            message: e.to_string(),
         })?;
-    let local = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: addr_text.clone(),
-        source,
-    })?;
-    app.start().await?;
-    let names: Vec<&str> = app.plugins.iter().map(|p| p.name).collect();
-    tracing::info!(addr = %local, plugins = ?names, "larder ready");
-    // The one line on stdout: scripts and tests read the bound address (port 0 included).
-    println!("listening on http://{local}");
-    let acceptor = TcpAcceptor::from_tokio(listener).map_err(|source| StartError::Bind {
-        addr: addr_text,
-        source,
-    })?;
-    let result = poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(endpoint, shutdown_signal(), Some(grace))
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "server stopped with an error");
+        mounts.push(Mount {
+            plugin: p.name.to_owned(),
+            description: p.description.to_owned(),
+            prefix: p.prefix.clone(),
+            api,
+        });
     }
-    app.stop(grace).await;
-    tracing::info!("stopped");
-    Ok(())
+    openapi::merge("Larder", env!("CARGO_PKG_VERSION"), mounts).map_err(StartError::Conflicts)
+}
+
+/// Step 4: the policy catalog — every plugin route with an operation id, every event and
+/// warm source — so rules naming something that does not exist fail at load.
+fn catalog(
+    operations: &[Operation],
+    plugins: &[LoadedPlugin],
+    registry: &PluginRegistry,
+) -> Catalog {
+    let mut catalog = Catalog::default();
+    for op in operations
+        .iter()
+        .filter(|o| !CORE_APIS.contains(&o.plugin.as_str()))
+    {
+        if let Some(id) = &op.operation_id {
+            catalog = catalog.route(&op.plugin, id, &op.method, &op.path);
+        }
+    }
+    for p in plugins {
+        for e in &p.events {
+            let fields: Vec<&str> = e.fields.iter().map(String::as_str).collect();
+            catalog = catalog.event(p.name, &e.name, &fields);
+        }
+        for w in &p.warm_sources {
+            catalog = catalog.warm_source(p.name, &w.name);
+        }
+    }
+    catalog.disabled_plugins = registry
+        .builtin_names()
+        .filter(|n| !plugins.iter().any(|p| p.name == *n))
+        .map(str::to_owned)
+        .collect();
+    catalog
+}
+
+impl Parts<'_> {
+    /// Each plugin's rate limiter and CORS allowlist: the plugin's defaults unless the
+    /// config says otherwise.
+    fn plugin_http(&self) -> BTreeMap<&'static str, PluginHttp> {
+        self.plugins
+            .iter()
+            .map(|p| {
+                let defaults = p.plugin.http_defaults();
+                let entry = self.config.config.plugins.get(p.name);
+                let limit = entry.and_then(|e| e.rate_limit).unwrap_or(RateLimit {
+                    per_second: defaults.rate_per_second,
+                    per_minute: defaults.rate_per_minute,
+                });
+                let origins = entry
+                    .and_then(|e| e.cors_origins.clone())
+                    .unwrap_or(defaults.cors_origins);
+                let http = PluginHttp {
+                    limiter: Limiter::new(format!("plugin {}", p.name), limit),
+                    cors: Cors::new(&origins, &defaults.cors_headers),
+                };
+                (p.name, http)
+            })
+            .collect()
+    }
+
+    /// Step 6: one [`Pipeline`] per route (the core's routes without a rule), grouped by
+    /// path behind poem's router; returns it with every rate limiter, for upkeep.
+    fn routes(
+        &self,
+        routes: Vec<(String, Method, BoxEndpoint<'static>, usize)>,
+    ) -> Result<(Route, Vec<Arc<Limiter>>), StartError> {
+        let http = self.plugin_http();
+        let mut limiters: Vec<Arc<Limiter>> =
+            http.values().filter_map(|h| h.limiter.clone()).collect();
+        let admin_keys = AdminKeys::new(self.config.config.security.admin_keys.clone());
+        let mut by_path: BTreeMap<String, Vec<(Method, Arc<Pipeline>)>> = BTreeMap::new();
+        for (path, method, endpoint, index) in routes {
+            let found = self.operations.iter().find_map(|o| {
+                (o.method == method.as_str())
+                    .then(|| same_route(&path, &o.path))
+                    .flatten()
+                    .map(|params| (o, params))
+            });
+            let Some((op, params)) = found else {
+                return Err(StartError::Conflicts(vec![format!(
+                    "route `{method} {path}` has no operation in the OpenAPI document"
+                )]));
+            };
+            let pipeline = if index < CORE_APIS.len() {
+                // Only admin routes read the keys: don't put them in every request.
+                self.pipeline(op, endpoint.data(admin_keys.clone()).boxed(), None, None)
+            } else {
+                let slot = self.engine.add_route(
+                    &op.plugin,
+                    op.operation_id.as_deref(),
+                    method.as_str(),
+                    &op.path,
+                    params,
+                );
+                let plugin = http.get(op.plugin.as_str());
+                let mut route_limiters: Vec<Arc<Limiter>> =
+                    plugin.and_then(|h| h.limiter.clone()).into_iter().collect();
+                let route_key = format!("{} {}", slot.method, slot.path);
+                if let Some(limit) = self
+                    .config
+                    .config
+                    .plugins
+                    .get(&op.plugin)
+                    .and_then(|e| e.route_limits.get(&route_key))
+                    && let Some(l) = Limiter::new(format!("route {route_key}"), *limit)
+                {
+                    limiters.push(l.clone());
+                    route_limiters.push(l);
+                }
+                let mut pipeline = self.pipeline(
+                    op,
+                    endpoint,
+                    Some(slot),
+                    Some(Arc::new(Meter::new(&op.plugin, &op.method, &op.path))),
+                );
+                pipeline.admission.limiters = route_limiters;
+                pipeline.admission.cors = plugin.and_then(|h| h.cors.clone());
+                pipeline
+            };
+            by_path
+                .entry(path)
+                .or_default()
+                .push((method, Arc::new(pipeline)));
+        }
+        let route = by_path
+            .into_iter()
+            .fold(Route::new(), |route, (path, methods)| {
+                route.at(path, PathEndpoint { methods })
+            });
+        Ok((route, limiters))
+    }
+
+    fn pipeline(
+        &self,
+        op: &Operation,
+        origin: BoxEndpoint<'static>,
+        slot: Option<Arc<crate::cache::RouteSlot>>,
+        meter: Option<Arc<Meter>>,
+    ) -> Pipeline {
+        let limits = &self.config.config.limits;
+        let source = format!(
+            "route {}.{}",
+            op.plugin,
+            op.operation_id.as_deref().unwrap_or(&op.path)
+        );
+        Pipeline {
+            origin: Arc::new(origin),
+            slot,
+            engine: self.engine.clone(),
+            admission: Admission {
+                body_limit: limits.request_body_bytes,
+                limiters: Vec::new(),
+                trust_forwarded_for: self.config.config.security.trust_forwarded_for,
+                cors: None,
+            },
+            meter,
+            name: format!("{} {}", op.method, op.path).into(),
+            template: op.path.as_str().into(),
+            source: source.into(),
+            decoded_limit: limits.decoded_body_bytes,
+        }
+    }
+}
+
+impl Parts<'_> {
+    /// The documents, the metrics page and Swagger UI: core routes like the others.
+    fn core_pages(
+        &self,
+        route: Route,
+        merged: (&str, &str, String),
+        warmer: &Arc<Warmer>,
+    ) -> Route {
+        let (json, yaml, swagger_html) = (merged.0.to_owned(), merged.1.to_owned(), merged.2);
+        let (engine, warmer) = (self.engine.clone(), warmer.clone());
+        let pages: [(&str, BoxEndpoint<'static>); 4] = [
+            (
+                "/openapi.json",
+                make_sync(move |_| {
+                    Response::builder()
+                        .content_type("application/json")
+                        .body(json.clone())
+                })
+                .boxed(),
+            ),
+            (
+                "/openapi.yaml",
+                make_sync(move |_| {
+                    Response::builder()
+                        .content_type("application/yaml")
+                        .body(yaml.clone())
+                })
+                .boxed(),
+            ),
+            (
+                "/metrics",
+                make_sync(move |_| {
+                    Response::builder()
+                        .content_type("text/plain; version=0.0.4")
+                        .body(crate::admin::metrics::render(&engine, &warmer))
+                })
+                .boxed(),
+            ),
+            (
+                "/docs",
+                make_sync(move |_| poem::web::Html(swagger_html.clone()))
+                    .map_to_response()
+                    .boxed(),
+            ),
+        ];
+        pages.into_iter().fold(route, |route, (path, endpoint)| {
+            let op = Operation {
+                plugin: "system".into(),
+                operation_id: None,
+                method: "GET".into(),
+                path: path.into(),
+            };
+            let pipeline = Arc::new(self.pipeline(&op, endpoint, None, None));
+            route.at(
+                path,
+                PathEndpoint {
+                    methods: vec![(Method::GET, pipeline)],
+                },
+            )
+        })
+    }
 }

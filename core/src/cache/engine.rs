@@ -172,15 +172,12 @@ impl Engine {
     }
 
     fn bind(&self, slot: &RouteSlot, policy: &PolicySet) {
-        let rule = slot
-            .operation
-            .as_deref()
-            .and_then(|op| policy.rule_for_route(&slot.plugin, op))
-            .or_else(|| {
-                policy
-                    .match_request(&slot.method, &slot.path)
-                    .map(|m| m.rule.clone())
-            });
+        let rule = policy.rule_for(
+            &slot.plugin,
+            slot.operation.as_deref(),
+            &slot.method,
+            &slot.path,
+        );
         slot.bound
             .store(rule.map(|rule| Arc::new(self.bound_rule(rule))));
     }
@@ -363,15 +360,16 @@ pub struct RouteRule {
 const EMBEDDED: &[(&str, &str)] = &[
     (
         "policies/aliexpress.yaml",
-        include_str!("../../policies/aliexpress.yaml"),
+        include_str!("../../../policies/aliexpress.yaml"),
     ),
     (
         "policies/booking.yaml",
-        include_str!("../../policies/booking.yaml"),
+        include_str!("../../../policies/booking.yaml"),
     ),
 ];
 
-/// Loads every `*.yaml`/`*.yml` of the given folders plus the given files, as one set.
+/// Loads every `*.yaml`/`*.yml` of the given folders plus the given files, as one set. A
+/// folder that cannot be read is an error, not an empty policy set.
 fn load_policies(paths: &[PathBuf], catalog: &Catalog) -> Result<PolicySet, Diagnostics> {
     if paths.len() == 1 && paths[0] == std::path::Path::new("policies") && !paths[0].exists() {
         tracing::info!("no ./policies folder: using the policies compiled into the binary");
@@ -384,15 +382,16 @@ fn load_policies(paths: &[PathBuf], catalog: &Catalog) -> Result<PolicySet, Diag
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut in_dir: Vec<PathBuf> = std::fs::read_dir(path)
-                .map(|rd| {
-                    rd.filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            in_dir.sort();
-            files.extend(in_dir);
+            match larder_policy::load::policy_files(path) {
+                Ok(found) => files.extend(found),
+                Err(e) => {
+                    return Err(Diagnostics(vec![larder_policy::Diagnostic::new(
+                        path.clone(),
+                        Default::default(),
+                        format!("cannot read the policy folder: {e}"),
+                    )]));
+                }
+            }
         } else if path.exists() {
             files.push(path.clone());
         } else {

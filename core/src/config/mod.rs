@@ -4,6 +4,8 @@
 //! environment overrides → semantic checks that collect *every* problem, each pointing at
 //! the line it comes from.
 
+pub(crate) mod diagnostics;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::config::diagnostics::{Diagnostic, Diagnostics};
 
 /// The whole server configuration. Every field has a default, so an empty file (or no
 /// file at all) runs the server on its embedded defaults.
@@ -49,7 +51,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Thresholds for `/admin/cache/report`.
     #[serde(default)]
-    pub report: crate::admin::ReportConfig,
+    pub report: ReportConfig,
 }
 
 /// Size limits.
@@ -93,7 +95,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             storage: larder_store::CacheConfig::default(),
             limits: LimitsConfig::default(),
-            report: crate::admin::ReportConfig::default(),
+            report: ReportConfig::default(),
         }
     }
 }
@@ -258,6 +260,34 @@ pub struct SecurityConfig {
     /// key. With no key at all, the admin API refuses every call.
     #[serde(default)]
     pub admin_keys: Vec<AdminKey>,
+}
+
+/// Thresholds for `/admin/cache/report`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Alert when the overall hit rate (after at least `min_requests`) is below this.
+    pub min_hit_rate: f64,
+    /// Alert when origin errors per origin call exceed this.
+    pub max_error_rate: f64,
+    /// Alert when the origin's p99 latency exceeds this many milliseconds.
+    pub max_origin_p99_ms: f64,
+    /// Alert when L1 is fuller than this fraction (evictions are likely).
+    pub max_l1_fill: f64,
+    /// Requests needed before rates are judged.
+    pub min_requests: u64,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            min_hit_rate: 0.5,
+            max_error_rate: 0.05,
+            max_origin_p99_ms: 500.0,
+            max_l1_fill: 0.9,
+            min_requests: 100,
+        }
+    }
 }
 
 /// Connection handling.

@@ -1,21 +1,27 @@
-//! Per client IP rate limits (429 with `Retry-After`) and the CORS allowlist, for plugin
-//! routes. Plugins declare defaults (the AliExpress seed's 5/s and 60/min); the config
-//! overrides them.
+//! Admission: what a request must pass before anything else runs, a cache hit included —
+//! the declared body size, the route's rate limits (429 with `Retry-After`), and CORS.
+//!
+//! [`Admission::admit`] runs once per request, at the head of the pipeline, so a limit is
+//! charged exactly once whichever way the request is then answered. Plugins declare rate
+//! limits and CORS origins (the AliExpress seed's 5/s and 60/min, ChatGPT's origins); the
+//! config overrides them.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use poem::http::StatusCode;
-use poem::http::header::{HeaderValue, RETRY_AFTER};
-use poem::{Endpoint, IntoResponse, Request, Response};
+use poem::http::header::{self, HeaderValue, RETRY_AFTER};
+use poem::http::{Method, StatusCode};
+use poem::{Body, Request, Response};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::RateLimit;
+use crate::http::error::ApiError;
 
 /// One limit (per second and/or per minute), keyed by client IP.
 pub struct Limiter {
@@ -80,24 +86,148 @@ pub fn maintain(limiters: Vec<Arc<Limiter>>, tasks: &TaskTracker, shutdown: Canc
     });
 }
 
-/// The rate limits of one route, shared by its [`Limited`] wrapper and the hit lane.
-pub struct RouteLimits {
-    limiters: Vec<Arc<Limiter>>,
-    trust_forwarded_for: bool,
+/// A route's CORS allowlist. An origin on the list gets the CORS headers and its preflight
+/// answered; any other origin gets none and the request goes on: CORS tells a browser
+/// what a page may read, it is not access control, and refusing would only break
+/// non-browser clients that happen to send `Origin`.
+pub struct Cors {
+    origins: Vec<HeaderValue>,
+    allow_headers: HeaderValue,
+    allow_methods: HeaderValue,
 }
 
-impl RouteLimits {
-    /// The limits that apply to a route.
-    pub fn new(limiters: Vec<Arc<Limiter>>, trust_forwarded_for: bool) -> Self {
-        Self {
-            limiters,
-            trust_forwarded_for,
+static EXPOSED: HeaderValue = HeaderValue::from_static("cache-status, server-timing");
+static MAX_AGE: HeaderValue = HeaderValue::from_static("600");
+static VARY_ORIGIN: HeaderValue = HeaderValue::from_static("Origin");
+
+impl Cors {
+    /// The allowlist of a plugin's routes (`None` when empty). `headers` are the request
+    /// headers pages may send besides `content-type`.
+    pub fn new(origins: &[String], headers: &[String]) -> Option<Arc<Self>> {
+        let origins: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+            .collect();
+        if origins.is_empty() {
+            return None;
+        }
+        let mut allowed: Vec<String> = headers.iter().map(|h| h.to_ascii_lowercase()).collect();
+        allowed.push("content-type".into());
+        allowed.sort();
+        allowed.dedup();
+        Some(Arc::new(Self {
+            origins,
+            allow_headers: HeaderValue::from_str(&allowed.join(", "))
+                .unwrap_or(HeaderValue::from_static("content-type")),
+            allow_methods: HeaderValue::from_static("GET, POST, PUT, DELETE, PATCH, OPTIONS"),
+        }))
+    }
+
+    fn allows(&self, origin: &HeaderValue) -> bool {
+        self.origins.iter().any(|o| o == origin)
+    }
+
+    /// Whether `req` is a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`).
+    pub fn is_preflight(req: &Request) -> bool {
+        req.method() == Method::OPTIONS
+            && req.headers().contains_key(header::ORIGIN)
+            && req
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    }
+
+    /// The answer to a preflight: `200` with the CORS headers for an allowed origin, a bare
+    /// `200` (which the browser reads as "no") for any other.
+    fn preflight(&self, req: &Request) -> Response {
+        let mut resp = Response::builder().status(StatusCode::OK).finish();
+        if let Some(origin) = req.headers().get(header::ORIGIN)
+            && self.allows(origin)
+        {
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                self.allow_methods.clone(),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                self.allow_headers.clone(),
+            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, MAX_AGE.clone());
+        }
+        resp.headers_mut().insert(header::VARY, VARY_ORIGIN.clone());
+        resp
+    }
+
+    /// Adds the CORS headers to an answer for an allowed `origin`; every answer of a route
+    /// with an allowlist says `Vary: Origin`, since its headers depend on it.
+    pub fn decorate(&self, origin: Option<&HeaderValue>, resp: &mut Response) {
+        let h = resp.headers_mut();
+        if let Some(origin) = origin
+            && self.allows(origin)
+        {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED.clone());
+        }
+        h.append(header::VARY, VARY_ORIGIN.clone());
+    }
+}
+
+/// Everything a route admits requests with.
+pub struct Admission {
+    /// Largest request body, declared or streamed.
+    pub body_limit: usize,
+    /// The route's rate limits (plugin-wide and per route), charged in order.
+    pub limiters: Vec<Arc<Limiter>>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// The route's CORS allowlist.
+    pub cors: Option<Arc<Cors>>,
+}
+
+impl Admission {
+    /// The admission phase: `None` when the request may go on (its body, if undeclared,
+    /// now capped), else the answer that ends it here — a preflight's, or a refusal.
+    pub fn admit(&self, req: &mut Request) -> Option<Response> {
+        if let Some(cors) = &self.cors
+            && Cors::is_preflight(req)
+        {
+            return Some(cors.preflight(req));
+        }
+        self.check_body(req).or_else(|| self.charge(req))
+    }
+
+    /// Refuses a declared oversized body before anything reads it; a body of unknown
+    /// length (chunked) is capped as it streams, so no handler can read past the limit.
+    fn check_body(&self, req: &mut Request) -> Option<Response> {
+        let limit = self.body_limit;
+        match req
+            .header(header::CONTENT_LENGTH)
+            .map(|v| v.trim().parse::<u64>())
+        {
+            Some(Ok(n)) if n > limit as u64 => Some(ApiError::body_too_large(limit)),
+            Some(_) => None,
+            None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+                let mut seen = 0usize;
+                let capped = req.take_body().into_bytes_stream().map(move |chunk| {
+                    let chunk = chunk?;
+                    seen += chunk.len();
+                    if seen > limit {
+                        return Err(std::io::Error::other(format!(
+                            "request body is larger than {limit} bytes"
+                        )));
+                    }
+                    Ok(chunk)
+                });
+                req.set_body(Body::from_bytes_stream(capped));
+                None
+            }
+            None => None,
         }
     }
 
-    /// Takes one request from the client's allowance: `None` when it may go on, else the
-    /// 429 answer (with `Retry-After`).
-    pub fn check(&self, req: &Request) -> Option<Response> {
+    /// Takes one request from the client's allowance under each limit.
+    fn charge(&self, req: &Request) -> Option<Response> {
         if self.limiters.is_empty() {
             return None;
         }
@@ -105,36 +235,20 @@ impl RouteLimits {
         for limiter in &self.limiters {
             if let Err(wait) = limiter.check(ip) {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let mut resp = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    poem::web::Json(serde_json::json!({
-                        "error": "rate_limited",
-                        "message": format!(
-                            "too many requests from {ip} ({}); retry in {secs} s",
-                            limiter.name
-                        ),
-                    })),
+                let mut resp = ApiError::new(
+                    "rate_limited",
+                    format!(
+                        "too many requests from {ip} ({}); retry in {secs} s",
+                        limiter.name
+                    ),
                 )
-                    .into_response();
+                .respond(StatusCode::TOO_MANY_REQUESTS);
                 resp.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
                 return Some(resp);
             }
         }
         None
-    }
-}
-
-/// A route behind rate limits.
-pub struct Limited<E> {
-    inner: E,
-    limits: Arc<RouteLimits>,
-}
-
-impl<E> Limited<E> {
-    /// Wraps a route with the limits that apply to it.
-    pub fn new(inner: E, limits: Arc<RouteLimits>) -> Self {
-        Self { inner, limits }
     }
 }
 
@@ -148,73 +262,6 @@ fn client_ip(req: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
         return Some(ip);
     }
     req.remote_addr().as_socket_addr().map(|a| a.ip())
-}
-
-impl<E: Endpoint> Endpoint for Limited<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> poem::Result<Response> {
-        // A request the hit lane handed over was charged there.
-        if req.extensions().get::<crate::lane::Handoff>().is_none()
-            && let Some(refused) = self.limits.check(&req)
-        {
-            return Ok(refused);
-        }
-        Ok(self.inner.call(req).await?.into_response())
-    }
-}
-
-/// Refuses a request whose declared `Content-Length` exceeds the limit (413), before any
-/// handler reads it. Requests without a declared length pass (GET, chunked uploads).
-pub struct BodyLimit(pub usize);
-
-impl<E: Endpoint> poem::Middleware<E> for BodyLimit {
-    type Output = BodyLimitEndpoint<E>;
-
-    fn transform(&self, ep: E) -> Self::Output {
-        BodyLimitEndpoint(ep, self.0)
-    }
-}
-
-/// See [`BodyLimit`].
-pub struct BodyLimitEndpoint<E>(E, usize);
-
-impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> poem::Result<Response> {
-        let declared = req
-            .header(poem::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.1 as u64) {
-            return Ok((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                poem::web::Json(serde_json::json!({
-                    "error": "payload_too_large",
-                    "message": format!("request body is larger than {} bytes (limits.request_body_bytes)", self.1),
-                })),
-            )
-                .into_response());
-        }
-        Ok(self.0.call(req).await?.into_response())
-    }
-}
-
-/// The CORS middleware for an allowlist (`None` when the list is empty).
-pub fn cors(origins: &[String], headers: &[String]) -> Option<poem::middleware::Cors> {
-    if origins.is_empty() {
-        return None;
-    }
-    let mut cors = poem::middleware::Cors::new()
-        .allow_origins(origins.iter().map(String::as_str))
-        .allow_headers(headers.iter().map(String::as_str))
-        .allow_header("content-type")
-        .expose_header("cache-status")
-        .max_age(600);
-    for m in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
-        cors = cors.allow_method(m);
-    }
-    Some(cors)
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
 //! Stored compression: a body is compressed once, when it is stored, and served as stored to
 //! every client that accepts its coding; clients that don't get it decoded (with a size cap).
 
-use std::fmt;
-
 use async_compression::Level;
 use async_compression::tokio::bufread::{
     BrotliDecoder, BrotliEncoder, DeflateDecoder, DeflateEncoder, GzipDecoder, GzipEncoder,
@@ -11,56 +9,19 @@ use async_compression::tokio::bufread::{
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// A content coding Larder can store and serve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Coding {
-    /// No coding.
-    Identity,
-    /// Brotli (`br`).
-    Br,
-    /// Zstandard (`zstd`).
-    Zstd,
-    /// gzip.
-    Gzip,
-    /// zlib-wrapped deflate (`deflate`, as HTTP defines it).
-    Deflate,
-}
+// One vocabulary for codings: the store's. An entry records the [`BodyEncoding`] its body
+// is in, and negotiation, compression and decoding speak the same enum.
+pub(crate) use larder_store::BodyEncoding;
 
-impl Coding {
-    /// The `Content-Encoding` token.
-    pub fn token(self) -> &'static str {
-        match self {
-            Self::Identity => "identity",
-            Self::Br => "br",
-            Self::Zstd => "zstd",
-            Self::Gzip => "gzip",
-            Self::Deflate => "deflate",
-        }
-    }
-
-    /// Parses a coding token (case-insensitive; `x-gzip` is gzip).
-    pub fn from_token(token: &str) -> Option<Self> {
-        let t = token.trim();
-        Some(if t.eq_ignore_ascii_case("identity") {
-            Self::Identity
-        } else if t.eq_ignore_ascii_case("br") {
-            Self::Br
-        } else if t.eq_ignore_ascii_case("zstd") {
-            Self::Zstd
-        } else if t.eq_ignore_ascii_case("gzip") || t.eq_ignore_ascii_case("x-gzip") {
-            Self::Gzip
-        } else if t.eq_ignore_ascii_case("deflate") {
-            Self::Deflate
-        } else {
-            return None;
-        })
-    }
-}
-
-impl fmt::Display for Coding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.token())
+/// The coding a policy's compression algorithm stores bodies in (the one mapping from the
+/// policy's vocabulary to the store's).
+pub(crate) fn encoding_of(algorithm: larder_policy::Algorithm) -> BodyEncoding {
+    use larder_policy::Algorithm::*;
+    match algorithm {
+        Br => BodyEncoding::Br,
+        Zstd => BodyEncoding::Zstd,
+        Gzip => BodyEncoding::Gzip,
+        Deflate => BodyEncoding::Deflate,
     }
 }
 
@@ -75,7 +36,7 @@ pub enum Delivery {
 
 /// The client's weight (`q`) for `coding` under an `Accept-Encoding` header, per RFC 9110
 /// §12.5.3: an explicit entry wins, then `*`; identity is acceptable unless refused.
-fn weight(header: &str, coding: Coding) -> f32 {
+fn weight(header: &str, coding: BodyEncoding) -> f32 {
     let mut star = None;
     for item in header.split(',') {
         let mut parts = item.split(';');
@@ -95,37 +56,27 @@ fn weight(header: &str, coding: Coding) -> f32 {
             .clamp(0.0, 1.0);
         if token == "*" {
             star = Some(q);
-        } else if Coding::from_token(token) == Some(coding) {
+        } else if BodyEncoding::from_token(token) == Some(coding) {
             return q;
         }
     }
     match (star, coding) {
         (Some(q), _) => q,
-        (None, Coding::Identity) => 1.0,
+        (None, BodyEncoding::Identity) => 1.0,
         (None, _) => 0.0,
     }
 }
 
 /// Decides how to send a body stored with `stored` coding to a client that sent
 /// `accept_encoding` (absent header: identity, the safe reading for clients like plain curl).
-pub fn negotiate(accept_encoding: Option<&str>, stored: Coding) -> Delivery {
-    if stored == Coding::Identity {
+pub fn negotiate(accept_encoding: Option<&str>, stored: BodyEncoding) -> Delivery {
+    if stored == BodyEncoding::Identity {
         return Delivery::AsStored;
     }
     match accept_encoding {
         Some(h) if weight(h, stored) > 0.0 => Delivery::AsStored,
         _ => Delivery::Decode,
     }
-}
-
-/// Picks the coding to store a new body in: the first of `preferred` (rule order), or
-/// identity when the list is empty.
-pub fn storage_coding(preferred: &[Coding]) -> Coding {
-    preferred
-        .iter()
-        .copied()
-        .find(|c| *c != Coding::Identity)
-        .unwrap_or(Coding::Identity)
 }
 
 /// Why a body could not be coded.
@@ -141,7 +92,7 @@ pub enum CodingError {
     #[error("invalid {coding} data: {source}")]
     Invalid {
         /// The coding.
-        coding: Coding,
+        coding: BodyEncoding,
         /// What the decoder said.
         source: std::io::Error,
     },
@@ -150,7 +101,7 @@ pub enum CodingError {
 async fn drain(
     reader: impl AsyncRead + Unpin,
     limit: usize,
-    coding: Coding,
+    coding: BodyEncoding,
 ) -> Result<Bytes, CodingError> {
     let mut out = Vec::new();
     // Read one byte past the limit so "exactly at the limit" is allowed and one more is not.
@@ -166,27 +117,33 @@ async fn drain(
 }
 
 /// Compresses `body` with `coding` at `level` (codec-specific; clamped by the codec).
-pub async fn compress(body: &[u8], coding: Coding, level: i32) -> Result<Bytes, CodingError> {
+pub async fn compress(body: &[u8], coding: BodyEncoding, level: i32) -> Result<Bytes, CodingError> {
     let level = Level::Precise(level);
     let limit = usize::MAX - 1;
     match coding {
-        Coding::Identity => Ok(Bytes::copy_from_slice(body)),
-        Coding::Br => drain(BrotliEncoder::with_quality(body, level), limit, coding).await,
-        Coding::Zstd => drain(ZstdEncoder::with_quality(body, level), limit, coding).await,
-        Coding::Gzip => drain(GzipEncoder::with_quality(body, level), limit, coding).await,
-        Coding::Deflate => drain(DeflateEncoder::with_quality(body, level), limit, coding).await,
+        BodyEncoding::Identity => Ok(Bytes::copy_from_slice(body)),
+        BodyEncoding::Br => drain(BrotliEncoder::with_quality(body, level), limit, coding).await,
+        BodyEncoding::Zstd => drain(ZstdEncoder::with_quality(body, level), limit, coding).await,
+        BodyEncoding::Gzip => drain(GzipEncoder::with_quality(body, level), limit, coding).await,
+        BodyEncoding::Deflate => {
+            drain(DeflateEncoder::with_quality(body, level), limit, coding).await
+        }
     }
 }
 
 /// Decodes `body` from `coding`, refusing to produce more than `limit` bytes (a stored
 /// entry is trusted, but a cap keeps a corrupt or hostile one from exhausting memory).
-pub async fn decompress(body: &[u8], coding: Coding, limit: usize) -> Result<Bytes, CodingError> {
+pub async fn decompress(
+    body: &[u8],
+    coding: BodyEncoding,
+    limit: usize,
+) -> Result<Bytes, CodingError> {
     match coding {
-        Coding::Identity => Ok(Bytes::copy_from_slice(body)),
-        Coding::Br => drain(BrotliDecoder::new(body), limit, coding).await,
-        Coding::Zstd => drain(ZstdDecoder::new(body), limit, coding).await,
-        Coding::Gzip => drain(GzipDecoder::new(body), limit, coding).await,
-        Coding::Deflate => drain(DeflateDecoder::new(body), limit, coding).await,
+        BodyEncoding::Identity => Ok(Bytes::copy_from_slice(body)),
+        BodyEncoding::Br => drain(BrotliDecoder::new(body), limit, coding).await,
+        BodyEncoding::Zstd => drain(ZstdDecoder::new(body), limit, coding).await,
+        BodyEncoding::Gzip => drain(GzipDecoder::new(body), limit, coding).await,
+        BodyEncoding::Deflate => drain(DeflateDecoder::new(body), limit, coding).await,
     }
 }
 
@@ -197,30 +154,41 @@ mod tests {
     #[test]
     fn q_values_decide() {
         use Delivery::*;
-        assert_eq!(negotiate(Some("br, gzip"), Coding::Br), AsStored);
-        assert_eq!(negotiate(Some("gzip;q=1.0, br;q=0"), Coding::Br), Decode);
-        assert_eq!(negotiate(Some("gzip"), Coding::Br), Decode);
-        assert_eq!(negotiate(Some("*"), Coding::Zstd), AsStored);
-        assert_eq!(negotiate(Some("*;q=0.5, zstd;q=0"), Coding::Zstd), Decode);
-        assert_eq!(negotiate(Some("ZSTD;Q=0.3"), Coding::Zstd), AsStored);
-        assert_eq!(negotiate(Some("x-gzip"), Coding::Gzip), AsStored);
-        assert_eq!(negotiate(Some("identity"), Coding::Gzip), Decode);
-        assert_eq!(negotiate(None, Coding::Br), Decode);
-        assert_eq!(negotiate(None, Coding::Identity), AsStored);
-        assert_eq!(negotiate(Some("br;q=0.001"), Coding::Br), AsStored);
+        assert_eq!(negotiate(Some("br, gzip"), BodyEncoding::Br), AsStored);
+        assert_eq!(
+            negotiate(Some("gzip;q=1.0, br;q=0"), BodyEncoding::Br),
+            Decode
+        );
+        assert_eq!(negotiate(Some("gzip"), BodyEncoding::Br), Decode);
+        assert_eq!(negotiate(Some("*"), BodyEncoding::Zstd), AsStored);
+        assert_eq!(
+            negotiate(Some("*;q=0.5, zstd;q=0"), BodyEncoding::Zstd),
+            Decode
+        );
+        assert_eq!(negotiate(Some("ZSTD;Q=0.3"), BodyEncoding::Zstd), AsStored);
+        assert_eq!(negotiate(Some("x-gzip"), BodyEncoding::Gzip), AsStored);
+        assert_eq!(negotiate(Some("identity"), BodyEncoding::Gzip), Decode);
+        assert_eq!(negotiate(None, BodyEncoding::Br), Decode);
+        assert_eq!(negotiate(None, BodyEncoding::Identity), AsStored);
+        assert_eq!(negotiate(Some("br;q=0.001"), BodyEncoding::Br), AsStored);
     }
 
     #[test]
     fn identity_weight_follows_rfc() {
-        assert_eq!(weight("gzip", Coding::Identity), 1.0);
-        assert_eq!(weight("gzip, identity;q=0", Coding::Identity), 0.0);
-        assert_eq!(weight("*;q=0", Coding::Identity), 0.0);
+        assert_eq!(weight("gzip", BodyEncoding::Identity), 1.0);
+        assert_eq!(weight("gzip, identity;q=0", BodyEncoding::Identity), 0.0);
+        assert_eq!(weight("*;q=0", BodyEncoding::Identity), 0.0);
     }
 
     #[tokio::test]
     async fn every_coding_round_trips() {
         let body: Vec<u8> = br#"{"items":[1,2,3],"name":"larder"}"#.repeat(100);
-        for coding in [Coding::Br, Coding::Zstd, Coding::Gzip, Coding::Deflate] {
+        for coding in [
+            BodyEncoding::Br,
+            BodyEncoding::Zstd,
+            BodyEncoding::Gzip,
+            BodyEncoding::Deflate,
+        ] {
             let packed = compress(&body, coding, 6).await.unwrap();
             assert!(packed.len() < body.len() / 4, "{coding} did not compress");
             let unpacked = decompress(&packed, coding, body.len()).await.unwrap();
@@ -231,15 +199,21 @@ mod tests {
     #[tokio::test]
     async fn decoding_is_capped() {
         let body = vec![b'a'; 100_000];
-        let packed = compress(&body, Coding::Gzip, 6).await.unwrap();
-        let err = decompress(&packed, Coding::Gzip, 99_999).await.unwrap_err();
+        let packed = compress(&body, BodyEncoding::Gzip, 6).await.unwrap();
+        let err = decompress(&packed, BodyEncoding::Gzip, 99_999)
+            .await
+            .unwrap_err();
         assert!(matches!(err, CodingError::TooLarge { limit: 99_999 }));
-        assert!(decompress(&packed, Coding::Gzip, 100_000).await.is_ok());
+        assert!(
+            decompress(&packed, BodyEncoding::Gzip, 100_000)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
     async fn corrupt_data_is_an_error_not_a_panic() {
-        let err = decompress(b"not brotli at all", Coding::Br, 1 << 20).await;
+        let err = decompress(b"not brotli at all", BodyEncoding::Br, 1 << 20).await;
         assert!(err.is_err());
     }
 }

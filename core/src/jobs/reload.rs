@@ -7,7 +7,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::{Engine, RELOAD_DEBOUNCE};
+use crate::cache::engine::{Engine, RELOAD_DEBOUNCE};
 
 /// Starts the file watcher and the SIGHUP listener.
 pub fn watch(engine: Arc<Engine>, tasks: &TaskTracker, shutdown: CancellationToken) {

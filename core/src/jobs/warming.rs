@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::engine::Engine;
+use crate::cache::engine::Engine;
 use crate::plugins::LoadedPlugin;
 
 /// The outcome of a job's last run.

@@ -3,9 +3,15 @@
 //! Plugins are built before the policies can be loaded (the policies are checked against
 //! the plugins' routes), so the engine is attached once it exists; until then a plugin
 //! that asks for a cached value gets it loaded, uncached.
+//!
+//! A value a plugin caches from code goes through the same lookup → origin → store steps
+//! as a cached route ([`crate::cache::lookup`]), with the same `cache.*` spans. Events a
+//! handler emits are queued for its request ([`with_events`]) and their triggers run
+//! before its response leaves.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -16,7 +22,36 @@ use larder_store::{Entry, Loaded, OriginError, Outcome, Purge};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::engine::Engine;
+use crate::cache::Engine;
+use crate::telemetry::otel;
+
+tokio::task_local! {
+    // Events a handler emits while its request is served. Host::emit pushes here (it runs on
+    // the handler's task, dynamic plugins included: the call crosses into host code).
+    static EVENTS: RefCell<Vec<Event>>;
+}
+
+/// Runs `f` (a request's handler) collecting the events it emits; returns its output and
+/// the events, for the caller to run their triggers before answering.
+pub(crate) async fn with_events<F: Future>(f: F) -> (F::Output, Vec<Event>) {
+    EVENTS
+        .scope(RefCell::new(Vec::new()), async {
+            let out = f.await;
+            (out, EVENTS.with(|e| e.take()))
+        })
+        .await
+}
+
+/// Queues an event for the request being handled on this task; gives it back when the
+/// caller is not inside a request (a background task), so it can be applied at once.
+fn record_event(event: Event) -> Result<(), Event> {
+    let mut slot = Some(event);
+    let _ = EVENTS.try_with(|events| events.borrow_mut().push(slot.take().expect("once")));
+    match slot {
+        None => Ok(()),
+        Some(event) => Err(event),
+    }
+}
 
 /// Services shared by all plugins of one server.
 pub struct CoreHost {
@@ -97,37 +132,57 @@ impl Host for CoreHost {
             };
             let bound = engine.bound_rule(rule.clone());
             let key = namespaced(&plugin, &key);
-            let ttl = rule.ttl.base;
-            let mut tags: Vec<String> = rule
-                .tags
-                .iter()
-                .map(|t| {
-                    t.render(&larder_policy::Request::default(), Default::default())
-                        .0
-                })
-                .collect();
-            tags.push(plugin_tag(&plugin));
-            tags.push(format!("rule:{}", rule.name));
-            let (swr, sie) = (rule.stale_while_revalidate, rule.stale_if_error);
-            // The loader runs on the engine's own task: keep the caller's span around it,
-            // so plugin logs and upstream trace headers belong to the request.
-            let span = tracing::Span::current();
-            let served = engine
-                .cache
-                .get_or_load(&key, &bound.opts, move || async move {
-                    match load.instrument(span).await {
-                        Ok(bytes) => Loaded::Store(
-                            Entry::new(200, bytes)
-                                .with_ttl(Duration::from_millis(ttl.as_millis()))
-                                .with_swr(Duration::from_millis(swr.as_millis()))
-                                .with_sie(Duration::from_millis(sie.as_millis()))
-                                .with_tags(tags),
-                        ),
-                        Err(e) => Loaded::Error(OriginError::new(e.to_string())),
+            let traced = otel::cache_spans(!tracing::Span::current().is_none());
+            let served = match crate::cache::lookup(&engine, &bound, &key, traced) {
+                Ok(hit) => Ok(hit),
+                Err(lookup) => match lookup.rest(&engine, &bound, &key).await {
+                    Ok(hit) => Ok(hit),
+                    Err(miss) => {
+                        let mut tags: Vec<String> = rule
+                            .tags
+                            .iter()
+                            .map(|t| {
+                                t.render(&larder_policy::Request::default(), Default::default())
+                                    .0
+                            })
+                            .collect();
+                        tags.push(plugin_tag(&plugin));
+                        tags.push(format!("rule:{}", rule.name));
+                        // The rule's TTL, its `when` conditions read against no request.
+                        let ttl = rule.ttl(
+                            &larder_policy::Request::default(),
+                            engine.clock(),
+                            None,
+                            &key,
+                        );
+                        let parent = miss.parent();
+                        // The loader runs on the engine's own task: keep the caller's span
+                        // around it, so plugin logs and upstream trace headers belong to
+                        // the request.
+                        let caller = tracing::Span::current();
+                        let plugin = plugin.clone();
+                        miss.load(&engine, &bound, &key, move || async move {
+                            let origin = otel::origin_span(&parent, &plugin);
+                            let loaded = load.instrument(caller).instrument(origin).await;
+                            let store = otel::store_span(&parent);
+                            let loaded = match loaded {
+                                Ok(bytes) => Loaded::Store(
+                                    Entry::new(200, bytes)
+                                        .with_ttl(ttl.ttl().into())
+                                        .with_swr(ttl.stale_while_revalidate.into())
+                                        .with_sie(ttl.stale_if_error.into())
+                                        .with_tags(tags),
+                                ),
+                                Err(e) => Loaded::Error(OriginError::new(e.to_string())),
+                            };
+                            otel::record_store(&store, &loaded);
+                            loaded
+                        })
+                        .await
                     }
-                })
-                .await
-                .map_err(|e| PluginError::Failed(e.message.to_string()))?;
+                },
+            }
+            .map_err(|e| PluginError::Failed(e.message.to_string()))?;
             let cache_hit = matches!(
                 served.status.outcome,
                 Outcome::Hit | Outcome::Stale | Outcome::StaleIfError
@@ -214,7 +269,7 @@ impl Host for CoreHost {
 
     fn emit(&self, event: Event) {
         tracing::debug!(plugin = %event.plugin, event = %event.name, "plugin event");
-        if let Err(event) = crate::layer::record_event(event) {
+        if let Err(event) = record_event(event) {
             // Not inside a request (a background task): apply the triggers right away.
             if let Some(engine) = self.engine() {
                 self.tasks.spawn(async move {
@@ -230,6 +285,6 @@ impl Host for CoreHost {
 
     fn trace_headers(&self) -> Vec<(String, String)> {
         // Runs in host code even for a dynamic plugin, so it reads the host's span tree.
-        crate::otel::current_headers()
+        otel::current_headers()
     }
 }

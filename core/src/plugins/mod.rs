@@ -1,6 +1,9 @@
 //! Finding, loading and building plugins: built-in ones compiled into the binary and
 //! dynamic ones loaded from a `cdylib` named in the config.
 
+pub(crate) mod host;
+pub(crate) mod openapi;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use larder_plugin::{
 use serde::Serialize;
 
 use crate::config::LoadedConfig;
-use crate::diagnostics::{Diagnostic, Diagnostics, closest};
+use crate::config::diagnostics::{Diagnostic, Diagnostics, closest};
 
 /// The plugin kinds this binary knows: built-ins, plus dynamic ones added while loading.
 pub struct PluginRegistry {
@@ -225,7 +228,7 @@ fn settings_diagnostic(config: &LoadedConfig, plugin: &str, e: &PluginError) -> 
                     format!("plugin `{plugin}` setting `{path}`: {message}")
                 },
             );
-            match crate::diagnostics::did_you_mean_from_serde(message) {
+            match crate::config::diagnostics::did_you_mean_from_serde(message) {
                 Some(hint) => d.with_hint(hint),
                 None => d,
             }

@@ -1,20 +1,22 @@
-//! `/metrics` in Prometheus text format.
+//! The Prometheus recorder and the counters the request path updates.
 //!
-//! Per-route request counts and latency are recorded by a thin wrapper around each plugin
-//! route, with handles resolved once when the route is mounted (no label lookup per
-//! request). Cache figures are read off the engine's own counters at scrape time.
+//! Per-route request counts and latency are recorded by the pipeline's finish phase through
+//! a [`Meter`] resolved once when the route is mounted (no label lookup per request). Cache
+//! figures are read off the engine's own counters when `/metrics` is scraped
+//! (`crate::admin::metrics`).
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use metrics::{Counter, Histogram, counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use poem::{Endpoint, IntoResponse, Request, Response};
+use std::sync::atomic::AtomicU64;
 
-use crate::engine::Engine;
-use crate::warming::Warmer;
+use metrics::{Counter, Histogram, counter, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Bodies compressed so far (`larder_cache_compressions_total`): a hit must never add to it.
+pub static COMPRESSIONS: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the process-wide recorder (once) and returns its handle.
 pub fn handle() -> &'static PrometheusHandle {
@@ -58,7 +60,6 @@ pub fn upkeep(
 
 /// The request metrics of one route (`larder_http_requests_total` by status class and
 /// `larder_http_request_duration_seconds`), resolved once: recording is two atomic updates.
-/// Shared by the route's [`Metered`] wrapper and the hit lane, so both count alike.
 pub struct Meter {
     by_class: [Counter; 5],
     duration: Histogram,
@@ -100,128 +101,4 @@ impl Meter {
         self.by_class[class].increment(1);
         self.duration.record(started.elapsed().as_secs_f64());
     }
-}
-
-/// A plugin route with its [`Meter`].
-pub struct Metered<E> {
-    inner: E,
-    meter: std::sync::Arc<Meter>,
-}
-
-impl<E> Metered<E> {
-    /// Wraps a route.
-    pub fn new(inner: E, meter: std::sync::Arc<Meter>) -> Self {
-        Self { inner, meter }
-    }
-}
-
-impl<E: Endpoint> Endpoint for Metered<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> poem::Result<Response> {
-        let started = Instant::now();
-        let resp = match self.inner.call(req).await {
-            Ok(r) => r.into_response(),
-            Err(e) => crate::server::error_response(e),
-        };
-        self.meter.record(resp.status(), started);
-        Ok(resp)
-    }
-}
-
-/// Renders everything: the recorded request metrics plus the cache engine's counters,
-/// per layer and per rule, and warming.
-pub fn render(engine: &Engine, warmer: &Warmer) -> String {
-    let s = engine.cache.snapshot();
-    let c = &s.counters;
-    for (layer, hits, misses) in [
-        ("l1", c.hits_l1, c.misses_l1),
-        ("l2", c.hits_l2, c.misses_l2),
-    ] {
-        counter!("larder_cache_hits_total", "layer" => layer).absolute(hits);
-        counter!("larder_cache_misses_total", "layer" => layer).absolute(misses);
-    }
-    for (name, v) in [
-        ("larder_cache_sets_total", c.sets),
-        ("larder_cache_deletes_total", c.deletes),
-        ("larder_cache_evictions_total", c.evictions),
-        ("larder_cache_errors_total", c.errors),
-        ("larder_cache_corrupt_entries_total", c.corrupt),
-        ("larder_cache_stale_served_total", c.stale_served),
-        (
-            "larder_cache_stale_if_error_served_total",
-            c.stale_if_error_served,
-        ),
-        ("larder_cache_coalesced_waits_total", c.coalesced_waits),
-        ("larder_cache_origin_calls_total", c.origin_calls),
-        ("larder_cache_origin_errors_total", c.origin_errors),
-        ("larder_cache_pass_through_total", c.pass_through),
-        ("larder_cache_refreshes_total", c.refreshes),
-        (
-            "larder_cache_raced_invalidations_total",
-            c.raced_invalidations,
-        ),
-        (
-            "larder_cache_invalidations_published_total",
-            c.invalidations_published,
-        ),
-        (
-            "larder_cache_invalidations_received_total",
-            c.invalidations_received,
-        ),
-        (
-            "larder_cache_origin_calls_saved_total",
-            s.origin_calls_saved,
-        ),
-    ] {
-        counter!(name).absolute(v);
-    }
-    counter!("larder_cache_compressions_total")
-        .absolute(crate::layer::COMPRESSIONS.load(std::sync::atomic::Ordering::Relaxed));
-    counter!("larder_lane_answers_total")
-        .absolute(crate::lane::ANSWERS.load(std::sync::atomic::Ordering::Relaxed));
-    gauge!("larder_cache_l1_bytes").set(s.l1_bytes as f64);
-    gauge!("larder_cache_l1_capacity_bytes").set(s.l1_capacity_bytes as f64);
-    gauge!("larder_cache_l1_entries").set(s.l1_entries as f64);
-    gauge!("larder_cache_hit_ratio").set(s.hit_rate);
-    if let Some(r) = &s.redis {
-        gauge!("larder_redis_connected").set(f64::from(u8::from(r.connected)));
-        gauge!("larder_redis_breaker_open").set(f64::from(u8::from(r.breaker_open)));
-        counter!("larder_redis_breaker_opened_total").absolute(r.breaker_opened_total);
-    }
-    for (layer, lat) in [
-        ("l1", &s.l1_latency),
-        ("l2", &s.l2_latency),
-        ("origin", &s.origin_latency),
-    ] {
-        for (q, v) in [
-            ("0.5", lat.p50_us),
-            ("0.99", lat.p99_us),
-            ("0.999", lat.p999_us),
-        ] {
-            gauge!("larder_cache_latency_seconds", "layer" => layer, "quantile" => q).set(v / 1e6);
-        }
-    }
-    for (rule, r) in &s.rules {
-        let rule = rule.clone();
-        for (result, v) in [
-            ("hit_l1", r.hits_l1),
-            ("hit_l2", r.hits_l2),
-            ("miss", r.misses),
-            ("stale", r.stale_served),
-            ("coalesced", r.coalesced_waits),
-        ] {
-            counter!("larder_cache_rule_results_total", "rule" => rule.clone(), "result" => result)
-                .absolute(v);
-        }
-        counter!("larder_cache_rule_origin_calls_total", "rule" => rule.clone())
-            .absolute(r.origin_calls);
-        counter!("larder_cache_rule_origin_errors_total", "rule" => rule).absolute(r.origin_errors);
-    }
-    for job in warmer.jobs() {
-        counter!("larder_warm_runs_total", "job" => job.name.clone()).absolute(job.runs);
-        gauge!("larder_warm_last_entries", "job" => job.name.clone()).set(job.last_entries as f64);
-        gauge!("larder_warm_last_errors", "job" => job.name).set(job.last_errors as f64);
-    }
-    handle().render()
 }

@@ -2,10 +2,13 @@
 //!
 //! Two layers over one registry, each with its own filter: the log layer (`RUST_LOG`, else
 //! the config's `log_level`) and, only when an endpoint is configured, the OpenTelemetry
-//! layer of [`crate::otel`]. Span fields use the OpenTelemetry semantic-convention names
+//! layer of [`crate::telemetry::otel`]. Span fields use the OpenTelemetry semantic-convention names
 //! (`http.request.method`, `url.path`, ...) because that is what exporters want; text logs
 //! print them under their short names (`method`, `path`, `status`, `route`) and leave out
 //! the `otel.*` fields, which are instructions to the exporter.
+
+pub(crate) mod metrics;
+pub(crate) mod otel;
 
 use std::fmt;
 
@@ -22,14 +25,14 @@ use crate::config::{LogFormat, TelemetryConfig};
 
 /// Installs the global subscriber: `RUST_LOG` wins over the config's `log_level`. Logs go
 /// to stderr; stdout carries only the "listening on" line scripts read. Starts the trace
-/// exporter when an endpoint is configured (see [`crate::otel`]); call [`shutdown`] when
+/// exporter when an endpoint is configured (see [`crate::telemetry::otel`]); call [`shutdown`] when
 /// the server has stopped.
 pub fn init(cfg: &TelemetryConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let text = cfg.log_format == LogFormat::Text;
-    match crate::otel::layer::<Registry>(cfg) {
+    match crate::telemetry::otel::layer::<Registry>(cfg) {
         // Logs only: one global filter, the cheapest set-up (disabled call sites cost one
         // cached check).
         None => {
@@ -60,7 +63,7 @@ pub fn init(cfg: &TelemetryConfig) {
 /// Flushes and stops the trace exporter, if one runs. Call once after the server drained
 /// (the `serve` command does); spans still open then are not exported.
 pub fn shutdown() {
-    crate::otel::shutdown();
+    crate::telemetry::otel::shutdown();
 }
 
 /// Short names in text logs for the semantic-convention span fields.

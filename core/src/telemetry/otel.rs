@@ -18,8 +18,17 @@
 //! `telemetry.otlp_endpoint` (a base URL too). `OTEL_SDK_DISABLED=true` or
 //! `OTEL_TRACES_EXPORTER=none` turn export off. The SDK and the exporter read the other
 //! standard variables themselves: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
-//! `OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`;
-//! `OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT` is read here.
+//! `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS`; `OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT`
+//! is read here.
+//!
+//! ## Sampling
+//! Decided once per request, when it arrives ([`sampled`]), from `OTEL_TRACES_SAMPLER` and
+//! `OTEL_TRACES_SAMPLER_ARG` (`parentbased_always_on` by default; `always_on`,
+//! `always_off`, `traceidratio` and the `parentbased_*` forms; a parent's sampled flag is
+//! always followed). A request not sampled creates no span on its way through the cache, so
+//! an unsampled hit costs one header check and one random number; should it reach the
+//! origin, its request span exists for the logs but is marked not sampled, so nothing of
+//! it is exported. The SDK itself then follows the parent's decision.
 //!
 //! ## Propagation
 //! Only W3C Trace Context (`traceparent`, `tracestate`): [`accept_parent`] makes an incoming
@@ -48,6 +57,8 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::TelemetryConfig;
 use larder_store::{CacheStatus, Loaded, OriginError, Outcome, Served};
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::trace::Sampler;
 
 /// Set once an exporter runs; every per-request helper here returns at once while unset.
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -61,6 +72,84 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Whether spans are exported. Cheap: one relaxed load.
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
+}
+
+/// The head sampler: what share of requests without a sampled parent are traced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct HeadSampler {
+    /// 0.0 ..= 1.0.
+    ratio: f64,
+}
+
+static SAMPLER: OnceLock<HeadSampler> = OnceLock::new();
+
+impl HeadSampler {
+    /// From `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (the OpenTelemetry names;
+    /// unknown values fall back to the default, with a note on stderr).
+    fn from_env() -> Self {
+        let name = env("OTEL_TRACES_SAMPLER").unwrap_or_else(|| "parentbased_always_on".into());
+        let arg = env("OTEL_TRACES_SAMPLER_ARG")
+            .and_then(|a| a.trim().parse::<f64>().ok())
+            .filter(|r| (0.0..=1.0).contains(r));
+        let ratio = match name.trim() {
+            "always_on" | "parentbased_always_on" => 1.0,
+            "always_off" | "parentbased_always_off" => 0.0,
+            "traceidratio" | "parentbased_traceidratio" => arg.unwrap_or(1.0),
+            other => {
+                eprintln!(
+                    "larder: OTEL_TRACES_SAMPLER={other} is not supported; using parentbased_always_on"
+                );
+                1.0
+            }
+        };
+        Self { ratio }
+    }
+}
+
+/// The per-request sampling decision: whether this request is traced. An incoming
+/// `traceparent` decides by its sampled flag; otherwise the configured ratio does. `false`
+/// whenever export is off.
+pub fn sampled(headers: &HeaderMap) -> bool {
+    if !enabled() {
+        return false;
+    }
+    if let Some(parent) = headers.get("traceparent") {
+        // version-traceid-spanid-flags; an invalid header is ignored, as the propagator does.
+        let flags = parent
+            .to_str()
+            .ok()
+            .and_then(|v| v.rsplit('-').next())
+            .filter(|f| f.len() == 2)
+            .and_then(|f| u8::from_str_radix(f, 16).ok());
+        if let Some(flags) = flags {
+            return flags & 1 == 1;
+        }
+    }
+    let ratio = SAMPLER.get_or_init(HeadSampler::from_env).ratio;
+    ratio >= 1.0 || (ratio > 0.0 && fastrand::f64() < ratio)
+}
+
+/// Whether a request records `cache.*` spans: with export off, whatever the log filter
+/// wants (a disabled call site costs one cached check); with export on, only a sampled
+/// request, so an unsampled hit builds no span at all.
+pub fn cache_spans(sampled: bool) -> bool {
+    !enabled() || sampled
+}
+
+/// Marks `span` (not yet entered) as not sampled: its logs keep their context, and neither
+/// it nor any span under it is exported.
+pub fn unsampled(span: &tracing::Span) {
+    if !enabled() || span.is_disabled() {
+        return;
+    }
+    let cx = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from(fastrand::u128(1..)),
+        SpanId::from(fastrand::u64(1..)),
+        TraceFlags::default(),
+        true,
+        TraceState::default(),
+    ));
+    let _ = span.set_parent(cx);
 }
 
 fn propagator() -> &'static TraceContextPropagator {
@@ -177,6 +266,8 @@ where
         }
     };
     let provider = SdkTracerProvider::builder()
+        // The head decision is ours ([`sampled`]); the SDK follows it through the parent.
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .with_span_processor(BatchSpanProcessor::builder(exporter).build())
         .with_resource(resource(cfg))
         .build();
@@ -226,19 +317,6 @@ pub fn accept_parent(span: &tracing::Span, headers: &HeaderMap) {
     let cx = propagator().extract(&HeaderExtractor(headers));
     if cx.span().span_context().is_valid() {
         let _ = span.set_parent(cx);
-    }
-}
-
-/// Names a server span `{method} {route}`, or `{method}` when no route matched (the
-/// OpenTelemetry HTTP convention), once the route is known: a name given when the span is
-/// created cannot be changed later through `tracing`.
-pub fn name_server_span(span: &tracing::Span, method: &str, route: Option<&str>) {
-    if enabled() {
-        let name = match route {
-            Some(route) => format!("{method} {route}"),
-            None => method.to_owned(),
-        };
-        span.context().span().update_name(name);
     }
 }
 
@@ -375,6 +453,27 @@ pub fn lookup_span(rule: &str) -> tracing::Span {
     )
 }
 
+/// Records a [`lookup_span`]'s outcome when the cache answered.
+pub fn record_served(span: &tracing::Span, served: &Served) {
+    if !span.is_disabled() {
+        record_lookup_ok(span, served);
+    }
+}
+
+fn record_lookup_ok(span: &tracing::Span, served: &Served) {
+    let (result, detail) = cache_result(&served.status);
+    span.record("cache.result", result);
+    if let Some(layer) = served.status.layer {
+        span.record("cache.layer", layer.as_str());
+    }
+    if let Some(detail) = detail {
+        span.record("cache.detail", detail);
+    }
+    if result == "miss" {
+        span.record("cache.stored", served.status.stored);
+    }
+}
+
 /// Records a [`lookup_span`]'s outcome: `cache.result` hit | miss | stale, `cache.layer`
 /// l1 | l2 when an entry answered, `cache.detail` for coalesced, pass-through and
 /// stale-if-error answers, `cache.stored` on misses.
@@ -383,19 +482,7 @@ pub fn record_lookup(span: &tracing::Span, served: &Result<Served, OriginError>)
         return;
     }
     match served {
-        Ok(served) => {
-            let (result, detail) = cache_result(&served.status);
-            span.record("cache.result", result);
-            if let Some(layer) = served.status.layer {
-                span.record("cache.layer", layer.as_str());
-            }
-            if let Some(detail) = detail {
-                span.record("cache.detail", detail);
-            }
-            if result == "miss" {
-                span.record("cache.stored", served.status.stored);
-            }
-        }
+        Ok(served) => record_lookup_ok(span, served),
         Err(_) => {
             span.record("cache.result", "miss");
             span.record("cache.detail", "origin-error");

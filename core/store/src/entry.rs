@@ -57,6 +57,26 @@ impl BodyEncoding {
         }
     }
 
+    /// The coding's token as `Accept-Encoding` and `Content-Encoding` spell it.
+    pub fn token(self) -> &'static str {
+        self.content_encoding().unwrap_or("identity")
+    }
+
+    /// Parses a coding token (case-insensitive; `x-gzip` is gzip).
+    pub fn from_token(token: &str) -> Option<Self> {
+        let t = token.trim();
+        [
+            ("identity", BodyEncoding::Identity),
+            ("br", BodyEncoding::Br),
+            ("zstd", BodyEncoding::Zstd),
+            ("gzip", BodyEncoding::Gzip),
+            ("x-gzip", BodyEncoding::Gzip),
+            ("deflate", BodyEncoding::Deflate),
+        ]
+        .into_iter()
+        .find_map(|(name, e)| t.eq_ignore_ascii_case(name).then_some(e))
+    }
+
     fn from_u8(v: u8) -> Option<Self> {
         Some(match v {
             0 => BodyEncoding::Identity,
@@ -66,6 +86,12 @@ impl BodyEncoding {
             4 => BodyEncoding::Deflate,
             _ => return None,
         })
+    }
+}
+
+impl std::fmt::Display for BodyEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.token())
     }
 }
 

@@ -1,0 +1,18 @@
+//! HTTP: the request pipeline and its phases.
+//!
+//! - [`pipeline`]: the phases every request to a route passes, driven in one place, and the
+//!   endpoints poem's router dispatches to;
+//! - [`admission`]: body size, rate limits, CORS;
+//! - [`view`]: the request as the policy's decision function reads it;
+//! - [`respond`]: answers built from cache entries (headers, 304, coding negotiation);
+//! - [`store`]: an origin answer turned into an entry;
+//! - [`compression`]: stored codings, negotiation, compress and decode;
+//! - [`error`]: the one JSON error envelope.
+
+pub(crate) mod admission;
+pub(crate) mod compression;
+pub(crate) mod error;
+pub(crate) mod pipeline;
+pub(crate) mod respond;
+pub(crate) mod store;
+pub(crate) mod view;

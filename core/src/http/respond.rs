@@ -1,0 +1,189 @@
+//! Answers built from what the cache served: the stored status, headers and body, plus
+//! `Cache-Status`, `Age`, `Cache-Control`, `ETag` (304 on a match) and `Vary`; the body as
+//! stored for clients that accept its coding, decoded for the others.
+
+use larder_policy::Scope;
+use larder_store::{BodyEncoding, Entry, OriginError, Outcome, Served};
+use poem::Response;
+use poem::http::StatusCode;
+use poem::http::header::{self, HeaderName, HeaderValue};
+use tracing::Instrument;
+
+use crate::cache::{BoundRule, Engine};
+use crate::http::compression::{self, Delivery};
+use crate::http::error::ApiError;
+
+pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+pub(crate) fn set_header(resp: &mut Response, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
+fn etag_matches(if_none_match: &HeaderValue, etag: &str) -> bool {
+    let Ok(list) = if_none_match.to_str() else {
+        return false;
+    };
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let etag = bare(etag);
+    list.split(',').any(|t| t.trim() == "*" || bare(t) == etag)
+}
+
+/// Builds the answer from what the engine served. `decoded_limit` caps what a stored body
+/// may decode to for a client that cannot take its coding.
+pub(crate) async fn respond(
+    served: &Served,
+    bound: &BoundRule,
+    accept: Option<&HeaderValue>,
+    if_none_match: Option<&HeaderValue>,
+    decoded_limit: usize,
+    engine: &Engine,
+) -> Response {
+    let entry = &served.entry;
+    let pass = served.status.outcome == Outcome::PassThrough;
+    let mut resp = entry_response(entry, StatusCode::OK);
+    set_header(
+        &mut resp,
+        CACHE_STATUS.clone(),
+        &served.status.header_value("larder"),
+    );
+    if pass {
+        resp.set_body(entry.body.clone());
+        return resp;
+    }
+    let rule = &bound.rule;
+    let now = engine.cache.now_ms();
+    let ttl_left = (entry.ttl_left_ms(now).max(0) / 1000) as u64;
+    let visibility = if rule.scope == Scope::Public {
+        "public"
+    } else {
+        "private"
+    };
+    let mut cc = String::with_capacity(96);
+    {
+        use std::fmt::Write;
+        let _ = write!(cc, "{visibility}, max-age={ttl_left}");
+        if !entry.stale_while_revalidate.is_zero() {
+            let _ = write!(
+                cc,
+                ", stale-while-revalidate={}",
+                entry.stale_while_revalidate.as_secs()
+            );
+        }
+        if !entry.stale_if_error.is_zero() {
+            let _ = write!(cc, ", stale-if-error={}", entry.stale_if_error.as_secs());
+        }
+    }
+    set_header(&mut resp, header::CACHE_CONTROL, &cc);
+    resp.headers_mut()
+        .insert(header::AGE, HeaderValue::from(entry.age(now).as_secs()));
+    let mut vary: Vec<&str> = Vec::new();
+    if entry.encoding != BodyEncoding::Identity {
+        vary.push("Accept-Encoding");
+    }
+    vary.extend(rule.vary.iter().map(String::as_str));
+    if rule.scope == Scope::User {
+        vary.push("Authorization");
+        vary.push("Cookie");
+    }
+    if !vary.is_empty() {
+        set_header(&mut resp, header::VARY, &vary.join(", "));
+    }
+    if let Some(etag) = &entry.etag {
+        set_header(&mut resp, header::ETAG, etag);
+        if let Some(inm) = if_none_match
+            && etag_matches(inm, etag)
+        {
+            resp.set_status(StatusCode::NOT_MODIFIED);
+            resp.headers_mut().remove(header::CONTENT_TYPE);
+            return resp;
+        }
+    }
+    let stored = entry.encoding;
+    let accept = accept.and_then(|v| v.to_str().ok());
+    match compression::negotiate(accept, stored) {
+        Delivery::AsStored => {
+            if let Some(token) = entry.encoding.content_encoding() {
+                set_header(&mut resp, header::CONTENT_ENCODING, token);
+            }
+            resp.set_body(entry.body.clone());
+        }
+        Delivery::Decode => {
+            let span = tracing::debug_span!("cache.decompress", cache.encoding = stored.token());
+            match Box::pin(
+                compression::decompress(&entry.body, stored, decoded_limit).instrument(span),
+            )
+            .await
+            {
+                Ok(plain) => resp.set_body(plain),
+                Err(e) => {
+                    tracing::error!(error = %e, "stored body could not be decoded for this client");
+                    return ApiError::new(
+                        "internal_error",
+                        "the cached response could not be decoded",
+                    )
+                    .respond(StatusCode::INTERNAL_SERVER_ERROR);
+                }
+            }
+        }
+    }
+    resp
+}
+
+/// A response with a stored entry's status (or `fallback` if it is not valid) and headers;
+/// the caller sets the body.
+fn entry_response(entry: &Entry, fallback: StatusCode) -> Response {
+    let mut resp = Response::builder()
+        .status(StatusCode::from_u16(entry.status).unwrap_or(fallback))
+        .finish();
+    for (name, value) in &entry.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_maybe_shared(value.clone()),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    resp
+}
+
+/// The origin failed and no stale copy could stand in: its own error response if it sent
+/// one, else a 502/504 with the error envelope.
+pub(crate) fn origin_failure(err: &OriginError) -> Response {
+    let mut resp = match &err.response {
+        Some(entry) => {
+            let mut resp = entry_response(entry, StatusCode::BAD_GATEWAY);
+            resp.set_body(entry.body.clone());
+            resp
+        }
+        None => {
+            let status = if err.timed_out {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            ApiError::new("origin_error", err.message.to_string()).respond(status)
+        }
+    };
+    set_header(
+        &mut resp,
+        CACHE_STATUS.clone(),
+        "larder; fwd=uri-miss; detail=origin-error",
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_compare_weakly() {
+        let v = HeaderValue::from_static("W/\"abc\", \"def\"");
+        assert!(etag_matches(&v, "\"abc\""));
+        assert!(etag_matches(&v, "\"def\""));
+        assert!(!etag_matches(&v, "\"xyz\""));
+        assert!(etag_matches(&HeaderValue::from_static("*"), "\"q\""));
+    }
+}

@@ -1,0 +1,107 @@
+//! The request as the policy sees it: [`larder_policy::RequestView`] over poem's request.
+//!
+//! Query pairs and the principal are worked out only if the rule asks for them: most keys
+//! use the path alone, and a hit should not pay for the rest.
+
+use std::cell::OnceCell;
+
+use larder_policy::RequestView;
+use poem::Request;
+use poem::http::header;
+use serde_json::Value;
+
+use crate::cache::RouteSlot;
+
+/// A borrowed request, its JSON body (when the rule reads bodies) and its route.
+pub(crate) struct View<'a> {
+    req: &'a Request,
+    body: Option<&'a Value>,
+    slot: &'a RouteSlot,
+    query: OnceCell<Vec<(String, String)>>,
+    user: OnceCell<Option<String>>,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn new(req: &'a Request, body: Option<&'a Value>, slot: &'a RouteSlot) -> Self {
+        Self {
+            req,
+            body,
+            slot,
+            query: OnceCell::new(),
+            user: OnceCell::new(),
+        }
+    }
+
+    fn query(&self) -> &[(String, String)] {
+        self.query.get_or_init(|| {
+            self.req
+                .uri()
+                .query()
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// A stable, non-reversible id of the credentials a request carries: entries of `user`
+/// scope are keyed by it, never by the secret itself.
+fn principal(req: &Request) -> Option<String> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut any = false;
+    for name in [
+        header::AUTHORIZATION.as_str(),
+        "x-api-key",
+        header::COOKIE.as_str(),
+    ] {
+        if let Some(v) = req.headers().get(name) {
+            h.update(name.as_bytes());
+            h.update(v.as_bytes());
+            any = true;
+        }
+    }
+    any.then(|| format!("{:032x}", h.digest128()))
+}
+
+impl RequestView for View<'_> {
+    fn method(&self) -> &str {
+        self.req.method().as_str()
+    }
+    fn path(&self) -> &str {
+        self.req.uri().path()
+    }
+    fn path_param(&self, name: &str) -> Option<&str> {
+        self.req.raw_path_param(self.slot.param_key(name)?)
+    }
+    fn query_param(&self, name: &str) -> Option<&str> {
+        self.query()
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn visit_query<'b>(&'b self, visit: &mut dyn FnMut(&'b str, &'b str)) {
+        for (k, v) in self.query() {
+            visit(k, v);
+        }
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.req.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+    fn body(&self) -> Option<&Value> {
+        self.body
+    }
+    fn tenant(&self) -> Option<&str> {
+        self.header("x-tenant-id")
+    }
+    fn user(&self) -> Option<&str> {
+        self.user.get_or_init(|| principal(self.req)).as_deref()
+    }
+    fn plugin(&self) -> Option<&str> {
+        Some(&self.slot.plugin)
+    }
+    fn operation(&self) -> Option<&str> {
+        self.slot.operation.as_deref()
+    }
+    fn has_header(&self, name: &str) -> bool {
+        self.req.headers().contains_key(name)
+    }
+}
