@@ -443,7 +443,9 @@ impl Parts<'_> {
         }
         let route = by_path
             .into_iter()
-            .fold(Route::new(), |route, (path, methods)| {
+            .fold(Route::new(), |route, (path, mut methods)| {
+                // The APIs hand routes over in hash order; `Allow` lists them in one.
+                methods.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
                 route.at(path, PathEndpoint { methods })
             });
         Ok((route, limiters))

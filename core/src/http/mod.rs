@@ -16,3 +16,6 @@ pub(crate) mod pipeline;
 pub(crate) mod respond;
 pub(crate) mod store;
 pub(crate) mod view;
+
+#[cfg(test)]
+mod tests;

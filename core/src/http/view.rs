@@ -7,7 +7,6 @@ use std::cell::OnceCell;
 
 use larder_policy::RequestView;
 use poem::Request;
-use poem::http::header;
 use serde_json::Value;
 
 use crate::cache::RouteSlot;
@@ -43,19 +42,19 @@ impl<'a> View<'a> {
     }
 }
 
+/// The credential headers a `user`-scoped entry is keyed by.
+const CREDENTIALS: [&str; 3] = ["authorization", "x-api-key", "cookie"];
+
 /// A stable, non-reversible id of the credentials a request carries: entries of `user`
-/// scope are keyed by it, never by the secret itself.
-fn principal(req: &Request) -> Option<String> {
+/// scope are keyed by it, never by the secret itself. `header` reads a request header's
+/// raw bytes; the server and `larder explain` both derive the principal here.
+pub(crate) fn principal<'h>(header: impl Fn(&str) -> Option<&'h [u8]>) -> Option<String> {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut any = false;
-    for name in [
-        header::AUTHORIZATION.as_str(),
-        "x-api-key",
-        header::COOKIE.as_str(),
-    ] {
-        if let Some(v) = req.headers().get(name) {
+    for name in CREDENTIALS {
+        if let Some(v) = header(name) {
             h.update(name.as_bytes());
-            h.update(v.as_bytes());
+            h.update(v);
             any = true;
         }
     }
@@ -93,7 +92,9 @@ impl RequestView for View<'_> {
         self.header("x-tenant-id")
     }
     fn user(&self) -> Option<&str> {
-        self.user.get_or_init(|| principal(self.req)).as_deref()
+        self.user
+            .get_or_init(|| principal(|name| Some(self.req.headers().get(name)?.as_bytes())))
+            .as_deref()
     }
     fn plugin(&self) -> Option<&str> {
         Some(&self.slot.plugin)
