@@ -29,7 +29,6 @@ async fn main() {
     let redis = larder_testkit::redis::RedisServer::spawn().expect("spawn redis-server");
     let cache = Cache::new(CacheConfig {
         mode: StoreKind::Hybrid,
-        ttl_jitter: 0.0,
         redis: RedisConfig {
             url: Some(redis.url()),
             ..RedisConfig::default()

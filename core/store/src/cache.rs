@@ -301,11 +301,6 @@ impl Cache {
 
     /// Like [`Cache::new`], with entry times read from `clock` (the server's one clock).
     pub async fn with_clock(config: CacheConfig, clock: Clock) -> Result<Cache, StoreError> {
-        if !(0.0..=0.5).contains(&config.ttl_jitter) {
-            return Err(StoreError::Config(
-                "ttl_jitter must be within 0.0..=0.5".into(),
-            ));
-        }
         let stats = Arc::new(Stats::default());
         let l1 = MemoryStore::new(config.l1_capacity_bytes, clock);
         let l2 = match (&config.redis.url, config.mode) {
@@ -939,18 +934,14 @@ impl Cache {
         }
     }
 
-    /// Stamps creation time and applies TTL jitter (only ever shortening: the policy's TTL
-    /// is an upper bound).
+    /// Stamps the creation time. The TTL is the caller's (the policy's, jitter included:
+    /// `ttl.jitter` spreads expiry deterministically per key), never changed here.
     fn stamp(&self, mut entry: Entry, now: u64) -> Entry {
         entry.created_at_ms = now;
-        let jitter = self.inner.config.ttl_jitter;
-        if jitter > 0.0 && !entry.ttl.is_zero() {
-            entry.ttl = entry.ttl.mul_f64(1.0 - jitter * fastrand::f64());
-        }
         entry
     }
 
-    /// Stores an entry directly (warming, programmatic writes): stamped, jittered, written
+    /// Stores an entry directly (warming, programmatic writes): stamped, written
     /// to the chosen layers (L2 awaited here, since no response is waiting on it).
     pub async fn set(
         &self,

@@ -32,9 +32,6 @@ pub struct CacheConfig {
     pub mode: StoreKind,
     /// L1 budget in bytes (entry bodies, headers and bookkeeping are all counted).
     pub l1_capacity_bytes: u64,
-    /// Fraction (0.0–0.5) by which stored TTLs are randomly shortened, so entries written
-    /// together do not all expire together.
-    pub ttl_jitter: f64,
     /// Redis (L2) settings; ignored in memory mode.
     pub redis: RedisConfig,
 }
@@ -44,7 +41,6 @@ impl Default for CacheConfig {
         CacheConfig {
             mode: StoreKind::Memory,
             l1_capacity_bytes: 256 * 1024 * 1024,
-            ttl_jitter: 0.1,
             redis: RedisConfig::default(),
         }
     }

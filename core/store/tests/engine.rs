@@ -9,7 +9,6 @@ use tokio::sync::Notify;
 
 async fn memory_cache() -> Cache {
     Cache::new(CacheConfig {
-        ttl_jitter: 0.0,
         ..CacheConfig::default()
     })
     .await

@@ -13,7 +13,6 @@ use larder_testkit::redis::{RedisCluster, RedisServer};
 fn config(url: &str) -> CacheConfig {
     CacheConfig {
         mode: StoreKind::Hybrid,
-        ttl_jitter: 0.0,
         redis: RedisConfig {
             url: Some(url.to_string()),
             command_timeout_ms: Duration::from_millis(100),

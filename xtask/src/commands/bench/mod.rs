@@ -188,7 +188,7 @@ impl Ctx {
             None => "  mode: memory\n".into(),
         };
         let config = format!(
-            "listen: 127.0.0.1:0\npolicies: {policies}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  bench:\n    library: {lib}\n    prefix: /bench\n    settings: {{ payload_bytes: {pb}, slow_ms: {slow} }}\nstorage:\n  l1_capacity_bytes: {l1}\n  ttl_jitter: 0.0\n{storage}",
+            "listen: 127.0.0.1:0\npolicies: {policies}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  bench:\n    library: {lib}\n    prefix: /bench\n    settings: {{ payload_bytes: {pb}, slow_ms: {slow} }}\nstorage:\n  l1_capacity_bytes: {l1}\n{storage}",
             policies = yaml_str(&policies.to_string_lossy()),
             lib = yaml_str(&lib.to_string_lossy()),
             pb = self.payload_bytes,
