@@ -48,7 +48,7 @@ pub use compression::Compression;
 pub use diag::{Diagnostic, Diagnostics, Location};
 pub use expr::{Clock, Expr};
 pub use policy::{Explanation, PolicySet, RequestMatch, RouteInfo, Trigger};
-pub use request::{Request, RequestView};
+pub use request::{CREDENTIAL_HEADERS, Request, RequestView};
 pub use rule::{Decision, Invalidation, Rule, RuleMatch, Skip, TtlCondition, TtlDecision};
 pub use spec::{Algorithm, Method, Scope, Store, json_schema};
 pub use template::Template;

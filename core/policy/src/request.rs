@@ -5,6 +5,10 @@
 
 use serde_json::Value;
 
+/// The headers that make a request credentialed (lower case): such a request is never
+/// answered from, nor stored in, a `public` entry, and `user` scope keys by them.
+pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "cookie"];
+
 /// What a policy may read from a request. Every method is cheap and allocation-free; the
 /// policy only borrows.
 pub trait RequestView {
@@ -44,12 +48,9 @@ pub trait RequestView {
     fn has_header(&self, name: &str) -> bool {
         self.header(name).is_some()
     }
-    /// Whether the request carries credentials (`Authorization`, `x-api-key` or a
-    /// `Cookie`): such a request is never answered from, nor stored in, a `public` entry.
+    /// Whether the request carries any of the [`CREDENTIAL_HEADERS`].
     fn has_credentials(&self) -> bool {
-        ["authorization", "x-api-key", "cookie"]
-            .iter()
-            .any(|h| self.has_header(h))
+        CREDENTIAL_HEADERS.iter().any(|h| self.has_header(h))
     }
 }
 

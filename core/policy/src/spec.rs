@@ -293,16 +293,18 @@ impl Method {
 
     /// Parses an upper- or lower-case method name.
     pub fn parse(s: &str) -> Option<Method> {
-        Some(match s.to_ascii_uppercase().as_str() {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "PATCH" => Method::Patch,
-            "DELETE" => Method::Delete,
-            "OPTIONS" => Method::Options,
-            _ => return None,
-        })
+        // No allocation: this runs on every request (`Rule::caches_method`).
+        [
+            ("GET", Method::Get),
+            ("HEAD", Method::Head),
+            ("POST", Method::Post),
+            ("PUT", Method::Put),
+            ("PATCH", Method::Patch),
+            ("DELETE", Method::Delete),
+            ("OPTIONS", Method::Options),
+        ]
+        .into_iter()
+        .find_map(|(name, m)| s.eq_ignore_ascii_case(name).then_some(m))
     }
 
     /// Whether requests of this method usually carry a body.

@@ -147,7 +147,7 @@ impl App {
     pub async fn build(
         config: LoadedConfig,
         registry: &PluginRegistry,
-    ) -> Result<(Self, Arc<BoxEndpoint<'static>>), StartError> {
+    ) -> Result<(Self, Arc<Server>), StartError> {
         let paths = vec![config.config.policies.clone()];
         Self::build_with_policies(config, registry, paths).await
     }
@@ -158,7 +158,7 @@ impl App {
         config: LoadedConfig,
         registry: &PluginRegistry,
         policy_paths: Vec<PathBuf>,
-    ) -> Result<(Self, Arc<BoxEndpoint<'static>>), StartError> {
+    ) -> Result<(Self, Arc<Server>), StartError> {
         let resolved = check(&config, registry)?;
         let clock = config
             .config
@@ -206,7 +206,8 @@ impl App {
         };
         let (route, limiters) = parts.routes(routes)?;
         let route = parts.core_pages(route, (&json, &yaml, swagger_html), &warmer);
-        let endpoint: Arc<BoxEndpoint<'static>> = Arc::new(Server(route).boxed());
+        // Concrete, not boxed: poem's server boxes it once more per request anyway.
+        let endpoint = Arc::new(Server(route));
         warmer.set_endpoint(endpoint.clone());
         let app = Self {
             limiters,

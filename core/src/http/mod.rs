@@ -12,7 +12,7 @@
 pub(crate) mod admission;
 pub(crate) mod compression;
 pub(crate) mod error;
-pub(crate) mod pipeline;
+pub mod pipeline;
 pub(crate) mod respond;
 pub(crate) mod store;
 pub(crate) mod view;

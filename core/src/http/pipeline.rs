@@ -24,10 +24,13 @@
 //! reaches the origin (where plugin logs want one), and the `finish` phase logs the same
 //! way with or without one.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use futures::FutureExt;
+use futures::future::Either;
 use larder_plugin::Event;
 use larder_policy::{Rule, Skip};
 use larder_store::Served;
@@ -41,7 +44,7 @@ use tracing::Instrument;
 use crate::cache::{BoundRule, Engine, RouteSlot};
 use crate::http::admission::{Admission, Cors};
 use crate::http::error::{ApiError, error_response};
-use crate::http::respond::{CACHE_STATUS, origin_failure, respond, set_header};
+use crate::http::respond::{CACHE_STATUS, origin_failure, respond, set_header, set_owned_header};
 use crate::http::store::{Pending, to_loaded};
 use crate::http::view::View;
 use crate::plugins::host::{plugin_tag, with_events};
@@ -104,8 +107,22 @@ impl Trace {
     }
 }
 
-/// Time spent in the origin, in µs (0 when it did not run), for `Server-Timing`.
+/// Time spent in the origin, in µs, for `Server-Timing` (shared with the loader's task).
 type OriginTime = Arc<AtomicU64>;
+
+/// What the decision phase (and L1) made of a request.
+enum Plan {
+    /// A fresh copy in L1: the short exit.
+    Hit(Served, Arc<BoundRule>),
+    /// No rule binds the route: the origin alone.
+    Uncovered,
+    /// The rule may key on the body: decided once it is read.
+    ReadBody(Arc<BoundRule>),
+    /// Not cached, and why.
+    Skip(Arc<BoundRule>, Skip),
+    /// Cached under this key, not in L1: L2 next, then the origin.
+    Look(Arc<BoundRule>, String, crate::cache::Lookup),
+}
 
 impl Pipeline {
     fn request_span(&self, req: &Request, sampled: bool) -> tracing::Span {
@@ -130,7 +147,10 @@ impl Pipeline {
         span
     }
 
-    /// Every phase, in order, for one request.
+    /// Every phase, in order, for one request. A hit's whole way — admission, decision, an
+    /// L1 lookup, the answer, finish — runs here on the borrowed request; every other way
+    /// goes on in [`Pipeline::rest`], boxed, so the future a hit is polled through (and
+    /// copied into its box by the router) stays small.
     pub(crate) async fn run(&self, mut req: Request) -> Response {
         let started = Instant::now();
         let mut trace = Trace::start(self, &req);
@@ -139,97 +159,178 @@ impl Pipeline {
             .cors
             .as_ref()
             .and_then(|_| req.headers().get(header::ORIGIN).cloned());
-        let origin_time = OriginTime::default();
+        let mut origin_us = 0;
         let resp = match self.admission.admit(&mut req) {
             Some(answer) => answer,
             None => {
-                let outer = trace.span.clone();
-                let serve = self.serve(req, &mut trace, &origin_time);
-                match outer {
-                    Some(span) => serve.instrument(span).await,
-                    None => serve.await,
+                // One span type whether or not a span exists yet (a disabled one costs
+                // nothing to enter), so the state machine holds one copy of the answer.
+                let span = trace.span.clone().unwrap_or_else(tracing::Span::none);
+                match span.in_scope(|| self.plan(&req, &trace)) {
+                    Plan::Hit(served, bound) => {
+                        let h = req.headers();
+                        respond(
+                            &served,
+                            &bound,
+                            h.get(header::ACCEPT_ENCODING),
+                            h.get(header::IF_NONE_MATCH),
+                            self.decoded_limit,
+                            &self.engine,
+                        )
+                        .instrument(span)
+                        .await
+                    }
+                    plan => {
+                        let rest = Box::pin(self.rest(plan, req, &mut trace).instrument(span));
+                        let (resp, us) = rest.await;
+                        origin_us = us;
+                        resp
+                    }
                 }
             }
         };
-        self.finish(
-            resp,
-            started,
-            origin_time.load(Ordering::Relaxed),
-            &trace,
-            cors_origin.as_ref(),
-        )
+        self.finish(resp, started, origin_us, &trace, cors_origin.as_ref())
     }
 
-    /// Decision, lookup, origin and store.
-    async fn serve(&self, req: Request, trace: &mut Trace, origin_time: &OriginTime) -> Response {
-        let (Some(slot), Some(bound)) = (
-            &self.slot,
-            self.slot.as_ref().and_then(|s| s.bound.load_full()),
-        ) else {
-            // No rule: straight to the origin.
-            return Box::pin(self.origin_only(req, trace, origin_time)).await;
+    /// The decision phase, and the lookup phase's synchronous L1 half, for a request whose
+    /// body the rule does not read.
+    fn plan(&self, req: &Request, trace: &Trace) -> Plan {
+        let Some(bound) = self.slot.as_ref().and_then(|s| s.bound.load_full()) else {
+            return Plan::Uncovered;
         };
-        let rule = &bound.rule;
-        let (req, body) = if reads_body(req.method()) {
-            match buffer_body(req, self.admission.body_limit).await {
-                Ok(v) => v,
-                Err(resp) => return resp,
+        if reads_body(req.method()) {
+            return Plan::ReadBody(bound);
+        }
+        match self.decide(&bound, req, None, trace) {
+            Ok(key) => {
+                match crate::cache::lookup(&self.engine, &bound, &key, trace.cache_spans()) {
+                    Ok(hit) => Plan::Hit(hit, bound),
+                    Err(lookup) => Plan::Look(bound, key, lookup),
+                }
             }
-        } else {
-            (req, None)
-        };
+            Err(skip) => Plan::Skip(bound, skip),
+        }
+    }
 
-        // Decision: the one function `larder explain` runs too.
-        let policy_span = trace.cache_spans().then(|| {
+    /// The decision: the rule's key for the request, or why not to cache. The one function
+    /// `larder explain` runs too.
+    fn decide(
+        &self,
+        bound: &BoundRule,
+        req: &Request,
+        body: Option<&Value>,
+        trace: &Trace,
+    ) -> Result<String, Skip> {
+        let slot = self.slot.as_deref().expect("a bound rule has a route slot");
+        let rule = &bound.rule;
+        let span = trace.cache_spans().then(|| {
             tracing::debug_span!(
                 "cache.policy",
                 cache.rule = %rule.name,
                 cache.decision = tracing::field::Empty,
             )
         });
-        let decision = rule.decide(&View::new(&req, body.as_ref(), slot), self.engine.clock());
-        if let Some(span) = policy_span {
+        let decision = rule.decide(&View::new(req, body, slot), self.engine.clock());
+        if let Some(span) = span {
             let verdict = decision
                 .as_ref()
                 .map_or_else(|skip| skip.as_str(), |_| "cache");
             span.record("cache.decision", verdict);
         }
-        let key = match decision {
-            Ok(d) => d.key,
-            Err(Skip::Method | Skip::Disabled) => {
-                return Box::pin(self.write(rule, slot, req, body, trace, origin_time)).await;
+        decision.map(|d| d.key)
+    }
+
+    /// Every way but a hit found in L1: the origin without a rule, reading a body the key
+    /// needs, a decision not to cache (a write, a bypass), L2, and the miss's origin and
+    /// store. Returns the answer and the origin's time in µs (0 when it did not run).
+    async fn rest(&self, plan: Plan, req: Request, trace: &mut Trace) -> (Response, u64) {
+        let origin_time = OriginTime::default();
+        let resp = match plan {
+            Plan::Hit(..) => unreachable!("answered in `run`"),
+            Plan::Uncovered => self.origin_only(req, trace, &origin_time).await,
+            Plan::ReadBody(bound) => {
+                let (req, body) = match buffer_body(req, self.admission.body_limit).await {
+                    Ok(v) => v,
+                    Err(resp) => return (resp, 0),
+                };
+                match self.decide(&bound, &req, body.as_ref(), trace) {
+                    Ok(key) => {
+                        let lookup =
+                            crate::cache::lookup(&self.engine, &bound, &key, trace.cache_spans());
+                        self.look(bound, key, lookup, (req, body), trace, &origin_time)
+                            .await
+                    }
+                    Err(skip) => {
+                        self.skip(bound, skip, (req, body), trace, &origin_time)
+                            .await
+                    }
+                }
             }
-            Err(skip) => {
-                let mut resp = Box::pin(self.origin_only(req, trace, origin_time)).await;
+            Plan::Skip(bound, skip) => {
+                self.skip(bound, skip, (req, None), trace, &origin_time)
+                    .await
+            }
+            Plan::Look(bound, key, lookup) => {
+                self.look(bound, key, Err(lookup), (req, None), trace, &origin_time)
+                    .await
+            }
+        };
+        (resp, origin_time.load(Ordering::Relaxed))
+    }
+
+    /// A decision not to cache: a write (the rule does not cache the method) runs with its
+    /// invalidation; any other reason goes to the origin, saying why in `Cache-Status`.
+    async fn skip(
+        &self,
+        bound: Arc<BoundRule>,
+        skip: Skip,
+        (req, body): (Request, Option<Value>),
+        trace: &mut Trace,
+        origin_time: &OriginTime,
+    ) -> Response {
+        let slot = self.slot.as_deref().expect("a bound rule has a route slot");
+        match skip {
+            Skip::Method | Skip::Disabled => {
+                self.write(&bound.rule, slot, req, body, trace, origin_time)
+                    .await
+            }
+            skip => {
+                let mut resp = self.origin_only(req, trace, origin_time).await;
                 set_header(
                     &mut resp,
                     CACHE_STATUS.clone(),
                     &format!("larder; fwd=bypass; detail={}", skip.as_str()),
                 );
-                return resp;
+                resp
             }
-        };
+        }
+    }
 
-        // Lookup: a fresh L1 copy is the short exit. Everything a miss needs is built only
-        // past it, and boxed, so a hit's future stays small.
+    /// The lookup past L1 (L2, when the rule uses it), then, on a miss, origin and store.
+    async fn look(
+        &self,
+        bound: Arc<BoundRule>,
+        key: String,
+        l1: Result<Served, crate::cache::Lookup>,
+        (req, body): (Request, Option<Value>),
+        trace: &mut Trace,
+        origin_time: &OriginTime,
+    ) -> Response {
+        let slot = self.slot.as_deref().expect("a bound rule has a route slot");
         let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
         let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
-        let served = match crate::cache::lookup(&self.engine, &bound, &key, trace.cache_spans()) {
+        let served = match l1 {
             Ok(hit) => hit,
-            Err(lookup) => {
-                let miss = Box::pin(lookup.rest(&self.engine, &bound, &key)).await;
-                match miss {
-                    Ok(hit) => hit,
-                    Err(miss) => {
-                        let load =
-                            self.load(miss, &bound, slot, key, req, body, trace, origin_time);
-                        match Box::pin(load).await {
-                            Ok(served) => served,
-                            Err(resp) => return resp,
-                        }
+            Err(lookup) => match lookup.rest(&self.engine, &bound, &key).await {
+                Ok(hit) => hit,
+                Err(miss) => {
+                    let load = self.load(miss, &bound, slot, key, req, body, trace, origin_time);
+                    match load.await {
+                        Ok(served) => served,
+                        Err(resp) => return resp,
                     }
                 }
-            }
+            },
         };
         respond(
             &served,
@@ -360,12 +461,14 @@ impl Pipeline {
         if let Some(cors) = &self.admission.cors {
             cors.decorate(cors_origin, &mut resp);
         }
+        // One clock read for all three uses.
+        let elapsed = started.elapsed();
         if self.slot.is_some() {
-            server_timing(&mut resp, started, origin_us);
+            server_timing(&mut resp, elapsed, origin_us);
         }
         let status = resp.status();
         if let Some(meter) = &self.meter {
-            meter.record(status, started);
+            meter.record(status, elapsed);
         }
         if let Some(span) = &trace.span {
             span.record("http.response.status_code", status.as_u16());
@@ -373,7 +476,7 @@ impl Pipeline {
                 span.record("otel.status_code", "error");
             }
         }
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         let _entered = trace.span.as_ref().map(tracing::Span::enter);
         if status.is_server_error() {
             tracing::warn!(
@@ -440,20 +543,31 @@ async fn buffer_body(mut req: Request, limit: usize) -> Result<(Request, Option<
 }
 
 /// `Server-Timing`: time in Larder and, when the origin ran, in the origin (ms, 3 decimals).
-fn server_timing(resp: &mut Response, started: Instant, origin_us: u64) {
-    use std::fmt::Write;
-    let total = started.elapsed().as_micros() as u64;
+fn server_timing(resp: &mut Response, elapsed: std::time::Duration, origin_us: u64) {
+    // By hand rather than `write!`: this is on every hit.
+    fn ms(v: &mut String, us: u64) {
+        let mut digits = itoa::Buffer::new();
+        v.push_str(digits.format(us / 1000));
+        v.push('.');
+        let frac = us % 1000;
+        v.push_str(if frac < 10 {
+            "00"
+        } else if frac < 100 {
+            "0"
+        } else {
+            ""
+        });
+        v.push_str(digits.format(frac));
+    }
+    let total = elapsed.as_micros() as u64;
     let mut v = String::with_capacity(48);
-    let ms = |v: &mut String, us: u64| {
-        let _ = write!(v, "{}.{:03}", us / 1000, us % 1000);
-    };
     v.push_str("cache;dur=");
     ms(&mut v, total.saturating_sub(origin_us));
     if origin_us > 0 {
         v.push_str(", origin;dur=");
         ms(&mut v, origin_us);
     }
-    set_header(resp, SERVER_TIMING.clone(), &v);
+    set_owned_header(resp, SERVER_TIMING.clone(), v);
 }
 
 /// Every method of one path: dispatches to the method's [`Pipeline`]. A CORS preflight goes
@@ -489,38 +603,77 @@ impl PathEndpoint {
 impl Endpoint for PathEndpoint {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    // Not an `async fn`: it returns the pipeline's own future, so the request is not held
+    // twice (once here, once in the pipeline) in what the router boxes.
+    fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
         match self.pipeline(&req) {
-            Some(pipeline) => Ok(pipeline.run(req).await),
-            None => {
-                let allow: Vec<&str> = self.methods.iter().map(|(m, _)| m.as_str()).collect();
-                let mut resp = ApiError::new(
-                    "method_not_allowed",
-                    format!(
-                        "{} is not allowed here; this path takes {}",
-                        req.method(),
-                        allow.join(", ")
-                    ),
-                )
-                .respond(StatusCode::METHOD_NOT_ALLOWED);
-                set_header(&mut resp, header::ALLOW, &allow.join(", "));
-                Ok(resp)
-            }
+            Some(pipeline) => Either::Left(pipeline.run(req).map(Ok)),
+            None => Either::Right(std::future::ready(Ok(self.not_allowed(&req)))),
         }
+    }
+}
+
+impl PathEndpoint {
+    fn not_allowed(&self, req: &Request) -> Response {
+        let allow: Vec<&str> = self.methods.iter().map(|(m, _)| m.as_str()).collect();
+        let mut resp = ApiError::new(
+            "method_not_allowed",
+            format!(
+                "{} is not allowed here; this path takes {}",
+                req.method(),
+                allow.join(", ")
+            ),
+        )
+        .respond(StatusCode::METHOD_NOT_ALLOWED);
+        set_header(&mut resp, header::ALLOW, &allow.join(", "));
+        resp
     }
 }
 
 /// The whole application: poem's router over every route's [`PathEndpoint`]; what no route
 /// matches gets the JSON 404.
-pub(crate) struct Server(pub poem::Route);
+pub struct Server(pub(crate) poem::Route);
 
 impl Endpoint for Server {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
-        Ok(match self.0.call(req).await {
-            Ok(resp) => resp,
-            Err(e) => error_response(e),
-        })
+    fn call(&self, req: Request) -> impl Future<Output = poem::Result<Response>> + Send {
+        self.0
+            .call(req)
+            .map(|answer| Ok(answer.unwrap_or_else(error_response)))
+    }
+}
+
+#[cfg(test)]
+impl Pipeline {
+    /// Sizes of the futures a request moves through, in bytes (a large future is copied
+    /// each time it is boxed or moved).
+    pub(crate) fn future_sizes(&self) -> Vec<(&'static str, usize)> {
+        fn size<F>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let req = || Request::builder().finish();
+        let served = larder_store::Served {
+            entry: Arc::new(larder_store::Entry::new(200, "x")),
+            status: larder_store::CacheStatus {
+                outcome: larder_store::Outcome::Hit,
+                layer: None,
+                stored: false,
+                ttl_left_ms: 0,
+            },
+        };
+        let bound = BoundRule {
+            rule: self.engine.policy().rules()[0].clone(),
+            opts: Default::default(),
+        };
+        vec![
+            ("request", std::mem::size_of::<Request>()),
+            ("buffer_body", size(&buffer_body(req(), 1))),
+            (
+                "respond",
+                size(&respond(&served, &bound, None, None, 1, &self.engine)),
+            ),
+            ("run", size(&self.run(req()))),
+        ]
     }
 }

@@ -21,6 +21,14 @@ pub(crate) fn set_header(resp: &mut Response, name: HeaderName, value: &str) {
     }
 }
 
+/// [`set_header`] for a value built for it: the string's buffer becomes the header's, no
+/// copy (these are on every hit).
+pub(crate) fn set_owned_header(resp: &mut Response, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
 fn etag_matches(if_none_match: &HeaderValue, etag: &str) -> bool {
     let Ok(list) = if_none_match.to_str() else {
         return false;
@@ -43,10 +51,10 @@ pub(crate) async fn respond(
     let entry = &served.entry;
     let pass = served.status.outcome == Outcome::PassThrough;
     let mut resp = entry_response(entry, StatusCode::OK);
-    set_header(
+    set_owned_header(
         &mut resp,
         CACHE_STATUS.clone(),
-        &served.status.header_value("larder"),
+        served.status.header_value("larder"),
     );
     if pass {
         resp.set_body(entry.body.clone());
@@ -60,22 +68,21 @@ pub(crate) async fn respond(
     } else {
         "private"
     };
+    // By hand rather than `write!`: this is on every hit.
     let mut cc = String::with_capacity(96);
-    {
-        use std::fmt::Write;
-        let _ = write!(cc, "{visibility}, max-age={ttl_left}");
-        if !entry.stale_while_revalidate.is_zero() {
-            let _ = write!(
-                cc,
-                ", stale-while-revalidate={}",
-                entry.stale_while_revalidate.as_secs()
-            );
-        }
-        if !entry.stale_if_error.is_zero() {
-            let _ = write!(cc, ", stale-if-error={}", entry.stale_if_error.as_secs());
-        }
+    let mut digits = itoa::Buffer::new();
+    cc.push_str(visibility);
+    cc.push_str(", max-age=");
+    cc.push_str(digits.format(ttl_left));
+    if !entry.stale_while_revalidate.is_zero() {
+        cc.push_str(", stale-while-revalidate=");
+        cc.push_str(digits.format(entry.stale_while_revalidate.as_secs()));
     }
-    set_header(&mut resp, header::CACHE_CONTROL, &cc);
+    if !entry.stale_if_error.is_zero() {
+        cc.push_str(", stale-if-error=");
+        cc.push_str(digits.format(entry.stale_if_error.as_secs()));
+    }
+    set_owned_header(&mut resp, header::CACHE_CONTROL, cc);
     resp.headers_mut()
         .insert(header::AGE, HeaderValue::from(entry.age(now).as_secs()));
     let mut vary: Vec<&str> = Vec::new();
@@ -137,6 +144,8 @@ fn entry_response(entry: &Entry, fallback: StatusCode) -> Response {
     let mut resp = Response::builder()
         .status(StatusCode::from_u16(entry.status).unwrap_or(fallback))
         .finish();
+    // Room for the stored headers and the ones a hit adds, so the map never regrows.
+    resp.headers_mut().reserve(entry.headers.len() + 8);
     for (name, value) in &entry.headers {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),

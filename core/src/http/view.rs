@@ -5,8 +5,9 @@
 
 use std::cell::OnceCell;
 
-use larder_policy::RequestView;
+use larder_policy::{CREDENTIAL_HEADERS, RequestView};
 use poem::Request;
+use poem::http::HeaderName;
 use serde_json::Value;
 
 use crate::cache::RouteSlot;
@@ -42,8 +43,13 @@ impl<'a> View<'a> {
     }
 }
 
-/// The credential headers a `user`-scoped entry is keyed by.
-const CREDENTIALS: [&str; 3] = ["authorization", "x-api-key", "cookie"];
+/// [`CREDENTIAL_HEADERS`], parsed once: a header looked up by name string is parsed on
+/// every lookup, and every request to a public rule checks all three.
+static CREDENTIALS: [HeaderName; 3] = [
+    HeaderName::from_static(CREDENTIAL_HEADERS[0]),
+    HeaderName::from_static(CREDENTIAL_HEADERS[1]),
+    HeaderName::from_static(CREDENTIAL_HEADERS[2]),
+];
 
 /// A stable, non-reversible id of the credentials a request carries: entries of `user`
 /// scope are keyed by it, never by the secret itself. `header` reads a request header's
@@ -51,7 +57,7 @@ const CREDENTIALS: [&str; 3] = ["authorization", "x-api-key", "cookie"];
 pub(crate) fn principal<'h>(header: impl Fn(&str) -> Option<&'h [u8]>) -> Option<String> {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut any = false;
-    for name in CREDENTIALS {
+    for name in CREDENTIAL_HEADERS {
         if let Some(v) = header(name) {
             h.update(name.as_bytes());
             h.update(v);
@@ -104,5 +110,9 @@ impl RequestView for View<'_> {
     }
     fn has_header(&self, name: &str) -> bool {
         self.req.headers().contains_key(name)
+    }
+    fn has_credentials(&self) -> bool {
+        let headers = self.req.headers();
+        CREDENTIALS.iter().any(|h| headers.contains_key(h))
     }
 }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use larder_policy::{WarmJob, WarmSource};
 use parking_lot::Mutex;
-use poem::endpoint::BoxEndpoint;
 use poem::http::Method;
 use poem::{Endpoint, Request};
 use serde::Serialize;
@@ -16,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::cache::engine::Engine;
+use crate::http::pipeline::Server;
 use crate::plugins::LoadedPlugin;
 
 /// The outcome of a job's last run.
@@ -58,7 +58,7 @@ pub enum WarmError {
 /// Runs warming jobs.
 pub struct Warmer {
     engine: Arc<Engine>,
-    endpoint: OnceLock<Arc<BoxEndpoint<'static>>>,
+    endpoint: OnceLock<Arc<Server>>,
     plugins: BTreeMap<String, (Arc<dyn larder_plugin::DynPlugin>, String)>,
     status: Mutex<BTreeMap<String, JobStatus>>,
 }
@@ -79,7 +79,7 @@ impl Warmer {
 
     /// Gives the warmer the application's root endpoint (requests go through the router
     /// and the caching layer like any client's).
-    pub fn set_endpoint(&self, endpoint: Arc<BoxEndpoint<'static>>) {
+    pub fn set_endpoint(&self, endpoint: Arc<Server>) {
         let _ = self.endpoint.set(endpoint);
     }
 

@@ -6,7 +6,6 @@
 //! (`crate::admin::metrics`).
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use std::sync::atomic::AtomicU64;
 
@@ -96,9 +95,9 @@ impl Meter {
     }
 
     /// Counts one answered request.
-    pub fn record(&self, status: poem::http::StatusCode, started: Instant) {
+    pub fn record(&self, status: poem::http::StatusCode, elapsed: std::time::Duration) {
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         self.by_class[class].increment(1);
-        self.duration.record(started.elapsed().as_secs_f64());
+        self.duration.record(elapsed.as_secs_f64());
     }
 }

@@ -170,16 +170,38 @@ pub struct CacheStatus {
 impl CacheStatus {
     /// An RFC 9211 `Cache-Status` member for this cache, e.g. `larder; hit; ttl=42; detail=l1`.
     pub fn header_value(&self, cache: &str) -> String {
-        let ttl = self.ttl_left_ms.div_euclid(1000);
+        // Built by hand: it is on every hit, and `format!` costs several times as much.
+        let mut v = String::with_capacity(cache.len() + 48);
+        v.push_str(cache);
+        let ttl = |v: &mut String| {
+            v.push_str("; ttl=");
+            v.push_str(itoa::Buffer::new().format(self.ttl_left_ms.div_euclid(1000)));
+        };
         let layer = self.layer.map_or("", Layer::as_str);
         match self.outcome {
-            Outcome::Hit => format!("{cache}; hit; ttl={ttl}; detail={layer}"),
-            Outcome::Stale => format!("{cache}; hit; ttl={ttl}; detail=stale-{layer}"),
-            Outcome::StaleIfError => format!("{cache}; hit; ttl={ttl}; detail=stale-if-error"),
-            Outcome::Coalesced => format!("{cache}; fwd=uri-miss; collapsed; ttl={ttl}"),
-            Outcome::Miss if self.stored => format!("{cache}; fwd=uri-miss; stored; ttl={ttl}"),
-            Outcome::Miss | Outcome::PassThrough => format!("{cache}; fwd=uri-miss"),
+            Outcome::Hit | Outcome::Stale | Outcome::StaleIfError => {
+                v.push_str("; hit");
+                ttl(&mut v);
+                v.push_str(match self.outcome {
+                    Outcome::Hit => "; detail=",
+                    Outcome::Stale => "; detail=stale-",
+                    _ => "; detail=stale-if-error",
+                });
+                if self.outcome != Outcome::StaleIfError {
+                    v.push_str(layer);
+                }
+            }
+            Outcome::Coalesced => {
+                v.push_str("; fwd=uri-miss; collapsed");
+                ttl(&mut v);
+            }
+            Outcome::Miss if self.stored => {
+                v.push_str("; fwd=uri-miss; stored");
+                ttl(&mut v);
+            }
+            Outcome::Miss | Outcome::PassThrough => v.push_str("; fwd=uri-miss"),
         }
+        v
     }
 }
 
@@ -1086,5 +1108,48 @@ impl Drop for FlightGuard {
         {
             map.remove(&self.key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_status_values() {
+        let status = |outcome, layer, stored| CacheStatus {
+            outcome,
+            layer,
+            stored,
+            ttl_left_ms: 41_500,
+        };
+        let v = |s: CacheStatus| s.header_value("larder");
+        assert_eq!(
+            v(status(Outcome::Hit, Some(Layer::L1), false)),
+            "larder; hit; ttl=41; detail=l1"
+        );
+        assert_eq!(
+            v(status(Outcome::Stale, Some(Layer::L2), false)),
+            "larder; hit; ttl=41; detail=stale-l2"
+        );
+        assert_eq!(
+            v(status(Outcome::StaleIfError, Some(Layer::L1), false)),
+            "larder; hit; ttl=41; detail=stale-if-error"
+        );
+        assert_eq!(
+            v(status(Outcome::Coalesced, None, false)),
+            "larder; fwd=uri-miss; collapsed; ttl=41"
+        );
+        assert_eq!(
+            v(status(Outcome::Miss, None, true)),
+            "larder; fwd=uri-miss; stored; ttl=41"
+        );
+        assert_eq!(
+            v(status(Outcome::Miss, None, false)),
+            "larder; fwd=uri-miss"
+        );
+        let mut stale = status(Outcome::Stale, Some(Layer::L1), false);
+        stale.ttl_left_ms = -1_500;
+        assert_eq!(v(stale), "larder; hit; ttl=-2; detail=stale-l1");
     }
 }
