@@ -430,22 +430,10 @@ impl Cache {
     }
 
     /// The fresh-L1-hit path alone: no L2, no loader, `None` for anything else (and then
-    /// nothing is counted: the caller goes on to [`Cache::get_or_load`], which counts).
+    /// nothing is counted: the caller goes on to [`Cache::look`], which counts).
     /// Lets a caller skip building a loader when the answer is already in memory.
     #[inline]
     pub fn l1_hit(&self, key: &str, opts: &CallOptions) -> Option<Served> {
-        self.l1_hit_if(key, opts, || Ok::<(), ()>(()))?.ok()
-    }
-
-    /// [`Cache::l1_hit`], with a last word: `admit` runs once a fresh copy is found and,
-    /// if it refuses, the hit is neither counted nor served (a rate limit that refuses a
-    /// request the cache could have answered must not show up as a hit).
-    pub fn l1_hit_if<R>(
-        &self,
-        key: &str,
-        opts: &CallOptions,
-        admit: impl FnOnce() -> Result<(), R>,
-    ) -> Option<Result<Served, R>> {
         if !self.layers(opts).0 {
             return None;
         }
@@ -456,9 +444,6 @@ impl Cache {
         if entry.freshness(now) != Freshness::Fresh {
             return None;
         }
-        if let Err(refused) = admit() {
-            return Some(Err(refused));
-        }
         bump(&inner.stats.counters.hits_l1);
         if let Some(rule) = &opts.rule {
             bump(&rule.hits_l1);
@@ -466,7 +451,7 @@ impl Cache {
         if let Some(t) = timer {
             inner.stats.l1_latency.record(t.elapsed());
         }
-        Some(Ok(served(entry, Outcome::Hit, Some(Layer::L1), now)))
+        Some(served(entry, Outcome::Hit, Some(Layer::L1), now))
     }
 
     /// Looks a key up without loading: a fresh entry (`Hit`) or one inside its

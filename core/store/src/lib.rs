@@ -10,16 +10,16 @@
 //! - [`memory`]: L1 ([`MemoryStore`]), weighted by entry bytes, with a tag index.
 //! - [`redis`]: L2 ([`RedisStore`]): key/tag layout, Lua for atomic tag indexing, SCAN
 //!   purges, the cross-instance lock, pub/sub.
-//! - [`hybrid`]: L1 over L2 behind the same trait.
-//! - [`cache`]: the engine ([`Cache`]): `lookup`, `get_or_load`, `invalidate`, stats.
+//! - [`cache`]: the engine ([`Cache`]): `l1_hit`, `look` + `load_after` (=`get_or_load`),
+//!   `invalidate`, stats. It drives L1 and L2 itself (hybrid reads and writes).
 //! - [`breaker`], [`coherence`], [`stats`], [`config`], [`clock`]: the supporting parts.
 //!
 //! # How a request flows
-//! The HTTP layer matches a rule, renders the key, and calls
-//! [`Cache::get_or_load`] with the rule's [`CallOptions`] and a loader that runs the
-//! handler. A fresh L1 hit returns after a hash lookup, an `Arc` clone and a freshness
-//! check. Otherwise L2 is asked (skipped while the breaker is open), then the loader runs
-//! once for all concurrent callers of that key. The [`Served`] answer carries the entry and
+//! The HTTP pipeline matches a rule and renders the key, then looks up with the rule's
+//! [`CallOptions`]: [`Cache::l1_hit`] answers a fresh L1 copy after a hash lookup, an `Arc`
+//! clone and a freshness check; otherwise [`Cache::look`] asks L2 (skipped while the
+//! breaker is open), and [`Cache::load_after`] runs the loader (the handler) once for all
+//! concurrent callers of that key, going on from what `look` read. The [`Served`] answer carries the entry and
 //! a [`CacheStatus`] for the `Cache-Status` header.
 
 pub mod breaker;
@@ -29,7 +29,6 @@ pub mod coherence;
 pub mod config;
 pub mod entry;
 pub mod error;
-pub mod hybrid;
 pub mod memory;
 mod purge_log;
 pub mod redis;
@@ -43,7 +42,6 @@ pub use clock::Clock;
 pub use config::{BreakerConfig, CacheConfig, LockConfig, RedisConfig, StoreKind};
 pub use entry::{BodyEncoding, DecodeError, Entry, Freshness};
 pub use error::StoreError;
-pub use hybrid::HybridStore;
 pub use memory::MemoryStore;
 pub use redis::{RedisHealth, RedisMode, RedisStore};
 pub use stats::{RuleStats, StatsSnapshot};

@@ -1,8 +1,7 @@
-//! The storage abstraction: a small trait, Pingora-sized, with three implementations.
+//! The storage abstraction: a small trait, Pingora-sized, with two implementations.
 //!
 //! - [`crate::memory::MemoryStore`]: L1, in-process, bounded in bytes.
 //! - [`crate::redis::RedisStore`]: L2, shared by every instance.
-//! - [`crate::hybrid::HybridStore`]: L1 over L2.
 //!
 //! Stores only keep and find entries; freshness policy, coalescing and stale serving live
 //! in [`crate::Cache`], which uses the concrete stores directly so the hit path stays a
