@@ -122,12 +122,25 @@ fn explain_answers_for_a_route_of_each_built_in_plugin() {
     )
     .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("booking"), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("emits:   booking.appointment.created on success; its triggers purge tags [slots:{event.barber_id}:{event.date}, availability:{event.barber_id}:{event.week_start}]"),
+        "{text}"
+    );
 
     let out = run_larder(&["explain", "GET", "/api/categories"], &[]).unwrap();
     let text = stdout(&out);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(text.contains("aliexpress.list_categories"), "{text}");
+    // Cached from the plugin's code, not by a rule on the route.
+    assert!(
+        text.contains("rule:    (none for the route: its handler caches from code)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("by code: aliexpress-categories (ttl 2h, store Hybrid); key built by the plugin: `categories:{real|mock}:{language}`"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -303,6 +303,8 @@ const fn type_fingerprint() -> u64 {
     h = mix_layout::<crate::PluginContext>(h);
     h = mix_layout::<crate::Event>(h);
     h = mix_layout::<crate::WarmRequest>(h);
+    h = mix_layout::<crate::EventSpec>(h);
+    h = mix_layout::<crate::NamedRuleSpec>(h);
     h = mix_layout::<PluginError>(h);
     h
 }

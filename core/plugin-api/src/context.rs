@@ -22,6 +22,10 @@ pub struct EventSpec {
     pub fields: Vec<String>,
     /// What happened, for the docs and `larder explain`.
     pub description: String,
+    /// Operation ids of the routes that emit it (after a successful write), so
+    /// `larder explain` can say what a write purges.
+    #[serde(default)]
+    pub emitted_by: Vec<String>,
 }
 
 impl EventSpec {
@@ -31,6 +35,36 @@ impl EventSpec {
             name: name.to_owned(),
             fields: fields.iter().map(|f| (*f).to_owned()).collect(),
             description: description.to_owned(),
+            emitted_by: Vec::new(),
+        }
+    }
+
+    /// Names the operations (routes) that emit this event.
+    pub fn emitted_by(mut self, operations: &[&str]) -> Self {
+        self.emitted_by = operations.iter().map(|o| (*o).to_owned()).collect();
+        self
+    }
+}
+
+/// A policy rule a plugin caches under from its own code ([`PluginContext::get_or_load`]),
+/// declared so `larder explain` can show it for the routes that use it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NamedRuleSpec {
+    /// The rule's name in the policy.
+    pub rule: String,
+    /// Operation ids of the routes whose handlers call `get_or_load` under it.
+    pub operations: Vec<String>,
+    /// How the plugin builds the key, in words (the key is the plugin's, not a template).
+    pub key: String,
+}
+
+impl NamedRuleSpec {
+    /// Declares a named rule, the operations using it, and how their keys are built.
+    pub fn new(rule: &str, operations: &[&str], key: &str) -> Self {
+        Self {
+            rule: rule.to_owned(),
+            operations: operations.iter().map(|o| (*o).to_owned()).collect(),
+            key: key.to_owned(),
         }
     }
 }

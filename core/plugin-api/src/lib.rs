@@ -22,8 +22,8 @@ pub mod plugin;
 
 pub use api::PluginApi;
 pub use context::{
-    Event, EventSpec, Host, HttpDefaults, Invalidation, LoadedValue, PluginContext, WarmRequest,
-    WarmSourceSpec,
+    Event, EventSpec, Host, HttpDefaults, Invalidation, LoadedValue, NamedRuleSpec, PluginContext,
+    WarmRequest, WarmSourceSpec,
 };
 pub use plugin::{DynPlugin, Plugin, PluginError, PluginFactory, PluginInit, factory};
 

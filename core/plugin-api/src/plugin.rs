@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::abi::{self, guard};
 use crate::api::PluginApi;
-use crate::context::{EventSpec, HttpDefaults, PluginContext, WarmRequest, WarmSourceSpec};
+use crate::context::{
+    EventSpec, HttpDefaults, NamedRuleSpec, PluginContext, WarmRequest, WarmSourceSpec,
+};
 
 /// Why a plugin could not be configured, built, or could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -89,6 +91,12 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The policy rules this plugin caches under from code ([`PluginContext::get_or_load`]),
+    /// with the routes that use each: `larder explain` shows them for those routes.
+    fn named_rules(&self) -> Vec<NamedRuleSpec> {
+        Vec::new()
+    }
+
     /// Rate limits and CORS origins this plugin's routes should have unless the operator
     /// configures others (`plugins.<name>.rate_limit`, `plugins.<name>.cors_origins`).
     fn http_defaults(&self) -> HttpDefaults {
@@ -132,6 +140,8 @@ pub trait DynPlugin: Send + Sync {
     fn api(&self) -> Result<PluginApi, PluginError>;
     /// See [`Plugin::events`].
     fn events(&self) -> Vec<EventSpec>;
+    /// See [`Plugin::named_rules`].
+    fn named_rules(&self) -> Vec<NamedRuleSpec>;
     /// See [`Plugin::warm_sources`].
     fn warm_sources(&self) -> Vec<WarmSourceSpec>;
     /// See [`Plugin::http_defaults`].
@@ -240,6 +250,10 @@ impl<P: Plugin> DynPlugin for Running<P> {
 
     fn events(&self) -> Vec<EventSpec> {
         abi::catch(|| self.0.events()).unwrap_or_default()
+    }
+
+    fn named_rules(&self) -> Vec<NamedRuleSpec> {
+        abi::catch(|| self.0.named_rules()).unwrap_or_default()
     }
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {

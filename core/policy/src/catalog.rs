@@ -19,6 +19,9 @@ pub struct Catalog {
     /// Every named warm source.
     #[serde(default)]
     pub warm_sources: Vec<CatalogWarmSource>,
+    /// Rules plugins cache under from code, and the routes using them.
+    #[serde(default)]
+    pub named_rules: Vec<CatalogNamedRule>,
     /// Plugins that exist but are switched off: rules, triggers and warming jobs naming them
     /// are left out quietly instead of being errors, so the shipped policies keep loading
     /// when an operator disables a built-in plugin.
@@ -51,6 +54,25 @@ pub struct CatalogEvent {
     /// Field names the event carries.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// Operation ids of the routes that emit it.
+    #[serde(default)]
+    pub emitted_by: Vec<String>,
+}
+
+/// A rule a plugin caches under from its own code.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogNamedRule {
+    /// Plugin name.
+    pub plugin: String,
+    /// Rule name.
+    pub rule: String,
+    /// Operation ids of the routes whose handlers use it.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// How the plugin builds the key, in words.
+    #[serde(default)]
+    pub key: String,
 }
 
 /// One warm source.
@@ -81,6 +103,30 @@ impl Catalog {
             plugin: plugin.into(),
             name: name.into(),
             fields: fields.iter().map(|f| f.to_string()).collect(),
+            emitted_by: Vec::new(),
+        });
+        self
+    }
+
+    /// Records that `operations` of `plugin` emit `event` (added before).
+    pub fn emitted_by(mut self, plugin: &str, event: &str, operations: &[&str]) -> Self {
+        if let Some(e) = self
+            .events
+            .iter_mut()
+            .find(|e| e.plugin == plugin && e.name == event)
+        {
+            e.emitted_by = operations.iter().map(|o| o.to_string()).collect();
+        }
+        self
+    }
+
+    /// Adds a rule `plugin` caches under from code in the handlers of `operations`.
+    pub fn named_rule(mut self, plugin: &str, rule: &str, operations: &[&str], key: &str) -> Self {
+        self.named_rules.push(CatalogNamedRule {
+            plugin: plugin.into(),
+            rule: rule.into(),
+            operations: operations.iter().map(|o| o.to_string()).collect(),
+            key: key.into(),
         });
         self
     }

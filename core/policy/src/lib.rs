@@ -43,7 +43,7 @@ pub mod template;
 pub mod units;
 pub mod warming;
 
-pub use catalog::{Catalog, CatalogEvent, CatalogRoute, CatalogWarmSource};
+pub use catalog::{Catalog, CatalogEvent, CatalogNamedRule, CatalogRoute, CatalogWarmSource};
 pub use compression::Compression;
 pub use diag::{Diagnostic, Diagnostics, Location};
 pub use expr::{Clock, Expr};

@@ -71,6 +71,8 @@ pub struct PolicySet {
     pub(crate) compression: Arc<Compression>,
     pub(crate) ttl_classes: BTreeMap<String, Duration>,
     pub(crate) files: Vec<PathBuf>,
+    /// What the server offers, as the set was checked against (empty without one).
+    pub(crate) catalog: crate::catalog::Catalog,
 }
 
 impl PolicySet {
@@ -254,8 +256,13 @@ impl PolicySet {
                 .as_ref()
                 .map(|(r, _)| format!("{}.{} ({} {})", r.plugin, r.operation, r.method, r.pattern)),
             rule: None,
+            by_code: Vec::new(),
+            emits: Vec::new(),
             others,
         };
+        if let Some((r, _)) = &route {
+            self.explain_code(r, &req, clock, &mut ex);
+        }
         if let Some((i, _)) = winner {
             let rule = &self.rules[i];
             // The server's own decision function: same key, same skip reason, same TTL.
@@ -278,6 +285,46 @@ impl PolicySet {
             });
         }
         ex
+    }
+
+    /// What the route's handler does besides the route's own rule: named rules it caches
+    /// under from code, and the events it emits (with what their triggers purge).
+    fn explain_code(&self, r: &RouteInfo, req: &Request, clock: Clock, ex: &mut Explanation) {
+        for named in self
+            .catalog
+            .named_rules
+            .iter()
+            .filter(|n| n.plugin == r.plugin && n.operations.contains(&r.operation))
+        {
+            let rule = self.rule(&named.rule);
+            ex.by_code.push(CodeRuleExplanation {
+                name: named.rule.clone(),
+                key: named.key.clone(),
+                ttl: rule.as_ref().map(|rule| rule.ttl(req, clock, None, "")),
+                store: rule.as_ref().map(|rule| rule.store),
+            });
+        }
+        for event in self
+            .catalog
+            .events
+            .iter()
+            .filter(|e| e.plugin == r.plugin && e.emitted_by.contains(&r.operation))
+        {
+            let purges: Vec<String> = self
+                .triggers_by_event
+                .get(&(event.plugin.clone(), event.name.clone()))
+                .into_iter()
+                .flatten()
+                .map(|i| describe_templates(&self.triggers[*i].invalidate))
+                .collect();
+            let purges = if purges.is_empty() {
+                "no trigger listens".to_owned()
+            } else {
+                format!("its triggers purge {}", purges.join("; "))
+            };
+            ex.emits
+                .push((format!("{}.{}", event.plugin, event.name), purges));
+        }
     }
 
     fn why_not(
@@ -357,8 +404,25 @@ pub struct Explanation {
     pub route: Option<String>,
     /// The rule that applies.
     pub rule: Option<RuleExplanation>,
+    /// Rules the route's handler caches under from code.
+    pub by_code: Vec<CodeRuleExplanation>,
+    /// Events the route emits on success, and what their triggers purge.
+    pub emits: Vec<(String, String)>,
     /// Every other rule with the reason it does not apply.
     pub others: Vec<(String, String)>,
+}
+
+/// A rule the handler caches under from code (`get_or_load`), as the plugin declared it.
+#[derive(Debug, Clone)]
+pub struct CodeRuleExplanation {
+    /// Rule name.
+    pub name: String,
+    /// How the plugin builds the key.
+    pub key: String,
+    /// The rule's TTL (`None` when no policy defines the rule: the plugin loads uncached).
+    pub ttl: Option<TtlDecision>,
+    /// Where entries live.
+    pub store: Option<Store>,
 }
 
 /// The applying rule's verdict.
@@ -401,6 +465,10 @@ impl fmt::Display for Explanation {
             self.route.as_deref().unwrap_or("(no known route)")
         )?;
         match &self.rule {
+            None if !self.by_code.is_empty() => writeln!(
+                f,
+                "  rule:    (none for the route: its handler caches from code)"
+            )?,
             None => writeln!(f, "  rule:    (none: not cached)")?,
             Some(r) => {
                 writeln!(
@@ -452,6 +520,26 @@ impl fmt::Display for Explanation {
                 }
             }
         }
+        for code in &self.by_code {
+            match &code.ttl {
+                Some(t) => writeln!(
+                    f,
+                    "  by code: {} (ttl {}, store {:?}); key built by the plugin: {}",
+                    code.name,
+                    t.ttl(),
+                    code.store.unwrap_or(Store::Hybrid),
+                    code.key
+                )?,
+                None => writeln!(
+                    f,
+                    "  by code: {} (no policy defines it: the plugin loads uncached); key built by the plugin: {}",
+                    code.name, code.key
+                )?,
+            }
+        }
+        for (event, purges) in &self.emits {
+            writeln!(f, "  emits:   {event} on success; {purges}")?;
+        }
         if !self.others.is_empty() {
             writeln!(f, "  other rules:")?;
             for (name, why) in &self.others {
@@ -460,6 +548,25 @@ impl fmt::Display for Explanation {
         }
         Ok(())
     }
+}
+
+/// An invalidation's templates in one line: `tags [slots:{event.barber_id}, ...]`.
+fn describe_templates(t: &InvalidationTemplates) -> String {
+    let mut parts = Vec::new();
+    if t.all {
+        parts.push("everything".to_owned());
+    }
+    for (name, list) in [
+        ("tags", &t.tags),
+        ("keys", &t.keys),
+        ("patterns", &t.patterns),
+    ] {
+        if !list.is_empty() {
+            let items: Vec<&str> = list.iter().map(|t| t.as_str()).collect();
+            parts.push(format!("{name} [{}]", items.join(", ")));
+        }
+    }
+    parts.join(", ")
 }
 
 /// `tags [a, b], keys [..], patterns [..]` in one line.

@@ -339,7 +339,14 @@ fn catalog(
     for p in plugins {
         for e in &p.events {
             let fields: Vec<&str> = e.fields.iter().map(String::as_str).collect();
-            catalog = catalog.event(p.name, &e.name, &fields);
+            let ops: Vec<&str> = e.emitted_by.iter().map(String::as_str).collect();
+            catalog = catalog
+                .event(p.name, &e.name, &fields)
+                .emitted_by(p.name, &e.name, &ops);
+        }
+        for n in &p.named_rules {
+            let ops: Vec<&str> = n.operations.iter().map(String::as_str).collect();
+            catalog = catalog.named_rule(p.name, &n.rule, &ops, &n.key);
         }
         for w in &p.warm_sources {
             catalog = catalog.warm_source(p.name, &w.name);

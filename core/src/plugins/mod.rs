@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use larder_plugin::abi::{DECLARATION_SYMBOL, HostHandles, PluginDeclaration};
 use larder_plugin::{
-    DynPlugin, EventSpec, Host, Plugin, PluginContext, PluginError, PluginFactory, WarmSourceSpec,
-    factory,
+    DynPlugin, EventSpec, Host, NamedRuleSpec, Plugin, PluginContext, PluginError, PluginFactory,
+    WarmSourceSpec, factory,
 };
 use serde::Serialize;
 
@@ -89,6 +89,8 @@ pub struct LoadedPlugin {
     pub events: Vec<EventSpec>,
     /// Warm sources it offers.
     pub warm_sources: Vec<WarmSourceSpec>,
+    /// Rules it caches under from code.
+    pub named_rules: Vec<NamedRuleSpec>,
 }
 
 /// Loads a dynamic plugin library and returns its factory, after checking its declaration.
@@ -262,6 +264,7 @@ pub async fn build(
             prefix,
             events: plugin.events(),
             warm_sources: plugin.warm_sources(),
+            named_rules: plugin.named_rules(),
             plugin,
         });
     }

@@ -42,8 +42,8 @@ pub mod source;
 use std::sync::{Arc, OnceLock};
 
 use larder_plugin::{
-    HttpDefaults, Plugin, PluginApi, PluginContext, PluginError, PluginInit, WarmRequest,
-    WarmSourceSpec,
+    HttpDefaults, NamedRuleSpec, Plugin, PluginApi, PluginContext, PluginError, PluginInit,
+    WarmRequest, WarmSourceSpec,
 };
 
 use crate::api::{AliexpressApi, State};
@@ -122,6 +122,47 @@ impl Plugin for AliexpressPlugin {
             internal_key: self.state.settings.internal_key.clone(),
             ctx: self.state.context.clone(),
         })
+    }
+
+    fn named_rules(&self) -> Vec<NamedRuleSpec> {
+        use api::rules;
+        vec![
+            NamedRuleSpec::new(
+                rules::SEARCH,
+                &[
+                    "search_products",
+                    "search_products_post",
+                    "list_products",
+                    "list_products_post",
+                ],
+                "`search:{real|mock}:` + an xxh3-128 of the sorted, non-empty search parameters (language and currency included), so GET and POST forms of one search share it",
+            ),
+            NamedRuleSpec::new(
+                rules::HOT_PRODUCTS,
+                &["hot_products", "hot_products_post"],
+                "`hot:{real|mock}:` + an xxh3-128 of the sorted, non-empty parameters",
+            ),
+            NamedRuleSpec::new(
+                rules::PRODUCT_DETAILS,
+                &["get_product_details", "get_products_details"],
+                "`details:` + the language and currency + the sorted, de-duplicated product ids",
+            ),
+            NamedRuleSpec::new(
+                rules::CATEGORIES,
+                &["list_categories", "list_category_children"],
+                "`categories:{real|mock}:{language}` (the children route reads the cached list)",
+            ),
+            NamedRuleSpec::new(
+                rules::CATEGORY_CHILDREN,
+                &["list_category_children"],
+                "`category-children:{real|mock}:{language}:{parent_id}`",
+            ),
+            NamedRuleSpec::new(
+                rules::AFFILIATE_LINKS,
+                &["get_affiliate_link", "generate_affiliate_links"],
+                "`affiliate-links:{real|mock}:` + an xxh3-128 of the tracking id and the canonical URLs",
+            ),
+        ]
     }
 
     /// The seed's limits (5 requests per second and 60 per minute per client IP) and CORS

@@ -37,12 +37,14 @@ pub fn specs() -> Vec<EventSpec> {
             APPOINTMENT_FIELDS,
             "An appointment was booked: the barber's slots on `date` and availability of the \
              week starting `week_start` changed.",
-        ),
+        )
+        .emitted_by(&["create_appointment"]),
         EventSpec::new(
             APPOINTMENT_CANCELLED,
             APPOINTMENT_FIELDS,
             "An appointment was cancelled: its slot on `date` is free again.",
-        ),
+        )
+        .emitted_by(&["cancel_appointment"]),
         EventSpec::new(
             PAYMENT_RECORDED,
             &[
@@ -53,17 +55,20 @@ pub fn specs() -> Vec<EventSpec> {
                 "date",
             ],
             "A payment was recorded for an appointment: revenue analytics changed.",
-        ),
+        )
+        .emitted_by(&["record_payment"]),
         EventSpec::new(
             SERVICE_CHANGED,
             &["service_id"],
             "A service's name, duration, price or availability changed.",
-        ),
+        )
+        .emitted_by(&["update_service"]),
         EventSpec::new(
             PROFILE_UPDATED,
             &["kind", "id"],
             "A profile changed; `kind` is `user` or `barber`.",
-        ),
+        )
+        .emitted_by(&["update_user_profile", "update_barber_profile"]),
     ]
 }
 

@@ -229,6 +229,7 @@ impl<'c> Compiler<'c> {
             files: self.files.iter().map(|f| f.path.clone()).collect(),
             ttl_classes: classes,
             compression,
+            catalog: self.catalog.cloned().unwrap_or_default(),
             ..PolicySet::default()
         };
         self.index_rules(&mut set, rules, &routes);
