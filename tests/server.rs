@@ -98,7 +98,7 @@ fn bad_config_reports_every_error_with_file_line_col() {
     let path = dir.join("larder.yaml");
     std::fs::write(
         &path,
-        "listen: nowhere\nplugins:\n  helo:\n    prefix: shop/\n",
+        "listen: nowhere\nplugins:\n  helo:\n    prefix: shop/\n  booking:\n    settings:\n      timezon: UTC\n      dataset:\n        barbers: many\n",
     )
     .unwrap();
     let file = path.to_str().unwrap();
@@ -111,6 +111,12 @@ fn bad_config_reports_every_error_with_file_line_col() {
             format!("{file}:1:9: error: `nowhere` is not an address:port"),
             format!("{file}:3:3: error: unknown plugin `helo`"),
             format!("{file}:4:13: error: prefix `shop/` must start with `/`"),
+            // A plugin's settings are checked against its schema, each field at its line.
+            format!("{file}:7:7: error: plugin `booking` settings: unknown field `timezon`"),
+            "= hint: did you mean `timezone`?".to_owned(),
+            format!(
+                "{file}:9:18: error: plugin `booking` settings `dataset.barbers`: expected an integer"
+            ),
         ] {
             assert!(
                 stderr.contains(&expected),

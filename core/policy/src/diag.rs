@@ -49,6 +49,22 @@ impl Diagnostic {
         self
     }
 
+    /// Adds a hint.
+    pub fn hint(self, hint: impl Into<String>) -> Self {
+        self.with_hint(Some(hint.into()))
+    }
+
+    /// Shows the line of `text` the diagnostic points at under it.
+    pub fn with_source(mut self, text: &str) -> Self {
+        if self.location.line > 0 {
+            self.source_line = text
+                .lines()
+                .nth(self.location.line as usize - 1)
+                .map(str::to_owned);
+        }
+        self
+    }
+
     /// The first line of the rendering: `file:line:col: error: message`.
     pub fn headline(&self) -> String {
         format!(
@@ -109,7 +125,8 @@ impl Diagnostics {
         self.0.iter()
     }
 
-    pub(crate) fn sort(&mut self) {
+    /// Sorts by file and position, dropping repeats.
+    pub fn sort(&mut self) {
         self.0
             .sort_by(|a, b| (&a.file, a.location).cmp(&(&b.file, b.location)));
         self.0.dedup();
@@ -122,11 +139,7 @@ impl fmt::Display for Diagnostics {
             writeln!(f, "{d}\n")?;
         }
         let n = self.0.len();
-        write!(
-            f,
-            "{n} error{} found; the policies were not loaded",
-            if n == 1 { "" } else { "s" }
-        )
+        write!(f, "{n} error{} found", if n == 1 { "" } else { "s" })
     }
 }
 

@@ -203,6 +203,27 @@ pub fn locate(root: &SpannedNode, path: &FieldPath) -> Location {
     loc(cur)
 }
 
+/// The position of the key naming the value at `path` (for "unknown entry" errors, which
+/// point at the name); the value's own position when the last step is not a map key.
+pub fn locate_key(root: &SpannedNode, path: &FieldPath) -> Location {
+    let Some((Seg::Key(last), parent)) = path.0.split_last() else {
+        return locate(root, path);
+    };
+    let mut cur = root;
+    for seg in parent {
+        let next = match (seg, &cur.value) {
+            (Seg::Key(k), n) => n.get(k),
+            (Seg::Index(i), Node::Seq(v)) => v.get(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return loc(cur),
+        }
+    }
+    cur.value.get_key(last).map_or_else(|| loc(cur), loc)
+}
+
 /// Converts a node to JSON (map keys become strings).
 pub fn to_json(n: &Node) -> serde_json::Value {
     use serde_json::Value;

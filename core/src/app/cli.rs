@@ -7,9 +7,9 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{self, App, StartError};
 use crate::config::LoadedConfig;
-use crate::config::diagnostics::Diagnostics;
 use crate::plugins::PluginRegistry;
 use crate::telemetry;
+use larder_policy::Diagnostics;
 
 /// Larder: a policy-driven cache in front of API routes.
 #[derive(Parser, Debug)]
@@ -86,11 +86,7 @@ fn load(config: Option<&PathBuf>) -> Result<LoadedConfig, Diagnostics> {
 
 fn report(e: &StartError) -> ExitCode {
     eprintln!("{e}");
-    match e {
-        StartError::Invalid(d) => eprintln!("\n{} error(s); larder did not start", d.0.len()),
-        StartError::Policy(d) => eprintln!("\n{} error(s); larder did not start", d.len()),
-        _ => eprintln!("larder did not start"),
-    }
+    eprintln!("larder did not start");
     ExitCode::from(2)
 }
 

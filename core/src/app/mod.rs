@@ -32,7 +32,6 @@ use crate::admin::{AdminApi, AdminKeys, AdminState, PluginInfo};
 use crate::cache::Engine;
 use crate::config::LoadedConfig;
 use crate::config::RateLimit;
-use crate::config::diagnostics::Diagnostics;
 use crate::http::admission::{Admission, Cors, Limiter};
 use crate::http::pipeline::{PathEndpoint, Pipeline, Server};
 use crate::jobs::warming::Warmer;
@@ -40,12 +39,14 @@ use crate::plugins::host::CoreHost;
 use crate::plugins::openapi::{self, Merged, Mount, Operation};
 use crate::plugins::{self, LoadedPlugin, PluginRegistry};
 use crate::telemetry::metrics::Meter;
+use larder_policy::Diagnostics;
 use system::SystemApi;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Problems in the user's files, each with a position.
+    /// Problems in the user's files (config, plugin settings, policies), each with a
+    /// position.
     #[error("{0}")]
     Invalid(#[from] Diagnostics),
     /// The plugins' APIs do not fit together in one document.
@@ -59,9 +60,6 @@ pub enum StartError {
         /// Its message.
         message: String,
     },
-    /// The policies do not load; every problem is listed.
-    #[error("{0}")]
-    Policy(larder_policy::Diagnostics),
     /// The cache could not be set up.
     #[error("cache: {0}")]
     Cache(String),
@@ -185,7 +183,7 @@ impl App {
             .await
             .map_err(|e| StartError::Cache(e.to_string()))?;
         let engine =
-            Arc::new(Engine::new(cache, policy_paths, catalog).map_err(StartError::Policy)?);
+            Arc::new(Engine::new(cache, policy_paths, catalog).map_err(StartError::Invalid)?);
         host.attach(engine.clone());
         let warmer = Warmer::new(engine.clone(), &plugins);
         let _ = admin.engine.set(engine.clone());

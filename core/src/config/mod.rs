@@ -4,18 +4,16 @@
 //! environment overrides → semantic checks that collect *every* problem, each pointing at
 //! the line it comes from.
 
-pub(crate) mod diagnostics;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_saphyr::Spanned;
 
-use crate::config::diagnostics::{Diagnostic, Diagnostics};
+use larder_policy::source::{self, FieldPath, SpannedNode};
+use larder_policy::{Diagnostic, Diagnostics, Location};
 
 /// The whole server configuration. Every field has a default, so an empty file (or no
 /// file at all) runs the server on its embedded defaults.
@@ -333,74 +331,6 @@ fn default_grace() -> u64 {
     30
 }
 
-/// Where each part of the file is, for semantic errors. Parsed leniently next to
-/// [`Config`], so it never fails on a structure `Config` accepts.
-#[derive(Deserialize, Default)]
-struct Positions {
-    #[serde(default)]
-    listen: Option<Spanned<IgnoredAny>>,
-    #[serde(default)]
-    plugins: KeyedPositions<PluginPositions>,
-    #[serde(default)]
-    storage: Option<StoragePositions>,
-    #[serde(default)]
-    server: Option<ServerPositions>,
-}
-
-#[derive(Deserialize, Default)]
-struct ServerPositions {
-    #[serde(default)]
-    clock_start: Option<Spanned<IgnoredAny>>,
-}
-
-#[derive(Deserialize, Default)]
-struct StoragePositions {
-    #[serde(default)]
-    mode: Option<Spanned<IgnoredAny>>,
-}
-
-/// A map whose keys keep their positions, so an error about an entry can point at its name.
-struct KeyedPositions<T>(Vec<(Spanned<String>, Spanned<T>)>);
-
-impl<T> Default for KeyedPositions<T> {
-    fn default() -> Self {
-        Self(Vec::new())
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for KeyedPositions<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
-            type Value = KeyedPositions<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(entry) = m.next_entry()? {
-                    out.push(entry);
-                }
-                Ok(KeyedPositions(out))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
-#[derive(Deserialize, Default)]
-struct PluginPositions {
-    #[serde(default)]
-    library: Option<Spanned<IgnoredAny>>,
-    #[serde(default)]
-    prefix: Option<Spanned<IgnoredAny>>,
-    #[serde(default)]
-    settings: Option<Spanned<IgnoredAny>>,
-}
-
 /// A loaded config and where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
@@ -408,60 +338,33 @@ pub struct LoadedConfig {
     pub config: Config,
     /// The file it was read from; `None` for embedded defaults.
     pub file: Option<PathBuf>,
-    positions: PositionIndex,
+    /// The file's text and YAML tree, for positions in diagnostics.
+    source: Option<Arc<Source>>,
 }
 
-/// Line/column of the parts semantic checks point at.
-#[derive(Debug, Clone, Default)]
-pub struct PositionIndex {
-    entries: BTreeMap<String, (u64, u64)>,
+/// A config file as read: its text (for the excerpt under a diagnostic) and its tree (for
+/// the line and column of any field, a plugin's settings included).
+#[derive(Debug)]
+struct Source {
+    text: String,
+    tree: SpannedNode,
 }
 
-impl PositionIndex {
-    fn from_positions(p: &Positions) -> Self {
-        let mut entries = BTreeMap::new();
-        let mut put = |path: String, loc: &serde_saphyr::Location| {
-            entries.insert(path, (loc.line(), loc.column()));
-        };
-        if let Some(l) = &p.listen {
-            put("listen".into(), &l.referenced);
-        }
-        if let Some(c) = p.server.as_ref().and_then(|s| s.clock_start.as_ref()) {
-            put("server.clock_start".into(), &c.referenced);
-        }
-        if let Some(m) = p.storage.as_ref().and_then(|s| s.mode.as_ref()) {
-            put("storage.mode".into(), &m.referenced);
-        }
-        for (key, plugin) in &p.plugins.0 {
-            let name = &key.value;
-            put(format!("plugins.{name}"), &key.referenced);
-            let v = &plugin.value;
-            for (field, span) in [
-                ("library", &v.library),
-                ("prefix", &v.prefix),
-                ("settings", &v.settings),
-            ] {
-                if let Some(s) = span {
-                    put(format!("plugins.{name}.{field}"), &s.referenced);
-                }
-            }
-        }
-        Self { entries }
-    }
+/// `plugins.booking.settings.dataset.barbers` as a field path.
+fn field_path(dotted: &str) -> FieldPath {
+    dotted
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .fold(FieldPath::root(), |p, seg| p.at(seg))
+}
 
-    /// Position of a dotted path, or of its closest ancestor that has one.
-    pub fn get(&self, path: &str) -> (u64, u64) {
-        let mut path = path;
-        loop {
-            if let Some(pos) = self.entries.get(path) {
-                return *pos;
-            }
-            match path.rsplit_once('.') {
-                Some((parent, _)) => path = parent,
-                None => return (0, 0),
-            }
-        }
-    }
+/// The config file's JSON Schema (from the Rust types), which the file is checked against
+/// before serde sees it, so every mistake is reported with its position at once.
+fn schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        serde_json::to_value(schemars::schema_for!(Config)).expect("the schema serialises")
+    })
 }
 
 impl LoadedConfig {
@@ -470,7 +373,7 @@ impl LoadedConfig {
         let mut loaded = Self {
             config: Config::default(),
             file: None,
-            positions: PositionIndex::default(),
+            source: None,
         };
         loaded.apply_env(std::env::vars())?;
         Ok(loaded)
@@ -479,10 +382,9 @@ impl LoadedConfig {
     /// Reads a config file, then applies environment overrides.
     pub fn load(path: &Path) -> Result<Self, Diagnostics> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics(vec![Diagnostic::at(
-                &path.display().to_string(),
-                0,
-                0,
+            Diagnostics(vec![Diagnostic::new(
+                path,
+                Location::default(),
                 format!("cannot read config file: {e}"),
             )])
         })?;
@@ -491,20 +393,49 @@ impl LoadedConfig {
         Ok(loaded)
     }
 
-    /// Parses config text without looking at the environment.
+    /// Parses config text without looking at the environment: YAML → tree → schema check
+    /// (every unknown field and wrong type, each at its line) → typed [`Config`].
     pub fn parse(path: &Path, text: &str) -> Result<Self, Diagnostics> {
-        let config: Config = if text.trim().is_empty() {
-            Config::default()
-        } else {
-            serde_saphyr::from_str(text)
-                .map_err(|e| Diagnostics(vec![Diagnostic::from_yaml(path, &e)]))?
-        };
-        let positions: Positions = if text.trim().is_empty() {
-            Positions::default()
-        } else {
-            serde_saphyr::from_str(text).unwrap_or_default()
-        };
-        let mut config = config;
+        if text.trim().is_empty() {
+            return Ok(Self {
+                config: Config::default(),
+                file: Some(path.to_owned()),
+                source: None,
+            });
+        }
+        let tree = source::parse(text).map_err(|e| {
+            Diagnostics(vec![
+                Diagnostic::new(path, e.location, e.message).with_source(text),
+            ])
+        })?;
+        let violations = larder_policy::schema::validate(&tree, schema());
+        let problems: Vec<Diagnostic> = violations
+            .iter()
+            .map(|v| {
+                Diagnostic::new(path, v.location, v.message.clone())
+                    .with_hint(v.hint.clone())
+                    .with_source(text)
+            })
+            .collect();
+        let mut tree = tree;
+        if !problems.is_empty() {
+            // Drop what is wrong and check the rest too, so one run reports everything.
+            let bad: Vec<(FieldPath, Option<String>)> = violations
+                .into_iter()
+                .map(|v| (v.path, v.unknown_field))
+                .collect();
+            if !source::prune(&mut tree, &bad) {
+                return Err(Diagnostics(problems));
+            }
+        }
+        let mut config: Config =
+            serde_json::from_value(source::to_json(&tree.value)).map_err(|e| {
+                Diagnostics(vec![Diagnostic::new(
+                    path,
+                    source::loc(&tree),
+                    format!("the config does not fit: {e}"),
+                )])
+            })?;
         // Relative library paths are relative to the config file, not the working directory.
         if let Some(dir) = path.parent() {
             for plugin in config.plugins.values_mut() {
@@ -516,11 +447,21 @@ impl LoadedConfig {
                 }
             }
         }
-        Ok(Self {
+        let loaded = Self {
             config,
             file: Some(path.to_owned()),
-            positions: PositionIndex::from_positions(&positions),
-        })
+            source: Some(Arc::new(Source {
+                text: text.to_owned(),
+                tree,
+            })),
+        };
+        if problems.is_empty() {
+            return Ok(loaded);
+        }
+        let mut all = Diagnostics(problems);
+        all.0.extend(loaded.check());
+        all.sort();
+        Err(all)
     }
 
     /// The file name used in diagnostics.
@@ -531,10 +472,62 @@ impl LoadedConfig {
             .unwrap_or_else(|| "<embedded defaults>".into())
     }
 
-    /// A diagnostic pointing at a dotted config path.
+    fn at(&self, location: Location, message: impl Into<String>) -> Diagnostic {
+        let d = Diagnostic::new(self.file_name(), location, message);
+        match &self.source {
+            Some(s) => d.with_source(&s.text),
+            None => d,
+        }
+    }
+
+    /// A diagnostic pointing at the value of a dotted config path (or the closest part of
+    /// it the file has).
     pub fn diagnostic(&self, path: &str, message: impl Into<String>) -> Diagnostic {
-        let (line, column) = self.positions.get(path);
-        Diagnostic::at(&self.file_name(), line, column, message)
+        let location = self
+            .source
+            .as_ref()
+            .map(|s| source::locate(&s.tree, &field_path(path)))
+            .unwrap_or_default();
+        self.at(location, message)
+    }
+
+    /// A diagnostic pointing at the name of the entry at a dotted path (`plugins.helo`).
+    pub fn diagnostic_at_key(&self, path: &str, message: impl Into<String>) -> Diagnostic {
+        let location = self
+            .source
+            .as_ref()
+            .map(|s| source::locate_key(&s.tree, &field_path(path)))
+            .unwrap_or_default();
+        self.at(location, message)
+    }
+
+    /// Checks a plugin's `settings` block against the plugin's settings schema: every
+    /// unknown field and wrong type, each at its own line.
+    pub fn check_settings(&self, plugin: &str, schema: &serde_json::Value) -> Vec<Diagnostic> {
+        let Some(source) = &self.source else {
+            return Vec::new();
+        };
+        let Some(node) = source
+            .tree
+            .value
+            .get("plugins")
+            .and_then(|p| p.value.get(plugin))
+            .and_then(|p| p.value.get("settings"))
+        else {
+            return Vec::new();
+        };
+        larder_policy::schema::validate(node, schema)
+            .into_iter()
+            .map(|v| {
+                let path = v.path.to_string();
+                let message = if path.is_empty() {
+                    format!("plugin `{plugin}` settings: {}", v.message)
+                } else {
+                    format!("plugin `{plugin}` settings `{path}`: {}", v.message)
+                };
+                self.at(v.location, message).with_hint(v.hint)
+            })
+            .collect()
     }
 
     /// Applies `LARDER_*` overrides: the named ones (`LARDER_LISTEN`, `LARDER_POLICIES`,
@@ -602,10 +595,9 @@ impl LoadedConfig {
         if touched {
             match serde_json::from_value::<Config>(tree) {
                 Ok(config) => self.config = config,
-                Err(e) => errors.push(Diagnostic::at(
+                Err(e) => errors.push(Diagnostic::new(
                     "<environment>",
-                    0,
-                    0,
+                    Location::default(),
                     format!("a LARDER_* override does not fit the config: {e}"),
                 )),
             }
@@ -613,7 +605,13 @@ impl LoadedConfig {
         self.config.security.admin_keys.extend(extra_keys);
         if let Some(url) = redis_url.filter(|u| !u.is_empty()) {
             self.config.storage.redis.url = Some(url);
-            if !self.positions.entries.contains_key("storage.mode") && !mode_from_env {
+            let mode_in_file = self.source.as_ref().is_some_and(|s| {
+                s.tree
+                    .value
+                    .get("storage")
+                    .is_some_and(|st| st.value.get("mode").is_some())
+            });
+            if !mode_in_file && !mode_from_env {
                 self.config.storage.mode = larder_store::StoreKind::Hybrid;
             }
         }
@@ -633,7 +631,7 @@ impl LoadedConfig {
                     "listen",
                     format!("`{}` is not an address:port", self.config.listen),
                 )
-                .with_hint("write it as `127.0.0.1:8080` or `0.0.0.0:8080`"),
+                .hint("write it as `127.0.0.1:8080` or `0.0.0.0:8080`"),
             );
         }
         for (name, plugin) in &self.config.plugins {
@@ -644,7 +642,7 @@ impl LoadedConfig {
                         &format!("plugins.{name}.prefix"),
                         format!("prefix `{prefix}` must start with `/` and not end with one"),
                     )
-                    .with_hint(format!("e.g. `/{}`", prefix.trim_matches('/'))),
+                    .hint(format!("e.g. `/{}`", prefix.trim_matches('/'))),
                 );
             }
             if let Some(lib) = &plugin.library
@@ -655,7 +653,7 @@ impl LoadedConfig {
                             &format!("plugins.{name}.library"),
                             format!("plugin library `{}` does not exist", lib.display()),
                         )
-                        .with_hint("build it first (`cargo build -p <plugin crate>`) and check the path; relative paths are relative to the config file"),
+                        .hint("build it first (`cargo build -p <plugin crate>`) and check the path; relative paths are relative to the config file"),
                     );
             }
         }
@@ -672,7 +670,7 @@ impl LoadedConfig {
                             .unwrap_or_default()
                     ),
                 )
-                .with_hint("write it as `2026-12-07T15:00:00Z` or `2026-12-07T10:00:00-05:00`"),
+                .hint("write it as `2026-12-07T15:00:00Z` or `2026-12-07T10:00:00-05:00`"),
             );
         }
         for key in &self.config.security.admin_keys {
@@ -682,7 +680,7 @@ impl LoadedConfig {
                         "security.admin_keys",
                         "an admin key is shorter than 16 characters",
                     )
-                    .with_hint("use a long random secret, e.g. `openssl rand -hex 32`"),
+                    .hint("use a long random secret, e.g. `openssl rand -hex 32`"),
                 );
             }
         }

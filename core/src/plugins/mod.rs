@@ -16,7 +16,8 @@ use larder_plugin::{
 use serde::Serialize;
 
 use crate::config::LoadedConfig;
-use crate::config::diagnostics::{Diagnostic, Diagnostics, closest};
+use larder_policy::diag::did_you_mean;
+use larder_policy::{Diagnostic, Diagnostics};
 
 /// The plugin kinds this binary knows: built-ins, plus dynamic ones added while loading.
 pub struct PluginRegistry {
@@ -164,7 +165,7 @@ pub fn resolve(
         }
         let Some(library) = &entry.library else {
             if !registry.builtins.contains_key(name.as_str()) {
-                let mut d = config.diagnostic(
+                let d = config.diagnostic_at_key(
                     &format!("plugins.{name}"),
                     format!("unknown plugin `{name}`: it is not built in and has no `library`"),
                 );
@@ -175,13 +176,9 @@ pub fn resolve(
                         .filter(|(_, e)| e.library.is_some())
                         .map(|(n, _)| n.as_str()),
                 );
-                d = match closest(name, candidates) {
-                    Some(best) => d.with_hint(format!("did you mean `{best}`?")),
-                    None => d.with_hint(
-                        "set `library: path/to/libplugin.so` for a dynamic plugin".to_owned(),
-                    ),
-                };
-                errors.push(d);
+                errors.push(d.hint(did_you_mean(name, candidates).unwrap_or_else(|| {
+                    "set `library: path/to/libplugin.so` for a dynamic plugin".to_owned()
+                })));
             }
             continue;
         };
@@ -208,7 +205,12 @@ pub fn resolve(
         }
     }
     for (factory, _, _, settings) in &out {
-        if let Err(e) = factory.validate(settings) {
+        // The settings schema first: every field's mistake at its own line; the plugin's
+        // own checks (and serde) only for settings that fit it.
+        let problems = config.check_settings(factory.name(), &factory.config_schema());
+        if !problems.is_empty() {
+            errors.extend(problems);
+        } else if let Err(e) = factory.validate(settings) {
             errors.push(settings_diagnostic(config, factory.name(), &e));
         }
     }
@@ -219,21 +221,23 @@ pub fn resolve(
     }
 }
 
+/// A plugin's refusal of its settings, at the field it names.
 fn settings_diagnostic(config: &LoadedConfig, plugin: &str, e: &PluginError) -> Diagnostic {
     match e {
         PluginError::Config { path, message } => {
-            let d = config.diagnostic(
-                &format!("plugins.{plugin}.settings"),
+            let at = if path.is_empty() {
+                format!("plugins.{plugin}.settings")
+            } else {
+                format!("plugins.{plugin}.settings.{path}")
+            };
+            config.diagnostic(
+                &at,
                 if path.is_empty() {
                     format!("plugin `{plugin}` settings: {message}")
                 } else {
                     format!("plugin `{plugin}` setting `{path}`: {message}")
                 },
-            );
-            match crate::config::diagnostics::did_you_mean_from_serde(message) {
-                Some(hint) => d.with_hint(hint),
-                None => d,
-            }
+            )
         }
         other => config.diagnostic(
             &format!("plugins.{plugin}"),
