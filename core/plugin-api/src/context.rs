@@ -125,6 +125,13 @@ impl WarmRequest {
     }
 }
 
+/// Whether a purge pattern is made of wildcards only (`*`, `**`, `?*`, or nothing): such a
+/// pattern would purge every key, and every purge API refuses it in favour of its explicit
+/// "all" form, so a typo or an empty parameter never clears a cache.
+pub fn is_wildcard_only(pattern: &str) -> bool {
+    pattern.trim().chars().all(|c| matches!(c, '*' | '?'))
+}
+
 /// What to drop from the cache.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", content = "values", rename_all = "snake_case")]
@@ -329,5 +336,20 @@ impl PluginContext {
                 tracing::error!(plugin = %plugin, error = %e, "background task failed");
             }
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_wildcard_only;
+
+    #[test]
+    fn only_wildcards_match_everything() {
+        for p in ["", " ", "*", "**", "?*", " * "] {
+            assert!(is_wildcard_only(p), "{p:?}");
+        }
+        for p in ["slots:*", "a", "*x*", "user:?"] {
+            assert!(!is_wildcard_only(p), "{p:?}");
+        }
     }
 }

@@ -23,7 +23,7 @@ pub mod plugin;
 pub use api::PluginApi;
 pub use context::{
     Event, EventSpec, Host, HttpDefaults, Invalidation, LoadedValue, NamedRuleSpec, PluginContext,
-    WarmRequest, WarmSourceSpec,
+    WarmRequest, WarmSourceSpec, is_wildcard_only,
 };
 pub use plugin::{DynPlugin, Plugin, PluginError, PluginFactory, PluginInit, factory};
 

@@ -367,7 +367,7 @@ impl AdminApi {
         } else if !b.tags.is_empty() {
             Purge::Tags(b.tags)
         } else if let Some(p) = b.pattern {
-            if p.trim().is_empty() || p.trim().chars().all(|c| c == '*') {
+            if larder_plugin::is_wildcard_only(&p) {
                 return Err(bad(
                     "pattern",
                     "`pattern` matching everything is refused; send `{\"all\": true}` to clear the whole cache",

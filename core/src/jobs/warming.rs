@@ -149,7 +149,7 @@ impl Warmer {
                 let jobs: Vec<Arc<WarmJob>> = warmer.engine.policy().warm_jobs().to_vec();
                 for job in jobs {
                     let Some(every) = job.every else { continue };
-                    let every = Duration::from_millis(every.as_millis());
+                    let every: Duration = every.into();
                     let due = last.get(&job.name).is_none_or(|t| t.elapsed() >= every);
                     if !due {
                         continue;

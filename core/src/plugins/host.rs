@@ -210,7 +210,7 @@ impl Host for CoreHost {
                     Purge::Keys(keys.iter().map(|k| namespaced(&plugin, k)).collect())
                 }
                 Invalidation::Tags(tags) => Purge::Tags(tags),
-                Invalidation::Pattern(p) if p.trim().is_empty() || p.trim() == "*" => {
+                Invalidation::Pattern(p) if larder_plugin::is_wildcard_only(&p) => {
                     return Err(PluginError::failed(
                         "a bare `*` pattern is refused; use Invalidation::All to clear everything",
                     ));

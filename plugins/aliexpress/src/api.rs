@@ -717,7 +717,7 @@ pub fn clear_target(pattern: Option<String>) -> Result<(Invalidation, String), A
             message: message.into(),
         })
     };
-    if pattern.is_empty() || pattern.chars().all(|c| c == '*' || c == '?') {
+    if larder_plugin::is_wildcard_only(&pattern) {
         return Err(invalid(
             "a pattern of only wildcards would clear everything: omit `pattern` to clear all",
         ));

@@ -434,7 +434,7 @@ impl CacheAdminApi {
             .into();
         }
         for (i, p) in req.patterns.iter().enumerate() {
-            if p.trim().is_empty() || p.chars().all(|c| matches!(c, '*' | '?')) {
+            if larder_plugin::is_wildcard_only(p) {
                 return Err(BookingError::invalid(
                     &format!("patterns[{i}]"),
                     "pattern_too_wide",
