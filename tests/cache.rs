@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use larder_testkit::auth;
 use larder_testkit::redis::RedisServer;
 use larder_testkit::server::{Larder, LarderOptions, artifacts, workspace_root};
 use reqwest::header::HeaderMap;
@@ -236,42 +237,70 @@ async fn compression_is_negotiated_and_done_once() {
     );
 }
 
+/// The `security` block of a server verifying HS256 tokens, its clock at the tokens' `NOW`.
+fn jwt_security(extra: &str) -> String {
+    format!(
+        "server: {{ clock_start: \"{}\" }}\nsecurity:\n  auth:\n    jwt: [{{ algorithms: [HS256], secret: \"{}\" }}]\n{extra}",
+        auth::NOW_TEXT,
+        auth::HS_SECRET
+    )
+}
+
 #[tokio::test]
 async fn credentials_never_share_an_entry() {
     let user_rule = "version: 1\nrules:\n  - name: hello-greeting-user\n    match: { plugin: hello, operation: get_greeting }\n    key: \"hello:private:{path.name}\"\n    scope: user\n    ttl: 5m\n";
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("user.yaml"), user_rule).unwrap();
-    let larder = start(dir.path(), 0, "");
+    let larder = start(dir.path(), 0, &jwt_security(""));
     let c = reqwest::Client::new();
     let url = larder.url("/greetings/me");
-    let as_user = |token: &'static str| {
+    let as_token = |token: String| {
         let (c, url) = (c.clone(), url.clone());
         async move {
             let r = c.get(url).bearer_auth(token).send().await.unwrap();
-            status(r.headers())
+            (r.status().as_u16(), status(r.headers()))
         }
     };
-    assert!(as_user("alice-token").await.contains("stored"));
+    let alice = auth::hs256(&auth::claims("alice", json!({})), None, None);
+    let bob = auth::hs256(&auth::claims("bob", json!({})), None, None);
+    assert!(as_token(alice.clone()).await.1.contains("stored"));
     assert!(
-        as_user("bob-token").await.contains("stored"),
+        as_token(bob.clone()).await.1.contains("stored"),
         "bob was served alice's entry"
     );
-    assert!(as_user("alice-token").await.contains("hit"));
-    assert!(as_user("bob-token").await.contains("hit"));
+    assert!(as_token(alice.clone()).await.1.contains("hit"));
+    assert!(as_token(bob).await.1.contains("hit"));
+    // Another token for alice is still alice: the key is the verified user, not the header.
+    let alice_again = auth::hs256(&auth::claims("alice", json!({"jti": "2"})), None, None);
+    assert!(as_token(alice_again).await.1.contains("hit"));
+    // A token nobody signed is refused, never keyed.
+    let forged = auth::hs256(
+        &auth::claims("alice", json!({})),
+        Some("not-the-secret-but-as-long-as-it-is-0123"),
+        None,
+    );
+    let (code, _) = as_token(forged).await;
+    assert_eq!(code, 401);
     // No credentials: a user-scoped rule has no principal to key by, so no cache at all.
     let (_, h, _) = get(&c, &url).await;
-    assert!(status(&h).contains("bypass"), "{}", status(&h));
+    assert!(status(&h).contains("detail=principal"), "{}", status(&h));
 }
 
 #[tokio::test]
 async fn public_rule_never_serves_or_stores_credentialed_requests() {
     let dir = policy_dir(&[]);
-    let larder = start(dir.path(), 0, "");
+    let larder = start(
+        dir.path(),
+        0,
+        &jwt_security("    credential_headers: [\"cookie:session\"]\n"),
+    );
     let c = reqwest::Client::new();
     let url = larder.url("/greetings/shared");
+    // The session cookie is a credential: the answer is neither served from nor stored
+    // in the shared entry.
     let r = c
         .get(&url)
-        .header("cookie", "session=abc")
+        .header("cookie", "theme=dark; session=abc")
         .send()
         .await
         .unwrap();
@@ -281,6 +310,22 @@ async fn public_rule_never_serves_or_stores_credentialed_requests() {
         status(&h).contains("stored"),
         "the credentialed response was stored: {}",
         status(&h)
+    );
+    // A verified token on a public rule bypasses too.
+    let token = auth::hs256(&auth::claims("alice", json!({})), None, None);
+    let r = c.get(&url).bearer_auth(token).send().await.unwrap();
+    assert!(status(r.headers()).contains("bypass; detail=credentials"));
+    // Any other cookie (analytics, preferences) is not a credential: served from cache.
+    let r = c
+        .get(&url)
+        .header("cookie", "_ga=GA1.2.3; theme=dark")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        status(r.headers()).contains("hit"),
+        "{}",
+        status(r.headers())
     );
 }
 

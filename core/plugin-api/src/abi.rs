@@ -305,6 +305,8 @@ const fn type_fingerprint() -> u64 {
     h = mix_layout::<crate::WarmRequest>(h);
     h = mix_layout::<crate::EventSpec>(h);
     h = mix_layout::<crate::NamedRuleSpec>(h);
+    h = mix_layout::<crate::Principal>(h);
+    h = mix_layout::<crate::RoutePermission>(h);
     h = mix_layout::<PluginError>(h);
     h
 }

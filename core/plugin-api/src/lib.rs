@@ -9,6 +9,7 @@
 //! - [`api`]: [`PluginApi`], a poem-openapi API erased so that the core can merge every
 //!   plugin's routes and schemas into one OpenAPI document.
 //! - [`context`]: [`PluginContext`] and the [`Host`] services behind it.
+//! - [`identity`]: the verified [`Principal`] of a request and the permissions routes need.
 //! - [`abi`]: the `#[repr(C)]` declaration a dynamic plugin exports, the checks the loader
 //!   makes before calling anything, and [`export_plugin!`].
 //!
@@ -18,12 +19,16 @@
 pub mod abi;
 pub mod api;
 pub mod context;
+pub mod identity;
 pub mod plugin;
 
 pub use api::PluginApi;
 pub use context::{
     Event, EventSpec, Host, HttpDefaults, Invalidation, LoadedValue, NamedRuleSpec, PluginContext,
     WarmRequest, WarmSourceSpec, is_wildcard_only,
+};
+pub use identity::{
+    CACHE_MANAGE, CACHE_READ, Principal, PrincipalKind, RoutePermission, principal_of,
 };
 pub use plugin::{DynPlugin, Plugin, PluginError, PluginFactory, PluginInit, factory};
 

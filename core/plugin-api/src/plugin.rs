@@ -19,6 +19,7 @@ use crate::api::PluginApi;
 use crate::context::{
     EventSpec, HttpDefaults, NamedRuleSpec, PluginContext, WarmRequest, WarmSourceSpec,
 };
+use crate::identity::RoutePermission;
 
 /// Why a plugin could not be configured, built, or could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,6 +92,12 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// What each route needs (permissions, all required); routes not listed are public.
+    /// The core authenticates and authorizes before anything else, a cache hit included.
+    fn permissions(&self) -> Vec<RoutePermission> {
+        Vec::new()
+    }
+
     /// The policy rules this plugin caches under from code ([`PluginContext::get_or_load`]),
     /// with the routes that use each: `larder explain` shows them for those routes.
     fn named_rules(&self) -> Vec<NamedRuleSpec> {
@@ -142,6 +149,8 @@ pub trait DynPlugin: Send + Sync {
     fn events(&self) -> Vec<EventSpec>;
     /// See [`Plugin::named_rules`].
     fn named_rules(&self) -> Vec<NamedRuleSpec>;
+    /// See [`Plugin::permissions`].
+    fn permissions(&self) -> Vec<RoutePermission>;
     /// See [`Plugin::warm_sources`].
     fn warm_sources(&self) -> Vec<WarmSourceSpec>;
     /// See [`Plugin::http_defaults`].
@@ -254,6 +263,10 @@ impl<P: Plugin> DynPlugin for Running<P> {
 
     fn named_rules(&self) -> Vec<NamedRuleSpec> {
         abi::catch(|| self.0.named_rules()).unwrap_or_default()
+    }
+
+    fn permissions(&self) -> Vec<RoutePermission> {
+        abi::catch(|| self.0.permissions()).unwrap_or_default()
     }
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {

@@ -77,6 +77,9 @@ pub struct Request {
     pub plugin: Option<String>,
     /// Operation id of the route.
     pub operation: Option<String>,
+    /// Whether the request counts as credentialed, when the caller knows better than the
+    /// default [`CREDENTIAL_HEADERS`] (the server's configured credential headers).
+    pub credentialed: Option<bool>,
 }
 
 impl Request {
@@ -188,6 +191,10 @@ impl RequestView for Request {
     }
     fn operation(&self) -> Option<&str> {
         self.operation.as_deref()
+    }
+    fn has_credentials(&self) -> bool {
+        self.credentialed
+            .unwrap_or_else(|| CREDENTIAL_HEADERS.iter().any(|h| self.has_header(h)))
     }
 }
 

@@ -206,11 +206,16 @@ pub fn main() -> ExitCode {
                 }
             }
             match runtime().block_on(App::build(loaded, &registry)) {
-                Ok((app, _)) => {
-                    let explanation = app.explain(&req);
-                    println!("{explanation}");
-                    ExitCode::SUCCESS
-                }
+                Ok((app, _)) => match app.explain(&req) {
+                    Ok(explanation) => {
+                        println!("{explanation}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(e) => report(&e),
             }
         }

@@ -33,6 +33,7 @@ use crate::cache::Engine;
 use crate::config::LoadedConfig;
 use crate::config::RateLimit;
 use crate::http::admission::{Admission, Cors, Limiter};
+use crate::http::auth::Authenticator;
 use crate::http::pipeline::{PathEndpoint, Pipeline, Server};
 use crate::jobs::warming::Warmer;
 use crate::plugins::host::CoreHost;
@@ -99,6 +100,8 @@ fn same_route(poem: &str, oai: &str) -> Option<Vec<String>> {
 
 /// A built application, not yet listening.
 pub struct App {
+    /// Verifies credentials (JWKS refreshes run once started).
+    pub(crate) auth: Arc<Authenticator>,
     /// Rate limiters, trimmed periodically.
     limiters: Vec<Arc<Limiter>>,
     /// Cache and policies.
@@ -131,6 +134,7 @@ struct Parts<'a> {
     plugins: &'a [LoadedPlugin],
     operations: &'a [Operation],
     engine: &'a Arc<Engine>,
+    auth: &'a Arc<Authenticator>,
 }
 
 /// A plugin's admission defaults after the config's overrides: its limiter and CORS.
@@ -157,12 +161,10 @@ impl App {
         registry: &PluginRegistry,
         policy_paths: Vec<PathBuf>,
     ) -> Result<(Self, Arc<Server>), StartError> {
-        let resolved = check(&config, registry)?;
-        let clock = config
-            .config
-            .server
-            .clock()
-            .expect("checked with the config");
+        // An unparseable `clock_start` is reported by `check`; the wall clock stands in.
+        let clock = config.config.server.clock().unwrap_or_default();
+        let (resolved, auth) = check(&config, registry, clock)?;
+        auth.refresh_jwks(false).await;
         if let Some(at) = &config.config.server.clock_start {
             tracing::warn!(clock_start = %at, "the server's clock starts at a chosen instant, not the wall time");
         }
@@ -201,6 +203,7 @@ impl App {
             plugins: &plugins,
             operations: &operations,
             engine: &engine,
+            auth: &auth,
         };
         let (route, limiters) = parts.routes(routes)?;
         let route = parts.core_pages(route, (&json, &yaml, swagger_html), &warmer);
@@ -208,6 +211,7 @@ impl App {
         let endpoint = Arc::new(Server(route));
         warmer.set_endpoint(endpoint.clone());
         let app = Self {
+            auth,
             limiters,
             engine,
             warmer,
@@ -241,6 +245,7 @@ impl App {
         crate::http::admission::maintain(self.limiters.clone(), &self.tasks, self.shutdown.clone());
         crate::telemetry::metrics::upkeep(&self.tasks, self.shutdown.clone());
         crate::jobs::reload::watch(self.engine.clone(), &self.tasks, self.shutdown.clone());
+        self.auth.schedule(&self.tasks, self.shutdown.clone());
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
@@ -263,11 +268,13 @@ impl App {
     }
 }
 
-/// Step 1: every problem of the config file and the plugins' settings, at once.
+/// Step 1: every problem of the config file, the plugins' settings and the auth set-up,
+/// at once; the resolved plugins and the authenticator.
 fn check(
     config: &LoadedConfig,
     registry: &PluginRegistry,
-) -> Result<Vec<plugins::Resolved>, StartError> {
+    clock: larder_store::Clock,
+) -> Result<(Vec<plugins::Resolved>, Arc<Authenticator>), StartError> {
     let mut problems = config.check();
     let resolved = match plugins::resolve(config, registry) {
         Ok(r) => r,
@@ -276,10 +283,24 @@ fn check(
             Vec::new()
         }
     };
-    if problems.is_empty() {
-        Ok(resolved)
-    } else {
-        Err(Diagnostics(problems).into())
+    let auth = match Authenticator::new(config, clock) {
+        Ok(auth) => Some(Arc::new(auth)),
+        Err(found) => {
+            problems.extend(
+                found
+                    .into_iter()
+                    .map(|(path, message)| config.diagnostic(&path, message)),
+            );
+            None
+        }
+    };
+    match auth {
+        Some(auth) if problems.is_empty() => Ok((resolved, auth)),
+        _ => {
+            let mut d = Diagnostics(problems);
+            d.sort();
+            Err(d.into())
+        }
     }
 }
 
@@ -359,6 +380,26 @@ fn catalog(
 }
 
 impl Parts<'_> {
+    /// The permissions a route needs: the config's override for it, else its plugin's
+    /// declaration; `/metrics` needs a read admin key when the config says so.
+    fn required(&self, op: &Operation) -> Vec<String> {
+        let route = format!("{} {}", op.method, op.path);
+        let security = &self.config.config.security;
+        if let Some(p) = security.permissions.get(&route) {
+            return p.clone();
+        }
+        if op.path == "/metrics" && security.metrics_requires_key {
+            return vec![larder_plugin::CACHE_READ.to_owned()];
+        }
+        self.plugins
+            .iter()
+            .filter(|p| p.name == op.plugin)
+            .flat_map(|p| &p.permissions)
+            .find(|r| Some(r.operation.as_str()) == op.operation_id.as_deref())
+            .map(|r| r.permissions.clone())
+            .unwrap_or_default()
+    }
+
     /// Each plugin's rate limiter and CORS allowlist: the plugin's defaults unless the
     /// config says otherwise.
     fn plugin_http(&self) -> BTreeMap<&'static str, PluginHttp> {
@@ -370,6 +411,7 @@ impl Parts<'_> {
                 let limit = entry.and_then(|e| e.rate_limit).unwrap_or(RateLimit {
                     per_second: defaults.rate_per_second,
                     per_minute: defaults.rate_per_minute,
+                    ..RateLimit::default()
                 });
                 let origins = entry
                     .and_then(|e| e.cors_origins.clone())
@@ -476,6 +518,8 @@ impl Parts<'_> {
             engine: self.engine.clone(),
             admission: Admission {
                 body_limit: limits.request_body_bytes,
+                auth: self.auth.clone(),
+                required: self.required(op).into(),
                 limiters: Vec::new(),
                 trust_forwarded_for: self.config.config.security.trust_forwarded_for,
                 cors: None,

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 use larder_policy::source::{self, FieldPath, SpannedNode};
 use larder_policy::{Diagnostic, Diagnostics, Location};
 
+pub(crate) mod security;
+pub use security::{
+    ApiKeyConfig, ApiKeysConfig, AuthConfig, ClaimMap, JwtKeyConfig, RoutePermissions,
+};
+
 /// The whole server configuration. Every field has a default, so an empty file (or no
 /// file at all) runs the server on its embedded defaults.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -141,7 +146,9 @@ pub struct PluginConfig {
     pub settings: serde_json::Value,
 }
 
-/// A rate limit per client IP. A zero or absent field means no limit of that kind.
+/// A rate limit: "N per minute" admits at most N requests in any 60-second window (a
+/// sliding window, not a refilling bucket), per client. A zero or absent field means no
+/// limit of that kind.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
@@ -151,6 +158,23 @@ pub struct RateLimit {
     /// Requests per minute.
     #[serde(default)]
     pub per_minute: Option<u32>,
+    /// Who a client is: the client IP (default), the verified principal (falls back to
+    /// the IP for anonymous requests), or the principal's tenant.
+    #[serde(default)]
+    pub per: LimitKey,
+}
+
+/// What a rate limit counts requests per.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKey {
+    /// The client IP.
+    #[default]
+    Ip,
+    /// The verified user (or API key); the IP when anonymous.
+    Principal,
+    /// The verified tenant; the IP when there is none.
+    Tenant,
 }
 
 impl Default for PluginConfig {
@@ -255,9 +279,22 @@ pub struct SecurityConfig {
     #[serde(default)]
     pub trust_forwarded_for: bool,
     /// Admin API keys. `LARDER_ADMIN_KEY` adds a write key, `LARDER_ADMIN_READ_KEY` a read
-    /// key. With no key at all, the admin API refuses every call.
+    /// key. With no key at all, the admin API refuses every call. An admin key is also a
+    /// credential for plugins' cache-admin routes: a read key grants `cache:read`, a write
+    /// key `cache:read` and `cache:manage`.
     #[serde(default)]
     pub admin_keys: Vec<AdminKey>,
+    /// How requests prove who they are (JWTs, API keys).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Permissions per route, overriding the plugins' declarations:
+    /// `{ "GET /api/v1/analytics/revenue": [analytics:read] }`; `[]` makes a route public.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions: RoutePermissions,
+    /// Require an admin key (read role) for `/metrics`. Off by default, as Prometheus
+    /// scrapers expect; turn it on when the port is reachable by clients.
+    #[serde(default)]
+    pub metrics_requires_key: bool,
 }
 
 /// Thresholds for `/admin/cache/report`.
@@ -355,7 +392,10 @@ fn field_path(dotted: &str) -> FieldPath {
     dotted
         .split('.')
         .filter(|s| !s.is_empty())
-        .fold(FieldPath::root(), |p, seg| p.at(seg))
+        .fold(FieldPath::root(), |p, seg| match seg.parse::<usize>() {
+            Ok(i) => p.at(i),
+            Err(_) => p.at(seg),
+        })
 }
 
 /// The config file's JSON Schema (from the Rust types), which the file is checked against

@@ -1,71 +1,117 @@
 //! Admission: what a request must pass before anything else runs, a cache hit included —
-//! the declared body size, the route's rate limits (429 with `Retry-After`), and CORS.
+//! the declared body size, authentication and the route's permissions (401/403), the
+//! route's rate limits (429 with `Retry-After`), and CORS.
 //!
-//! [`Admission::admit`] runs once per request, at the head of the pipeline, so a limit is
-//! charged exactly once whichever way the request is then answered. Plugins declare rate
-//! limits and CORS origins (the AliExpress seed's 5/s and 60/min, ChatGPT's origins); the
-//! config overrides them.
+//! [`Admission::admit`] runs once per request, at the head of the pipeline, so nothing is
+//! served from the cache before the caller is known and allowed, and a limit is charged
+//! exactly once whichever way the request is then answered. Plugins declare permissions,
+//! rate limits and CORS origins (the AliExpress seed's 5/s and 60/min, ChatGPT's origins);
+//! the config overrides them.
 
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use larder_plugin::Principal;
 use poem::http::header::{self, HeaderValue, RETRY_AFTER};
 use poem::http::{Method, StatusCode};
 use poem::{Body, Request, Response};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::RateLimit;
+use crate::config::{LimitKey, RateLimit};
+use crate::http::auth::{Authenticator, Identity, Verdict, unauthorized};
 use crate::http::error::ApiError;
 
-/// One limit (per second and/or per minute), keyed by client IP.
+/// Shards of a limiter's client table: clients on different shards never wait on each other.
+const SHARDS: usize = 16;
+
+/// Who a limit counts requests for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Client {
+    Ip(IpAddr),
+    Id(Box<str>),
+}
+
+/// One limit: at most `max` requests in any `window` per client (a sliding log of the
+/// admitted requests' times, so "60 per minute" never admits a 61st within 60 s, however
+/// the requests are spread).
 pub struct Limiter {
     name: String,
-    per_second: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    per_minute: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    windows: Vec<(Duration, usize)>,
+    per: LimitKey,
+    shards: Vec<parking_lot::Mutex<HashMap<Client, Vec<VecDeque<Instant>>>>>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Limiter {
     /// A limiter for `limit`, or `None` when it limits nothing.
     pub fn new(name: impl Into<String>, limit: RateLimit) -> Option<Arc<Self>> {
-        let per_second = limit
-            .per_second
-            .and_then(NonZeroU32::new)
-            .map(|n| RateLimiter::keyed(Quota::per_second(n)));
-        let per_minute = limit
-            .per_minute
-            .and_then(NonZeroU32::new)
-            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-        (per_second.is_some() || per_minute.is_some()).then(|| {
+        let windows: Vec<(Duration, usize)> = [
+            (Duration::from_secs(1), limit.per_second),
+            (Duration::from_secs(60), limit.per_minute),
+        ]
+        .into_iter()
+        .filter_map(|(w, n)| n.filter(|n| *n > 0).map(|n| (w, n as usize)))
+        .collect();
+        (!windows.is_empty()).then(|| {
             Arc::new(Self {
                 name: name.into(),
-                per_second,
-                per_minute,
+                windows,
+                per: limit.per,
+                shards: (0..SHARDS).map(|_| Default::default()).collect(),
+                hasher: Default::default(),
             })
         })
     }
 
-    /// `Err(wait)` when `ip` is over the limit.
-    fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        let clock = DefaultClock::default();
-        for limiter in [&self.per_second, &self.per_minute].into_iter().flatten() {
-            if let Err(not_until) = limiter.check_key(&ip) {
-                return Err(not_until.wait_time_from(clock.now()));
+    /// Admits one request of `client` at `now`, or says how long until it would be.
+    fn check(&self, client: Client, now: Instant) -> Result<(), Duration> {
+        let shard = self.hasher.hash_one(&client) as usize % SHARDS;
+        let mut shard = self.shards[shard].lock();
+        let logs = shard
+            .entry(client)
+            .or_insert_with(|| vec![VecDeque::new(); self.windows.len()]);
+        let mut wait = Duration::ZERO;
+        for ((window, max), log) in self.windows.iter().zip(logs.iter_mut()) {
+            while log
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= *window)
+            {
+                log.pop_front();
             }
+            if log.len() >= *max {
+                let oldest = *log.front().expect("a full log has a front");
+                wait = wait.max(*window - now.duration_since(oldest));
+            }
+        }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        for log in logs.iter_mut() {
+            log.push_back(now);
         }
         Ok(())
     }
 
-    /// Forgets clients that are back under their limit, so the key table stays small.
+    /// Forgets clients with nothing left in their windows, so the table stays small.
     fn shrink(&self) {
-        for limiter in [&self.per_second, &self.per_minute].into_iter().flatten() {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+        let now = Instant::now();
+        let longest = self
+            .windows
+            .iter()
+            .map(|(w, _)| *w)
+            .max()
+            .unwrap_or_default();
+        for shard in &self.shards {
+            shard.lock().retain(|_, logs| {
+                logs.iter()
+                    .any(|l| l.back().is_some_and(|t| now.duration_since(*t) < longest))
+            });
         }
     }
 }
@@ -177,6 +223,10 @@ impl Cors {
 pub struct Admission {
     /// Largest request body, declared or streamed.
     pub body_limit: usize,
+    /// Who the request is.
+    pub auth: Arc<Authenticator>,
+    /// Permissions the route needs (all of them); empty: public.
+    pub required: Arc<[String]>,
     /// The route's rate limits (plugin-wide and per route), charged in order.
     pub limiters: Vec<Arc<Limiter>>,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
@@ -185,16 +235,87 @@ pub struct Admission {
     pub cors: Option<Arc<Cors>>,
 }
 
+/// What admission made of a request.
+pub(crate) enum Admitted {
+    /// It may go on, as this identity.
+    Go(Identity),
+    /// It ends here with this answer (a preflight's, or a refusal).
+    Answer(Response),
+}
+
 impl Admission {
-    /// The admission phase: `None` when the request may go on (its body, if undeclared,
-    /// now capped), else the answer that ends it here — a preflight's, or a refusal.
-    pub fn admit(&self, req: &mut Request) -> Option<Response> {
+    /// The admission phase: CORS preflight, body size, authentication, permissions, rate
+    /// limits — in that order, each refusal a clear JSON error.
+    pub(crate) async fn admit(&self, req: &mut Request) -> Admitted {
         if let Some(cors) = &self.cors
             && Cors::is_preflight(req)
         {
-            return Some(cors.preflight(req));
+            return Admitted::Answer(cors.preflight(req));
         }
-        self.check_body(req).or_else(|| self.charge(req))
+        if let Some(refused) = self.check_body(req) {
+            return Admitted::Answer(refused);
+        }
+        let identity = match self.auth.authenticate(req) {
+            Verdict::Known(identity) => identity,
+            Verdict::Refused(why) => return Admitted::Answer(unauthorized(why.0, true)),
+            Verdict::UnknownKid => {
+                // A key may have been rotated in: fetch the JWKS again (bounded), once.
+                Box::pin(self.auth.refresh_jwks(true)).await;
+                match self.auth.authenticate(req) {
+                    Verdict::Known(identity) => identity,
+                    Verdict::Refused(why) => {
+                        return Admitted::Answer(unauthorized(why.0, true));
+                    }
+                    Verdict::UnknownKid => {
+                        return Admitted::Answer(unauthorized(
+                            "no key has this token's `kid`, even after fetching the JWKS again"
+                                .into(),
+                            true,
+                        ));
+                    }
+                }
+            }
+        };
+        if let Some(refused) = self.authorize(identity.principal.as_deref()) {
+            return Admitted::Answer(refused);
+        }
+        if let Some(refused) = self.charge(req, &identity) {
+            return Admitted::Answer(refused);
+        }
+        Admitted::Go(identity)
+    }
+
+    /// 401 without a principal, 403 without a permission the route needs.
+    fn authorize(&self, principal: Option<&Principal>) -> Option<Response> {
+        if self.required.is_empty() {
+            return None;
+        }
+        let Some(principal) = principal else {
+            return Some(unauthorized(
+                format!(
+                    "this route needs credentials ({}): send a bearer token or an API key",
+                    self.required.join(", ")
+                ),
+                false,
+            ));
+        };
+        let missing: Vec<&str> = self
+            .required
+            .iter()
+            .filter(|p| !principal.can(p))
+            .map(String::as_str)
+            .collect();
+        (!missing.is_empty()).then(|| {
+            ApiError::new(
+                "forbidden",
+                format!(
+                    "`{}` lacks the permission this route needs: {}",
+                    principal.user,
+                    missing.join(", ")
+                ),
+            )
+            .respond(StatusCode::FORBIDDEN)
+        })
     }
 
     /// Refuses a declared oversized body before anything reads it; a body of unknown
@@ -227,18 +348,35 @@ impl Admission {
     }
 
     /// Takes one request from the client's allowance under each limit.
-    fn charge(&self, req: &Request) -> Option<Response> {
+    fn charge(&self, req: &Request, identity: &Identity) -> Option<Response> {
         if self.limiters.is_empty() {
             return None;
         }
-        let ip = client_ip(req, self.trust_forwarded_for)?;
+        let now = Instant::now();
+        let ip = client_ip(req, self.trust_forwarded_for);
         for limiter in &self.limiters {
-            if let Err(wait) = limiter.check(ip) {
+            let principal = identity.principal.as_deref();
+            let client = match limiter.per {
+                LimitKey::Principal => principal.map(|p| Client::Id(p.user.as_str().into())),
+                LimitKey::Tenant => self
+                    .auth
+                    .tenant(principal, req)
+                    .map(|t| Client::Id(format!("tenant:{t}").into())),
+                LimitKey::Ip => None,
+            };
+            let Some(client) = client.or(ip.map(Client::Ip)) else {
+                continue;
+            };
+            if let Err(wait) = limiter.check(client.clone(), now) {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let who = match &client {
+                    Client::Ip(ip) => ip.to_string(),
+                    Client::Id(id) => id.to_string(),
+                };
                 let mut resp = ApiError::new(
                     "rate_limited",
                     format!(
-                        "too many requests from {ip} ({}); retry in {secs} s",
+                        "too many requests from {who} ({}); retry in {secs} s",
                         limiter.name
                     ),
                 )
@@ -268,24 +406,71 @@ fn client_ip(req: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn per_second_limit_refuses_then_says_when() {
-        let l = Limiter::new(
+    fn limit(per_second: Option<u32>, per_minute: Option<u32>) -> Arc<Limiter> {
+        Limiter::new(
             "test",
             RateLimit {
-                per_second: Some(2),
-                per_minute: None,
+                per_second,
+                per_minute,
+                per: LimitKey::Ip,
             },
         )
-        .unwrap();
-        let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        assert!(l.check(ip).is_ok());
-        assert!(l.check(ip).is_ok());
-        let wait = l.check(ip).unwrap_err();
-        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        .unwrap()
+    }
+
+    fn ip(s: &str) -> Client {
+        Client::Ip(s.parse().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_second_limit_refuses_then_says_when() {
+        let l = limit(Some(2), None);
+        let now = Instant::now();
+        assert!(l.check(ip("10.1.2.3"), now).is_ok());
+        assert!(l.check(ip("10.1.2.3"), now).is_ok());
+        let wait = l.check(ip("10.1.2.3"), now).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
         assert!(
-            l.check("10.9.9.9".parse().unwrap()).is_ok(),
+            l.check(ip("10.9.9.9"), now).is_ok(),
             "other clients are not limited"
+        );
+    }
+
+    /// "60 per minute" admits exactly 60 in any 60 s window, however the requests come:
+    /// a burst, a steady trickle, or a burst and then a trickle (a refilling bucket would
+    /// let through 60 + 1 per second).
+    #[tokio::test(start_paused = true)]
+    async fn per_minute_admits_exactly_n_in_any_window() {
+        let l = limit(None, Some(60));
+        let start = Instant::now();
+        let mut admitted = Vec::new();
+        // One request every 100 ms for three minutes.
+        for i in 0..1800u64 {
+            let at = start + Duration::from_millis(100 * i);
+            if l.check(ip("10.0.0.1"), at).is_ok() {
+                admitted.push(at);
+            }
+        }
+        for (i, t) in admitted.iter().enumerate() {
+            let in_window = admitted[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) < Duration::from_secs(60))
+                .count();
+            assert!(in_window <= 60, "{in_window} admitted within 60 s of {i}");
+        }
+        assert_eq!(admitted.len(), 180, "60 in each of the three minutes");
+
+        // A burst: 60 at once, then nothing until the first one is a minute old.
+        let l = limit(None, Some(60));
+        let t0 = Instant::now();
+        assert!((0..60).all(|_| l.check(ip("10.0.0.2"), t0).is_ok()));
+        let wait = l
+            .check(ip("10.0.0.2"), t0 + Duration::from_secs(16))
+            .unwrap_err();
+        assert_eq!(wait, Duration::from_secs(44));
+        assert!(
+            l.check(ip("10.0.0.2"), t0 + Duration::from_secs(60))
+                .is_ok()
         );
     }
 
@@ -296,7 +481,8 @@ mod tests {
                 "x",
                 RateLimit {
                     per_second: Some(0),
-                    per_minute: None
+                    per_minute: None,
+                    per: LimitKey::Ip,
                 }
             )
             .is_none()

@@ -2,7 +2,8 @@
 //!
 //! - [`pipeline`]: the phases every request to a route passes, driven in one place, and the
 //!   endpoints poem's router dispatches to;
-//! - [`admission`]: body size, rate limits, CORS;
+//! - [`admission`]: body size, authentication and permissions, rate limits, CORS;
+//! - [`auth`]: the verified principal of a request (JWTs, API keys, admin keys);
 //! - [`view`]: the request as the policy's decision function reads it;
 //! - [`respond`]: answers built from cache entries (headers, 304, coding negotiation);
 //! - [`store`]: an origin answer turned into an entry;
@@ -10,6 +11,7 @@
 //! - [`error`]: the one JSON error envelope.
 
 pub(crate) mod admission;
+pub(crate) mod auth;
 pub(crate) mod compression;
 pub(crate) mod error;
 pub mod pipeline;

@@ -32,7 +32,7 @@ use std::time::Instant;
 use futures::FutureExt;
 use futures::future::Either;
 use larder_plugin::Event;
-use larder_policy::{Rule, Skip};
+use larder_policy::Skip;
 use larder_store::Served;
 use poem::endpoint::BoxEndpoint;
 use poem::http::header::{self, HeaderName, HeaderValue};
@@ -42,11 +42,12 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::cache::{BoundRule, Engine, RouteSlot};
-use crate::http::admission::{Admission, Cors};
+use crate::http::admission::{Admission, Admitted, Cors};
+use crate::http::auth::Identity;
 use crate::http::error::{ApiError, error_response};
 use crate::http::respond::{CACHE_STATUS, origin_failure, respond, set_header, set_owned_header};
 use crate::http::store::{Pending, to_loaded};
-use crate::http::view::View;
+use crate::http::view::{View, Who};
 use crate::plugins::host::{plugin_tag, with_events};
 use crate::telemetry::metrics::Meter;
 use crate::telemetry::otel;
@@ -160,13 +161,13 @@ impl Pipeline {
             .as_ref()
             .and_then(|_| req.headers().get(header::ORIGIN).cloned());
         let mut origin_us = 0;
-        let resp = match self.admission.admit(&mut req) {
-            Some(answer) => answer,
-            None => {
+        let resp = match self.admission.admit(&mut req).await {
+            Admitted::Answer(answer) => answer,
+            Admitted::Go(identity) => {
                 // One span type whether or not a span exists yet (a disabled one costs
                 // nothing to enter), so the state machine holds one copy of the answer.
                 let span = trace.span.clone().unwrap_or_else(tracing::Span::none);
-                match span.in_scope(|| self.plan(&req, &trace)) {
+                match span.in_scope(|| self.plan(&req, &identity, &trace)) {
                     Plan::Hit(served, bound) => {
                         let h = req.headers();
                         respond(
@@ -181,7 +182,12 @@ impl Pipeline {
                         .await
                     }
                     plan => {
-                        let rest = Box::pin(self.rest(plan, req, &mut trace).instrument(span));
+                        // The handler may want to know who asks.
+                        if let Some(principal) = &identity.principal {
+                            req.extensions_mut().insert(principal.clone());
+                        }
+                        let rest = self.rest(plan, req, identity, &mut trace);
+                        let rest = Box::pin(rest.instrument(span));
                         let (resp, us) = rest.await;
                         origin_us = us;
                         resp
@@ -194,14 +200,14 @@ impl Pipeline {
 
     /// The decision phase, and the lookup phase's synchronous L1 half, for a request whose
     /// body the rule does not read.
-    fn plan(&self, req: &Request, trace: &Trace) -> Plan {
+    fn plan(&self, req: &Request, identity: &Identity, trace: &Trace) -> Plan {
         let Some(bound) = self.slot.as_ref().and_then(|s| s.bound.load_full()) else {
             return Plan::Uncovered;
         };
         if reads_body(req.method()) {
             return Plan::ReadBody(bound);
         }
-        match self.decide(&bound, req, None, trace) {
+        match self.decide(&bound, req, None, self.who(req, identity), trace) {
             Ok(key) => {
                 match crate::cache::lookup(&self.engine, &bound, &key, trace.cache_spans()) {
                     Ok(hit) => Plan::Hit(hit, bound),
@@ -212,6 +218,16 @@ impl Pipeline {
         }
     }
 
+    /// What the policy may know of who asks: the verified principal only.
+    fn who<'a>(&self, req: &'a Request, identity: &'a Identity) -> Who<'a> {
+        let principal = identity.principal.as_deref();
+        Who {
+            user: principal.map(|p| p.user.as_str()),
+            tenant: self.admission.auth.tenant(principal, req),
+            credentialed: identity.credentialed,
+        }
+    }
+
     /// The decision: the rule's key for the request, or why not to cache. The one function
     /// `larder explain` runs too.
     fn decide(
@@ -219,6 +235,7 @@ impl Pipeline {
         bound: &BoundRule,
         req: &Request,
         body: Option<&Value>,
+        who: Who<'_>,
         trace: &Trace,
     ) -> Result<String, Skip> {
         let slot = self.slot.as_deref().expect("a bound rule has a route slot");
@@ -230,7 +247,7 @@ impl Pipeline {
                 cache.decision = tracing::field::Empty,
             )
         });
-        let decision = rule.decide(&View::new(req, body, slot), self.engine.clock());
+        let decision = rule.decide(&View::new(req, body, slot, who), self.engine.clock());
         if let Some(span) = span {
             let verdict = decision
                 .as_ref()
@@ -243,7 +260,13 @@ impl Pipeline {
     /// Every way but a hit found in L1: the origin without a rule, reading a body the key
     /// needs, a decision not to cache (a write, a bypass), L2, and the miss's origin and
     /// store. Returns the answer and the origin's time in µs (0 when it did not run).
-    async fn rest(&self, plan: Plan, req: Request, trace: &mut Trace) -> (Response, u64) {
+    async fn rest(
+        &self,
+        plan: Plan,
+        req: Request,
+        identity: Identity,
+        trace: &mut Trace,
+    ) -> (Response, u64) {
         let origin_time = OriginTime::default();
         let resp = match plan {
             Plan::Hit(..) => unreachable!("answered in `run`"),
@@ -253,25 +276,35 @@ impl Pipeline {
                     Ok(v) => v,
                     Err(resp) => return (resp, 0),
                 };
-                match self.decide(&bound, &req, body.as_ref(), trace) {
+                let who = self.who(&req, &identity);
+                match self.decide(&bound, &req, body.as_ref(), who, trace) {
                     Ok(key) => {
                         let lookup =
                             crate::cache::lookup(&self.engine, &bound, &key, trace.cache_spans());
-                        self.look(bound, key, lookup, (req, body), trace, &origin_time)
-                            .await
+                        self.look(
+                            bound,
+                            key,
+                            lookup,
+                            (req, body),
+                            &identity,
+                            trace,
+                            &origin_time,
+                        )
+                        .await
                     }
                     Err(skip) => {
-                        self.skip(bound, skip, (req, body), trace, &origin_time)
+                        self.skip(bound, skip, (req, body), &identity, trace, &origin_time)
                             .await
                     }
                 }
             }
             Plan::Skip(bound, skip) => {
-                self.skip(bound, skip, (req, None), trace, &origin_time)
+                self.skip(bound, skip, (req, None), &identity, trace, &origin_time)
                     .await
             }
             Plan::Look(bound, key, lookup) => {
-                self.look(bound, key, Err(lookup), (req, None), trace, &origin_time)
+                let l1 = Err(lookup);
+                self.look(bound, key, l1, (req, None), &identity, trace, &origin_time)
                     .await
             }
         };
@@ -285,14 +318,20 @@ impl Pipeline {
         bound: Arc<BoundRule>,
         skip: Skip,
         (req, body): (Request, Option<Value>),
+        identity: &Identity,
         trace: &mut Trace,
         origin_time: &OriginTime,
     ) -> Response {
         let slot = self.slot.as_deref().expect("a bound rule has a route slot");
         match skip {
             Skip::Method | Skip::Disabled => {
-                self.write(&bound.rule, slot, req, body, trace, origin_time)
-                    .await
+                let invalidation = bound.rule.invalidation(&View::new(
+                    &req,
+                    body.as_ref(),
+                    slot,
+                    self.who(&req, identity),
+                ));
+                self.write(invalidation, req, trace, origin_time).await
             }
             skip => {
                 let mut resp = self.origin_only(req, trace, origin_time).await;
@@ -307,12 +346,14 @@ impl Pipeline {
     }
 
     /// The lookup past L1 (L2, when the rule uses it), then, on a miss, origin and store.
+    #[allow(clippy::too_many_arguments)]
     async fn look(
         &self,
         bound: Arc<BoundRule>,
         key: String,
         l1: Result<Served, crate::cache::Lookup>,
         (req, body): (Request, Option<Value>),
+        identity: &Identity,
         trace: &mut Trace,
         origin_time: &OriginTime,
     ) -> Response {
@@ -324,7 +365,16 @@ impl Pipeline {
             Err(lookup) => match lookup.rest(&self.engine, &bound, &key).await {
                 Ok(hit) => hit,
                 Err(miss) => {
-                    let load = self.load(miss, &bound, slot, key, req, body, trace, origin_time);
+                    let load = self.load(
+                        miss,
+                        &bound,
+                        slot,
+                        key,
+                        (req, body),
+                        identity,
+                        trace,
+                        origin_time,
+                    );
                     match load.await {
                         Ok(served) => served,
                         Err(resp) => return resp,
@@ -352,15 +402,15 @@ impl Pipeline {
         bound: &BoundRule,
         slot: &RouteSlot,
         key: String,
-        req: Request,
-        body: Option<Value>,
+        (req, body): (Request, Option<Value>),
+        identity: &Identity,
         trace: &mut Trace,
         origin_time: &OriginTime,
     ) -> Result<Served, Response> {
         let span = trace.for_origin(self, &req);
         let rule = bound.rule.clone();
         let pending = {
-            let view = View::new(&req, body.as_ref(), slot);
+            let view = View::new(&req, body.as_ref(), slot, self.who(&req, identity));
             let mut tags = rule.tags(&view);
             tags.push(plugin_tag(&slot.plugin));
             tags.push(format!("rule:{}", rule.name));
@@ -421,14 +471,11 @@ impl Pipeline {
     /// a 2xx, run the triggers of the events it emitted, then answer.
     async fn write(
         &self,
-        rule: &Rule,
-        slot: &RouteSlot,
+        invalidation: Option<larder_policy::Invalidation>,
         req: Request,
-        body: Option<Value>,
         trace: &mut Trace,
         origin_time: &OriginTime,
     ) -> Response {
-        let invalidation = rule.invalidation(&View::new(&req, body.as_ref(), slot));
         let span = trace.for_origin(self, &req);
         let t = Instant::now();
         let (mut resp, events) = run_handler(&self.origin, req)

@@ -157,7 +157,7 @@ fn table() -> Vec<Case> {
             ..get("client bypass", "/items/b", Some("detail=request"))
         },
         Case {
-            headers: &[("authorization", "Bearer alice")],
+            headers: &[("authorization", "Bearer {alice}")],
             ..get(
                 "credentials on a public rule",
                 "/items/c",
@@ -165,11 +165,11 @@ fn table() -> Vec<Case> {
             )
         },
         Case {
-            headers: &[("authorization", "Bearer alice")],
+            headers: &[("authorization", "Bearer {alice}")],
             ..get("user scope", "/me", Some("hit"))
         },
         Case {
-            headers: &[("authorization", "Bearer bob")],
+            headers: &[("authorization", "Bearer {bob}")],
             ..get("user scope, another user", "/me", Some("hit"))
         },
         get(
@@ -287,7 +287,7 @@ async fn send(endpoint: &Server, case: &Case) -> Answer {
         // The client's address: admission keys rate limits by it.
         .header("x-forwarded-for", "10.1.2.3");
     for (k, v) in case.headers {
-        req = req.header(*k, *v);
+        req = req.header(*k, header_value(v));
     }
     let req = match case.body {
         Some(b) => req.body(b.to_owned()),
@@ -310,6 +310,31 @@ async fn send(endpoint: &Server, case: &Case) -> Answer {
         status,
         headers,
         body,
+    }
+}
+
+const JWT_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+/// The server's clock starts here (`server.clock_start`): tokens' expiry is relative to it.
+const CLOCK_START: &str = "2026-03-04T15:00:00Z";
+const CLOCK_START_SECS: u64 = 1_772_636_400;
+
+/// An HS256 token for `user`, valid for a day after [`CLOCK_START`].
+fn token(user: &str) -> String {
+    let exp = CLOCK_START_SECS + 86_400;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "sub": user, "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A table header value: `Bearer {alice}` stands for a valid token of user `alice`.
+fn header_value(v: &str) -> String {
+    match v.strip_prefix("Bearer {").and_then(|u| u.strip_suffix('}')) {
+        Some(user) => format!("Bearer {}", token(user)),
+        None => v.to_owned(),
     }
 }
 
@@ -342,7 +367,7 @@ async fn app() -> (App, Arc<Server>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("probe.yaml"), POLICY).unwrap();
     let config = format!(
-        "policies: {}\nsecurity: {{ trust_forwarded_for: true }}\nplugins:\n  probe:\n    cors_origins: [\"https://allowed.test\"]\n    route_limits: {{ \"GET /limited\": {{ per_minute: 2 }} }}\n",
+        "policies: {}\nserver: {{ clock_start: \"{CLOCK_START}\" }}\nsecurity:\n  trust_forwarded_for: true\n  auth:\n    jwt: [{{ algorithms: [HS256], secret: \"{JWT_SECRET}\" }}]\nplugins:\n  probe:\n    cors_origins: [\"https://allowed.test\"]\n    route_limits: {{ \"GET /limited\": {{ per_minute: 2 }} }}\n",
         dir.path().display()
     );
     let loaded = LoadedConfig::parse(&dir.path().join("larder.yaml"), &config).unwrap();
@@ -434,12 +459,12 @@ async fn keys(app: &App) -> Vec<String> {
 fn check_explain(app: &App, case: &Case, done: &Done) {
     let mut req = larder_policy::Request::new(case.method.as_str(), case.target);
     for (k, v) in case.headers {
-        req = req.with_header(k, v);
+        req = req.with_header(k, &header_value(v));
     }
     if let Some(b) = case.body {
         req = req.with_body(serde_json::from_str(b).unwrap());
     }
-    let ex = app.explain(&req);
+    let ex = app.explain(&req).expect("explain knows the request");
     let rule = ex.rule.as_ref();
     match done {
         Done::Stored { key, ttl_secs } if !key.is_empty() => {
@@ -596,6 +621,8 @@ async fn a_hits_future_stays_small() {
         engine: app.engine.clone(),
         admission: crate::http::admission::Admission {
             body_limit: 1,
+            auth: app.auth.clone(),
+            required: Vec::new().into(),
             limiters: Vec::new(),
             trust_forwarded_for: false,
             cors: None,

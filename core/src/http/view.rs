@@ -1,34 +1,50 @@
 //! The request as the policy sees it: [`larder_policy::RequestView`] over poem's request.
 //!
-//! Query pairs and the principal are worked out only if the rule asks for them: most keys
-//! use the path alone, and a hit should not pay for the rest.
+//! Query pairs are parsed only if the rule asks for them: most keys use the path alone,
+//! and a hit should not pay for the rest. Tenant and user come from the verified principal
+//! (admission), never from a header a client chose.
 
 use std::cell::OnceCell;
 
-use larder_policy::{CREDENTIAL_HEADERS, RequestView};
+use larder_policy::RequestView;
 use poem::Request;
-use poem::http::HeaderName;
 use serde_json::Value;
 
 use crate::cache::RouteSlot;
 
-/// A borrowed request, its JSON body (when the rule reads bodies) and its route.
+/// A borrowed request, its JSON body (when the rule reads bodies), its route and who it is.
 pub(crate) struct View<'a> {
     req: &'a Request,
     body: Option<&'a Value>,
     slot: &'a RouteSlot,
+    who: Who<'a>,
     query: OnceCell<Vec<(String, String)>>,
-    user: OnceCell<Option<String>>,
+}
+
+/// The verified identity the policy may key by: never a header a client chose.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Who<'a> {
+    /// The verified user (`jwt:<sub>`, `key:<name>`, `admin:<role>`).
+    pub user: Option<&'a str>,
+    /// The verified tenant (or, behind a trusted gateway, `X-Tenant-Id`).
+    pub tenant: Option<&'a str>,
+    /// Whether the request carried credentials, verified or not.
+    pub credentialed: bool,
 }
 
 impl<'a> View<'a> {
-    pub(crate) fn new(req: &'a Request, body: Option<&'a Value>, slot: &'a RouteSlot) -> Self {
+    pub(crate) fn new(
+        req: &'a Request,
+        body: Option<&'a Value>,
+        slot: &'a RouteSlot,
+        who: Who<'a>,
+    ) -> Self {
         Self {
             req,
             body,
             slot,
+            who,
             query: OnceCell::new(),
-            user: OnceCell::new(),
         }
     }
 
@@ -41,30 +57,6 @@ impl<'a> View<'a> {
                 .unwrap_or_default()
         })
     }
-}
-
-/// [`CREDENTIAL_HEADERS`], parsed once: a header looked up by name string is parsed on
-/// every lookup, and every request to a public rule checks all three.
-static CREDENTIALS: [HeaderName; 3] = [
-    HeaderName::from_static(CREDENTIAL_HEADERS[0]),
-    HeaderName::from_static(CREDENTIAL_HEADERS[1]),
-    HeaderName::from_static(CREDENTIAL_HEADERS[2]),
-];
-
-/// A stable, non-reversible id of the credentials a request carries: entries of `user`
-/// scope are keyed by it, never by the secret itself. `header` reads a request header's
-/// raw bytes; the server and `larder explain` both derive the principal here.
-pub(crate) fn principal<'h>(header: impl Fn(&str) -> Option<&'h [u8]>) -> Option<String> {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut any = false;
-    for name in CREDENTIAL_HEADERS {
-        if let Some(v) = header(name) {
-            h.update(name.as_bytes());
-            h.update(v);
-            any = true;
-        }
-    }
-    any.then(|| format!("{:032x}", h.digest128()))
 }
 
 impl RequestView for View<'_> {
@@ -95,12 +87,10 @@ impl RequestView for View<'_> {
         self.body
     }
     fn tenant(&self) -> Option<&str> {
-        self.header("x-tenant-id")
+        self.who.tenant
     }
     fn user(&self) -> Option<&str> {
-        self.user
-            .get_or_init(|| principal(|name| Some(self.req.headers().get(name)?.as_bytes())))
-            .as_deref()
+        self.who.user
     }
     fn plugin(&self) -> Option<&str> {
         Some(&self.slot.plugin)
@@ -112,7 +102,6 @@ impl RequestView for View<'_> {
         self.req.headers().contains_key(name)
     }
     fn has_credentials(&self) -> bool {
-        let headers = self.req.headers();
-        CREDENTIALS.iter().any(|h| headers.contains_key(h))
+        self.who.credentialed
     }
 }

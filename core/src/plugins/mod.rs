@@ -11,7 +11,7 @@ use std::sync::Arc;
 use larder_plugin::abi::{DECLARATION_SYMBOL, HostHandles, PluginDeclaration};
 use larder_plugin::{
     DynPlugin, EventSpec, Host, NamedRuleSpec, Plugin, PluginContext, PluginError, PluginFactory,
-    WarmSourceSpec, factory,
+    RoutePermission, WarmSourceSpec, factory,
 };
 use serde::Serialize;
 
@@ -92,6 +92,8 @@ pub struct LoadedPlugin {
     pub warm_sources: Vec<WarmSourceSpec>,
     /// Rules it caches under from code.
     pub named_rules: Vec<NamedRuleSpec>,
+    /// What its routes need.
+    pub permissions: Vec<RoutePermission>,
 }
 
 /// Loads a dynamic plugin library and returns its factory, after checking its declaration.
@@ -269,6 +271,7 @@ pub async fn build(
             events: plugin.events(),
             warm_sources: plugin.warm_sources(),
             named_rules: plugin.named_rules(),
+            permissions: plugin.permissions(),
             plugin,
         });
     }
