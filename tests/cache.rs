@@ -153,7 +153,7 @@ async fn miss_then_hit_with_headers_304_and_exact_invalidation() {
             .unwrap()
             .iter()
             .any(|e| e["source"] == "route hello.put_greeting"
-                && e["target"] == "tags greeting:ada, greetings"),
+                && e["target"] == "tags hello/greeting:ada, hello/greetings"),
         "{audit}"
     );
 }

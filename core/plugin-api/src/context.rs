@@ -100,6 +100,20 @@ pub struct HttpDefaults {
     pub cors_origins: Vec<String>,
     /// Extra request headers browsers may send cross-origin (e.g. an API key header).
     pub cors_headers: Vec<String>,
+    /// Tighter limits for single routes (by operation id), e.g. an expensive one; the
+    /// operator's `route_limits` override them.
+    pub operation_limits: Vec<OperationLimit>,
+}
+
+/// A rate limit for one route, per client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationLimit {
+    /// The route's operation id.
+    pub operation: String,
+    /// Requests per second (`None`: no limit).
+    pub per_second: Option<u32>,
+    /// Requests per minute (`None`: no limit).
+    pub per_minute: Option<u32>,
 }
 
 /// One request a warming job sends through the server (and so through the cache).

@@ -153,7 +153,8 @@ impl Catalog {
             || self.warm_sources.iter().any(|w| w.plugin == plugin)
     }
 
-    pub(crate) fn plugins(&self) -> Vec<&str> {
+    /// Every plugin named by a route, event or warm source.
+    pub fn plugins(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self
             .routes
             .iter()

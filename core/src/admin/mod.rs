@@ -389,12 +389,24 @@ impl AdminApi {
                     format!("no plugin named `{plugin}` is loaded"),
                 ))));
             }
-            Purge::Tags(vec![crate::plugins::host::plugin_tag(&plugin)])
+            Purge::Tags(vec![crate::cache::plugin_tag(&plugin)])
         } else {
             Purge::All
         };
         let described = format!("{target:?}");
-        let removed = engine.purge(target, "admin").await;
+        let source = format!(
+            "admin ({} key)",
+            if auth.role() == AdminRole::Write {
+                "write"
+            } else {
+                "read"
+            }
+        );
+        let removed = match target {
+            // Policy tags live in each plugin's space: a tag purge reaches all of them.
+            Purge::Tags(tags) => engine.purge_tags(&tags, &source).await,
+            target => engine.purge(target, &source).await,
+        };
         Ok(Json(InvalidateResponse {
             removed,
             target: described,

@@ -463,13 +463,31 @@ impl Parts<'_> {
                 let mut route_limiters: Vec<Arc<Limiter>> =
                     plugin.and_then(|h| h.limiter.clone()).into_iter().collect();
                 let route_key = format!("{} {}", slot.method, slot.path);
-                if let Some(limit) = self
+                let declared = self
+                    .plugins
+                    .iter()
+                    .find(|p| p.name == op.plugin)
+                    .and_then(|p| {
+                        p.plugin
+                            .http_defaults()
+                            .operation_limits
+                            .into_iter()
+                            .find(|l| Some(l.operation.as_str()) == op.operation_id.as_deref())
+                    })
+                    .map(|l| RateLimit {
+                        per_second: l.per_second,
+                        per_minute: l.per_minute,
+                        ..RateLimit::default()
+                    });
+                let configured = self
                     .config
                     .config
                     .plugins
                     .get(&op.plugin)
                     .and_then(|e| e.route_limits.get(&route_key))
-                    && let Some(l) = Limiter::new(format!("route {route_key}"), *limit)
+                    .copied();
+                if let Some(limit) = configured.or(declared)
+                    && let Some(l) = Limiter::new(format!("route {route_key}"), limit)
                 {
                     limiters.push(l.clone());
                     route_limiters.push(l);

@@ -18,6 +18,18 @@ use larder_store::{Cache, CallOptions, Purge, RuleStats, StoreKind};
 use parking_lot::Mutex;
 use serde::Serialize;
 
+/// The implicit tag every entry of a plugin carries: purging a plugin is a tag purge.
+pub(crate) fn plugin_tag(plugin: &str) -> String {
+    format!("plugin:{plugin}")
+}
+
+/// The tag an entry of `plugin` is stored under for a policy tag `tag`. Tags are kept per
+/// plugin, so a plugin's purge (its cache-admin alias, its code) reaches only its own
+/// entries; a trigger or a route's invalidation purges in its own plugin's space.
+pub(crate) fn entry_tag(plugin: &str, tag: &str) -> String {
+    format!("{plugin}/{tag}")
+}
+
 /// A route as the caching layer knows it, with its rule (re-resolved on reload).
 pub struct RouteSlot {
     /// Plugin serving it.
@@ -239,15 +251,17 @@ impl Engine {
         self.reload.lock().clone()
     }
 
-    /// Applies a rendered invalidation (tags, keys, patterns, all) and records it.
-    pub async fn invalidate(&self, inv: &Invalidation, source: &str) -> u64 {
+    /// Applies a rendered invalidation (tags, keys, patterns, all) of `plugin`'s policy
+    /// (a trigger of its events, one of its routes' writes) and records it.
+    pub async fn invalidate(&self, inv: &Invalidation, plugin: &str, source: &str) -> u64 {
         let mut removed = 0;
         if inv.all {
             removed += self.purge(Purge::All, source).await;
             return removed;
         }
         if !inv.tags.is_empty() {
-            removed += self.purge(Purge::Tags(inv.tags.clone()), source).await;
+            let tags = inv.tags.iter().map(|t| entry_tag(plugin, t)).collect();
+            removed += self.purge(Purge::Tags(tags), source).await;
         }
         if !inv.keys.is_empty() {
             removed += self.purge(Purge::Keys(inv.keys.clone()), source).await;
@@ -259,6 +273,21 @@ impl Engine {
             tracing::warn!(source, target = %skipped, "invalidation target skipped: a value it needs was missing");
         }
         removed
+    }
+
+    /// Purges policy tags in every plugin's space (the admin API's tag purge).
+    pub async fn purge_tags(&self, tags: &[String], source: &str) -> u64 {
+        let mut all = Vec::new();
+        for plugin in self.catalog.plugins() {
+            all.extend(tags.iter().map(|t| entry_tag(plugin, t)));
+        }
+        // Tags the core sets itself (`plugin:`, `rule:`) are not per plugin.
+        all.extend(
+            tags.iter()
+                .filter(|t| t.starts_with("plugin:") || t.starts_with("rule:"))
+                .cloned(),
+        );
+        self.purge(Purge::Tags(all), source).await
     }
 
     /// One purge, logged to the audit trail.
@@ -315,8 +344,12 @@ impl Engine {
         }
         let fields = serde_json::Value::Object(event.fields.clone());
         let inv = policy.on_event(&event.plugin, &event.name, &fields);
-        self.invalidate(&inv, &format!("event {}.{}", event.plugin, event.name))
-            .await
+        self.invalidate(
+            &inv,
+            &event.plugin,
+            &format!("event {}.{}", event.plugin, event.name),
+        )
+        .await
     }
 
     /// The policy clock (for `today` in conditions).

@@ -4,7 +4,7 @@
 
 pub(crate) mod engine;
 
-pub(crate) use engine::{BoundRule, Engine, RouteSlot};
+pub(crate) use engine::{BoundRule, Engine, RouteSlot, entry_tag, plugin_tag};
 
 use std::future::Future;
 

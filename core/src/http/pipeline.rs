@@ -41,14 +41,14 @@ use poem::{Endpoint, Request, Response};
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::cache::{BoundRule, Engine, RouteSlot};
+use crate::cache::{BoundRule, Engine, RouteSlot, entry_tag, plugin_tag};
 use crate::http::admission::{Admission, Admitted, Cors};
 use crate::http::auth::Identity;
 use crate::http::error::{ApiError, error_response};
 use crate::http::respond::{CACHE_STATUS, origin_failure, respond, set_header, set_owned_header};
 use crate::http::store::{Pending, to_loaded};
 use crate::http::view::{View, Who};
-use crate::plugins::host::{plugin_tag, with_events};
+use crate::plugins::host::with_events;
 use crate::telemetry::metrics::Meter;
 use crate::telemetry::otel;
 
@@ -331,7 +331,8 @@ impl Pipeline {
                     slot,
                     self.who(&req, identity),
                 ));
-                self.write(invalidation, req, trace, origin_time).await
+                let by = identity.principal.as_ref().map(|p| p.user.clone());
+                self.write(invalidation, by, req, trace, origin_time).await
             }
             skip => {
                 let mut resp = self.origin_only(req, trace, origin_time).await;
@@ -411,7 +412,11 @@ impl Pipeline {
         let rule = bound.rule.clone();
         let pending = {
             let view = View::new(&req, body.as_ref(), slot, self.who(&req, identity));
-            let mut tags = rule.tags(&view);
+            let mut tags: Vec<String> = rule
+                .tags(&view)
+                .iter()
+                .map(|t| entry_tag(&slot.plugin, t))
+                .collect();
             tags.push(plugin_tag(&slot.plugin));
             tags.push(format!("rule:{}", rule.name));
             Pending {
@@ -472,6 +477,7 @@ impl Pipeline {
     async fn write(
         &self,
         invalidation: Option<larder_policy::Invalidation>,
+        by: Option<String>,
         req: Request,
         trace: &mut Trace,
         origin_time: &OriginTime,
@@ -485,8 +491,14 @@ impl Pipeline {
         if resp.status().is_success()
             && let Some(inv) = invalidation
         {
+            let plugin = self.slot.as_deref().map_or("", |s| s.plugin.as_str());
+            // The audit log says who: the route, and the verified principal if any.
+            let source = match &by {
+                Some(user) => format!("{} by {user}", self.source),
+                None => self.source.to_string(),
+            };
             self.engine
-                .invalidate(&inv, &self.source)
+                .invalidate(&inv, plugin, &source)
                 .instrument(span.clone())
                 .await;
         }
@@ -548,7 +560,8 @@ impl Pipeline {
 
 /// Runs the handler collecting the events it emits; an error becomes its JSON answer.
 async fn run_handler(handler: &BoxEndpoint<'static>, req: Request) -> (Response, Vec<Event>) {
-    with_events(async {
+    let by = larder_plugin::principal_of(&req).map(|p| p.user.clone());
+    with_events(by, async {
         match handler.call(req).await {
             Ok(r) => r,
             Err(e) => error_response(e),

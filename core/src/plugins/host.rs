@@ -22,22 +22,34 @@ use larder_store::{Entry, Loaded, OriginError, Outcome, Purge};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::cache::Engine;
+use crate::cache::{Engine, entry_tag, plugin_tag};
 use crate::telemetry::otel;
 
-tokio::task_local! {
-    // Events a handler emits while its request is served. Host::emit pushes here (it runs on
-    // the handler's task, dynamic plugins included: the call crosses into host code).
-    static EVENTS: RefCell<Vec<Event>>;
+/// What the host knows of the request a handler is serving: the events it emitted and who
+/// asked (for the audit log of a purge the handler makes).
+struct Handling {
+    events: RefCell<Vec<Event>>,
+    by: Option<String>,
 }
 
-/// Runs `f` (a request's handler) collecting the events it emits; returns its output and
-/// the events, for the caller to run their triggers before answering.
-pub(crate) async fn with_events<F: Future>(f: F) -> (F::Output, Vec<Event>) {
-    EVENTS
-        .scope(RefCell::new(Vec::new()), async {
+tokio::task_local! {
+    // Host calls run on the handler's task, dynamic plugins included (the call crosses into
+    // host code), so they find their request here.
+    static HANDLING: Handling;
+}
+
+/// Runs `f` (a request's handler, on behalf of `by`, the verified principal's user)
+/// collecting the events it emits; returns its output and the events, for the caller to
+/// run their triggers before answering.
+pub(crate) async fn with_events<F: Future>(by: Option<String>, f: F) -> (F::Output, Vec<Event>) {
+    let handling = Handling {
+        events: RefCell::new(Vec::new()),
+        by,
+    };
+    HANDLING
+        .scope(handling, async {
             let out = f.await;
-            (out, EVENTS.with(|e| e.take()))
+            (out, HANDLING.with(|h| h.events.take()))
         })
         .await
 }
@@ -46,11 +58,16 @@ pub(crate) async fn with_events<F: Future>(f: F) -> (F::Output, Vec<Event>) {
 /// caller is not inside a request (a background task), so it can be applied at once.
 fn record_event(event: Event) -> Result<(), Event> {
     let mut slot = Some(event);
-    let _ = EVENTS.try_with(|events| events.borrow_mut().push(slot.take().expect("once")));
+    let _ = HANDLING.try_with(|h| h.events.borrow_mut().push(slot.take().expect("once")));
     match slot {
         None => Ok(()),
         Some(event) => Err(event),
     }
+}
+
+/// Who the handler on this task serves, for the audit log.
+fn handling_for() -> Option<String> {
+    HANDLING.try_with(|h| h.by.clone()).ok().flatten()
 }
 
 /// Services shared by all plugins of one server.
@@ -60,11 +77,6 @@ pub struct CoreHost {
     engine: OnceLock<Arc<Engine>>,
     /// Rules each plugin used by name, for its stats alias.
     used: parking_lot::Mutex<std::collections::BTreeSet<(String, String)>>,
-}
-
-/// The implicit tag every entry of a plugin carries: purging a plugin is a tag purge.
-pub fn plugin_tag(plugin: &str) -> String {
-    format!("plugin:{plugin}")
 }
 
 impl CoreHost {
@@ -142,8 +154,10 @@ impl Host for CoreHost {
                             .tags
                             .iter()
                             .map(|t| {
-                                t.render(&larder_policy::Request::default(), Default::default())
-                                    .0
+                                let tag = t
+                                    .render(&larder_policy::Request::default(), Default::default())
+                                    .0;
+                                entry_tag(&plugin, &tag)
                             })
                             .collect();
                         tags.push(plugin_tag(&plugin));
@@ -201,6 +215,11 @@ impl Host for CoreHost {
     ) -> BoxFuture<'static, Result<u64, PluginError>> {
         let engine = self.engine();
         let plugin = plugin.to_owned();
+        // Read here, on the handler's task: the future may be polled elsewhere.
+        let source = match handling_for() {
+            Some(user) => format!("plugin {plugin} for {user}"),
+            None => format!("plugin {plugin}"),
+        };
         Box::pin(async move {
             let Some(engine) = engine else {
                 return Ok(0);
@@ -209,7 +228,10 @@ impl Host for CoreHost {
                 Invalidation::Keys(keys) => {
                     Purge::Keys(keys.iter().map(|k| namespaced(&plugin, k)).collect())
                 }
-                Invalidation::Tags(tags) => Purge::Tags(tags),
+                // Its own space only: a plugin cannot purge another's entries.
+                Invalidation::Tags(tags) => {
+                    Purge::Tags(tags.iter().map(|t| entry_tag(&plugin, t)).collect())
+                }
                 Invalidation::Pattern(p) if larder_plugin::is_wildcard_only(&p) => {
                     return Err(PluginError::failed(
                         "a bare `*` pattern is refused; use Invalidation::All to clear everything",
@@ -218,7 +240,7 @@ impl Host for CoreHost {
                 Invalidation::Pattern(p) => Purge::Pattern(namespaced(&plugin, &p)),
                 Invalidation::All => Purge::Tags(vec![plugin_tag(&plugin)]),
             };
-            Ok(engine.purge(target, &format!("plugin {plugin}")).await)
+            Ok(engine.purge(target, &source).await)
         })
     }
 

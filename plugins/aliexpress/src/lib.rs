@@ -42,8 +42,8 @@ pub mod source;
 use std::sync::{Arc, OnceLock};
 
 use larder_plugin::{
-    HttpDefaults, NamedRuleSpec, Plugin, PluginApi, PluginContext, PluginError, PluginInit,
-    WarmRequest, WarmSourceSpec,
+    CACHE_MANAGE, CACHE_READ, HttpDefaults, NamedRuleSpec, Plugin, PluginApi, PluginContext,
+    PluginError, PluginInit, RoutePermission, WarmRequest, WarmSourceSpec,
 };
 
 use crate::api::{AliexpressApi, State};
@@ -176,7 +176,16 @@ impl Plugin for AliexpressPlugin {
                 "https://chatgpt.com".into(),
             ],
             cors_headers: vec!["x-internal-key".into()],
+            ..HttpDefaults::default()
         }
+    }
+
+    /// The seed's cache aliases need the core's admin keys (or the permissions).
+    fn permissions(&self) -> Vec<RoutePermission> {
+        vec![
+            RoutePermission::new("get_cache_stats", &[CACHE_READ]),
+            RoutePermission::new("clear_cache", &[CACHE_MANAGE]),
+        ]
     }
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {

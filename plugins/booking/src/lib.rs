@@ -38,8 +38,8 @@ pub mod time;
 use std::sync::{Arc, Mutex};
 
 use larder_plugin::{
-    EventSpec, Plugin, PluginApi, PluginContext, PluginError, PluginInit, WarmRequest,
-    WarmSourceSpec,
+    CACHE_MANAGE, CACHE_READ, EventSpec, HttpDefaults, OperationLimit, Plugin, PluginApi,
+    PluginContext, PluginError, PluginInit, RoutePermission, WarmRequest, WarmSourceSpec,
 };
 
 pub use config::BookingConfig;
@@ -221,6 +221,30 @@ impl Plugin for BookingPlugin {
 
     fn events(&self) -> Vec<EventSpec> {
         events::specs()
+    }
+
+    /// The seed's cache aliases need the core's admin keys (or the permissions).
+    fn permissions(&self) -> Vec<RoutePermission> {
+        vec![
+            RoutePermission::new("cache_health", &[CACHE_READ]),
+            RoutePermission::new("cache_metrics", &[CACHE_READ]),
+            RoutePermission::new("cache_performance_report", &[CACHE_READ]),
+            RoutePermission::new("cache_warm", &[CACHE_MANAGE]),
+            RoutePermission::new("cache_invalidate", &[CACHE_MANAGE]),
+            RoutePermission::new("cache_benchmark", &[CACHE_MANAGE]),
+        ]
+    }
+
+    /// The benchmark alias burns CPU by design: a few runs a minute at most.
+    fn http_defaults(&self) -> HttpDefaults {
+        HttpDefaults {
+            operation_limits: vec![OperationLimit {
+                operation: "cache_benchmark".into(),
+                per_second: None,
+                per_minute: Some(6),
+            }],
+            ..HttpDefaults::default()
+        }
     }
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {
