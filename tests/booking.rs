@@ -339,3 +339,149 @@ async fn bad_input_gets_a_clear_error() {
         "{body}"
     );
 }
+
+/// A cache that follows HTTP's caching rules (RFC 9111, `http-cache-semantics`): a browser's
+/// own cache, or a shared one (a CDN, a proxy). Its clock is the test's, starting at the
+/// server's start instant.
+struct HonouringCache {
+    shared: bool,
+    started: std::time::SystemTime,
+    entries: std::collections::HashMap<String, (http_cache_semantics::CachePolicy, Value)>,
+    /// How the last answer was obtained: `fresh` (no request), `revalidated` (a 304),
+    /// `fetched` (a 200 from the server).
+    last: &'static str,
+}
+
+impl HonouringCache {
+    fn new(shared: bool, at: &str) -> Self {
+        let at: jiff::Timestamp = at.parse().unwrap();
+        Self {
+            shared,
+            started: std::time::SystemTime::from(at),
+            entries: Default::default(),
+            last: "",
+        }
+    }
+
+    /// GET `path` through the cache, `secs` seconds after its clock started.
+    async fn get(&mut self, shop: &Shop, path: &str, secs: u64) -> Value {
+        use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
+        let now = self.started + std::time::Duration::from_secs(secs);
+        let url = shop.larder.url(path);
+        let req = http::Request::get(&url).body(()).unwrap();
+        let mut send = req.headers().clone();
+        if let Some((policy, body)) = self.entries.get(path) {
+            match policy.before_request(&req, now) {
+                BeforeRequest::Fresh(_) => {
+                    self.last = "fresh";
+                    return body.clone();
+                }
+                BeforeRequest::Stale { request, .. } => send = request.headers,
+            }
+        }
+        let r = shop.c.get(&url).headers(send).send().await.unwrap();
+        let mut res = http::Response::builder().status(r.status().as_u16());
+        for (k, v) in r.headers() {
+            res = res.header(k.as_str(), v.as_bytes());
+        }
+        let res = res.body(()).unwrap();
+        let body: Value = if r.status() == 304 {
+            Value::Null
+        } else {
+            r.json().await.unwrap()
+        };
+        let opts = CacheOptions {
+            shared: self.shared,
+            ..CacheOptions::default()
+        };
+        let (policy, body) = match self.entries.get(path) {
+            Some((old, cached)) => match old.after_response(&req, &res, now) {
+                AfterResponse::NotModified(policy, _) => {
+                    self.last = "revalidated";
+                    (policy, cached.clone())
+                }
+                AfterResponse::Modified(policy, _) => {
+                    self.last = "fetched";
+                    (policy, body)
+                }
+            },
+            None => {
+                self.last = "fetched";
+                (CachePolicy::new_options(&req, &res, now, opts), body)
+            }
+        };
+        assert!(
+            !body.is_null(),
+            "{path}: a 304 for a request that had no copy"
+        );
+        if policy.is_storable() {
+            self.entries.insert(path.to_owned(), (policy, body.clone()));
+        } else {
+            self.entries.remove(path);
+        }
+        body
+    }
+
+    fn holds(&self, path: &str) -> bool {
+        self.entries.contains_key(path)
+    }
+}
+
+/// After a booking's 201, neither a browser nor a CDN honouring `Cache-Control` shows the
+/// slot as free (slots are purged by tag, so they go out `no-cache` with an ETag and each
+/// reuse revalidates); an unchanged day costs a 304. A user's profile (email, phone) is
+/// never kept by a shared cache.
+#[tokio::test]
+async fn a_booked_slot_is_never_shown_free_by_a_cache_that_honours_cache_control() {
+    let shop = Shop::start(THURSDAY);
+    let (date, free) = shop.free_day(2, 1).await;
+    let other = shop
+        .free_day(2, i64::from((date - shop.day(0)).get_days()) + 1)
+        .await
+        .0;
+    let slots = |d: Date| format!("/api/v2/barbers/2/slots?date={d}");
+    let starts = |body: &Value| -> Vec<String> {
+        body["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["start"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut browser = HonouringCache::new(false, THURSDAY);
+    let mut cdn = HonouringCache::new(true, THURSDAY);
+    for cache in [&mut browser, &mut cdn] {
+        let body = cache.get(&shop, &slots(date), 0).await;
+        assert_eq!(starts(&body), free);
+        assert!(cache.holds(&slots(date)), "a public answer may be kept");
+        cache.get(&shop, &slots(other), 0).await;
+    }
+
+    let (code, appt) = shop
+        .post(
+            "/api/v2/appointments",
+            json!({"barber_id": 2, "service_id": 1, "client_id": 7, "date": date.to_string(), "start": free[0]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{appt}");
+
+    for (name, cache) in [("browser", &mut browser), ("cdn", &mut cdn)] {
+        let body = cache.get(&shop, &slots(date), 1).await;
+        assert!(
+            !starts(&body).contains(&free[0]),
+            "{name} showed the booked slot {} free ({})",
+            free[0],
+            cache.last
+        );
+        assert_eq!(cache.last, "fetched", "{name}");
+        // Nothing changed on the other day: the copy is reused after a bodiless 304.
+        cache.get(&shop, &slots(other), 1).await;
+        assert_eq!(cache.last, "revalidated", "{name}");
+    }
+
+    let profile = "/api/v2/users/1";
+    cdn.get(&shop, profile, 2).await;
+    assert!(!cdn.holds(profile), "a shared cache kept a user's profile");
+    browser.get(&shop, profile, 2).await;
+    assert!(browser.holds(profile), "the user's own browser may keep it");
+}

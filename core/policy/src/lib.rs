@@ -49,7 +49,9 @@ pub use diag::{Diagnostic, Diagnostics, Location};
 pub use expr::{Clock, Expr};
 pub use policy::{Explanation, PolicySet, RequestMatch, RouteInfo, Trigger};
 pub use request::{CREDENTIAL_HEADERS, Request, RequestView};
-pub use rule::{Decision, Invalidation, Rule, RuleMatch, Skip, TtlCondition, TtlDecision};
+pub use rule::{
+    ClientCache, Decision, Invalidation, Rule, RuleMatch, Skip, TtlCondition, TtlDecision,
+};
 pub use spec::{Algorithm, Method, Scope, Store, json_schema};
 pub use template::Template;
 pub use units::{Duration, Jitter, Size};

@@ -302,6 +302,20 @@ pub struct Rule {
     pub compression: Arc<Compression>,
     /// Purges after a 2xx response.
     pub invalidate: Option<InvalidationTemplates>,
+    /// What downstream caches are told.
+    pub client: ClientCache,
+}
+
+/// The `Cache-Control` a rule's answers carry, resolved at load (see
+/// [`ClientSpec`](crate::spec::ClientSpec)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientCache {
+    /// `private` rather than `public`.
+    pub private: bool,
+    /// A fixed `max-age`; `None` for what is left of the entry's TTL.
+    pub max_age: Option<Duration>,
+    /// `no-cache`: revalidate each reuse with the ETag.
+    pub revalidate: bool,
 }
 
 /// What [`Rule::decide`] makes of a request the cache may answer: its key. Tags and the TTL

@@ -165,6 +165,28 @@ pub struct RuleSpec {
     pub compression: Option<CompressionOverride>,
     /// What to purge after a successful (2xx) response of the matched routes.
     pub invalidate: Option<InvalidateSpec>,
+    /// What downstream caches (browsers, CDNs, proxies) are told in `Cache-Control`,
+    /// apart from how long Larder keeps the entry. Defaults are the safe form: `private`
+    /// for `tenant`/`user` scope, and `no-cache` with the ETag (each reuse revalidates,
+    /// a cheap 304) when the rule's entries can be purged by tags, keys or patterns.
+    pub client: Option<ClientSpec>,
+}
+
+/// The `Cache-Control` clients and shared caches get for a rule's answers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// How long a client may reuse an answer without asking (`max-age`). Default: what is
+    /// left of the entry's TTL. `0s` makes every reuse ask.
+    pub max_age: Option<Duration>,
+    /// Only the client's own cache may keep answers, no shared cache. Always on for
+    /// `tenant` and `user` scope.
+    pub private: Option<bool>,
+    /// `no-cache`: a client may keep the answer but revalidates each reuse with its ETag
+    /// (a 304 without a body when unchanged), so a purge reaches it at once. Default: on
+    /// when the rule's entries can be purged (tags, or a key/pattern invalidation that can
+    /// reach its keys); not with `max_age`.
+    pub revalidate: Option<bool>,
 }
 
 /// Which routes a rule covers. Either `plugin` + `operation`, or `path` (with an optional
@@ -253,6 +275,17 @@ pub enum Scope {
     Tenant,
     /// One entry per user.
     User,
+}
+
+impl Scope {
+    /// The name as written in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Public => "public",
+            Scope::Tenant => "tenant",
+            Scope::User => "user",
+        }
+    }
 }
 
 /// An HTTP method.

@@ -63,24 +63,27 @@ pub(crate) async fn respond(
     let rule = &bound.rule;
     let now = engine.cache.now_ms();
     let ttl_left = (entry.ttl_left_ms(now).max(0) / 1000) as u64;
-    let visibility = if rule.scope == Scope::Public {
-        "public"
-    } else {
-        "private"
-    };
+    // What downstream caches may do, as the rule says (safe defaults resolved at load):
+    // purgeable entries are revalidated on each reuse, so a purge reaches clients at once.
+    let client = rule.client;
     // By hand rather than `write!`: this is on every hit.
     let mut cc = String::with_capacity(96);
     let mut digits = itoa::Buffer::new();
-    cc.push_str(visibility);
-    cc.push_str(", max-age=");
-    cc.push_str(digits.format(ttl_left));
-    if !entry.stale_while_revalidate.is_zero() {
-        cc.push_str(", stale-while-revalidate=");
-        cc.push_str(digits.format(entry.stale_while_revalidate.as_secs()));
-    }
-    if !entry.stale_if_error.is_zero() {
-        cc.push_str(", stale-if-error=");
-        cc.push_str(digits.format(entry.stale_if_error.as_secs()));
+    cc.push_str(if client.private { "private" } else { "public" });
+    if client.revalidate {
+        cc.push_str(", no-cache");
+    } else {
+        let max_age = client.max_age.map_or(ttl_left, |d| d.as_secs());
+        cc.push_str(", max-age=");
+        cc.push_str(digits.format(max_age));
+        if !entry.stale_while_revalidate.is_zero() {
+            cc.push_str(", stale-while-revalidate=");
+            cc.push_str(digits.format(entry.stale_while_revalidate.as_secs()));
+        }
+        if !entry.stale_if_error.is_zero() {
+            cc.push_str(", stale-if-error=");
+            cc.push_str(digits.format(entry.stale_if_error.as_secs()));
+        }
     }
     set_owned_header(&mut resp, header::CACHE_CONTROL, cc);
     resp.headers_mut()

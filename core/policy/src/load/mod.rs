@@ -32,7 +32,7 @@ use crate::diag::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::policy::PolicySet;
 use crate::source::{self, FieldPath, SpannedNode};
 use crate::spec::PolicyFile;
-use rule::RuleContext;
+use rule::{Purges, RuleContext};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -219,11 +219,13 @@ impl<'c> Compiler<'c> {
         let defaults = self.resolve_defaults(defaults_file, &classes);
         let compression = Arc::new(self.global_compression(compression_file));
         let routes = self.catalog_routes();
+        let purges = Purges::of(&self.files.iter().map(|f| &f.spec).collect::<Vec<_>>());
         let rules = self.compile_rules(&RuleContext {
             defaults: &defaults,
             classes: &classes,
             compression: &compression,
             routes: &routes,
+            purges: &purges,
         });
         let mut set = PolicySet {
             files: self.files.iter().map(|f| f.path.clone()).collect(),

@@ -8,9 +8,9 @@ use super::{Compiler, Origin};
 use crate::compression::Compression;
 use crate::diag::did_you_mean;
 use crate::policy::RouteInfo;
-use crate::rule::{JsonOptions, Rule, RuleMatch, TtlPolicy};
+use crate::rule::{ClientCache, JsonOptions, Rule, RuleMatch, TtlPolicy};
 use crate::source::FieldPath;
-use crate::spec::{CompressionOverride, RuleSpec, TtlSpec};
+use crate::spec::{CompressionOverride, RuleSpec, Scope, TtlSpec};
 use crate::template::{Template, TemplateContext};
 use crate::units::Duration;
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +22,53 @@ pub(super) struct RuleContext<'a> {
     pub(super) classes: &'a BTreeMap<String, Duration>,
     pub(super) compression: &'a Arc<Compression>,
     pub(super) routes: &'a [Arc<RouteInfo>],
+    /// What the set's key and pattern invalidations can reach ([`Purges`]).
+    pub(super) purges: &'a Purges,
+}
+
+/// The literal starts of every key and pattern a rule or trigger of the set purges, for the
+/// client-facing default: an entry a purge can reach must not be kept by clients unasked.
+#[derive(Debug, Default)]
+pub(super) struct Purges {
+    /// Some invalidation says `all: true`.
+    all: bool,
+    starts: Vec<String>,
+}
+
+impl Purges {
+    pub(super) fn of(specs: &[&crate::spec::PolicyFile]) -> Purges {
+        let mut purges = Purges::default();
+        let invalidations = specs.iter().flat_map(|s| {
+            s.rules
+                .iter()
+                .filter_map(|r| r.invalidate.as_ref())
+                .chain(s.triggers.iter().map(|t| &t.invalidate))
+        });
+        for inv in invalidations {
+            purges.all |= inv.all;
+            for t in inv.keys.iter().chain(&inv.patterns) {
+                purges.starts.push(literal_start(&t.0).to_owned());
+            }
+        }
+        purges
+    }
+
+    /// Whether some key or pattern purge may reach keys rendered from `key`: their literal
+    /// starts agree as far as both go.
+    fn may_reach(&self, key: &str) -> bool {
+        let key = literal_start(key);
+        self.all
+            || self
+                .starts
+                .iter()
+                .any(|s| s.starts_with(key) || key.starts_with(s.as_str()))
+    }
+}
+
+/// The text before a template's first variable or a pattern's first wildcard.
+fn literal_start(text: &str) -> &str {
+    let end = text.find(['{', '*', '?', '[']).unwrap_or(text.len());
+    &text[..end]
 }
 
 impl Compiler<'_> {
@@ -130,6 +177,8 @@ impl Compiler<'_> {
             .as_ref()
             .map(|i| self.invalidation(f, &at.at("invalidate"), i, reads));
         let scope = r.scope.unwrap_or(d.scope);
+        let purgeable = !tags.is_empty() || cx.purges.may_reach(key.as_str());
+        let client = self.client(f, &at.at("client"), r, scope, purgeable);
         if self.diags.len() > before {
             return None;
         }
@@ -163,7 +212,47 @@ impl Compiler<'_> {
             ignore_origin_no_store: r.ignore_origin_no_store,
             compression,
             invalidate,
+            client,
         })
+    }
+
+    /// What downstream caches are told: the rule's `client` over the safe defaults.
+    fn client(
+        &mut self,
+        f: usize,
+        at: &FieldPath,
+        r: &RuleSpec,
+        scope: Scope,
+        purgeable: bool,
+    ) -> ClientCache {
+        let spec = r.client.clone().unwrap_or_default();
+        let scoped = scope != Scope::Public;
+        if scoped && spec.private == Some(false) {
+            self.err(
+                f,
+                &at.at("private"),
+                format!(
+                    "a `{}`-scoped rule's answers belong to one principal; shared caches must not keep them",
+                    scope.as_str()
+                ),
+                Some("remove `private: false`, or make the rule `scope: public`".into()),
+            );
+        }
+        if spec.revalidate == Some(true) && spec.max_age.is_some() {
+            self.err(
+                f,
+                &at.at("revalidate"),
+                "set `max_age` or `revalidate: true`, not both",
+                Some("`revalidate` makes every reuse ask (`no-cache`), which leaves no `max-age` to give".into()),
+            );
+        }
+        ClientCache {
+            private: spec.private.unwrap_or(false) || scoped,
+            max_age: spec.max_age,
+            revalidate: spec
+                .revalidate
+                .unwrap_or(purgeable && spec.max_age.is_none()),
+        }
     }
 
     /// The routes a rule covers, whose path parameters its templates may read. With a
