@@ -179,7 +179,16 @@ impl App {
             warmer: Default::default(),
             report: config.config.report.clone(),
         });
-        let merged = merge_apis(&plugins, ready.clone(), admin.clone())?;
+        let mut merged = merge_apis(&plugins, ready.clone(), admin.clone())?;
+        let auth_config = &config.config.security.auth;
+        let credentials = openapi::Credentials {
+            jwt: !auth_config.jwt.is_empty(),
+            api_key_header: (!auth_config.api_keys.keys.is_empty())
+                .then(|| auth_config.api_keys.header.clone()),
+        };
+        merged
+            .secure(&credentials, |op| required(&config, &plugins, op))
+            .map_err(|e| StartError::Conflicts(vec![e]))?;
         let catalog = catalog(&merged.operations, &plugins, registry);
         let cache = Cache::with_clock(config.config.storage.clone(), clock)
             .await
@@ -379,25 +388,30 @@ fn catalog(
     catalog
 }
 
+/// The permissions a route needs: the config's override for it, else its plugin's
+/// declaration; `/metrics` needs a read admin key when the config says so. Admission
+/// enforces it and the OpenAPI document declares it.
+fn required(config: &LoadedConfig, plugins: &[LoadedPlugin], op: &Operation) -> Vec<String> {
+    let route = format!("{} {}", op.method, op.path);
+    let security = &config.config.security;
+    if let Some(p) = security.permissions.get(&route) {
+        return p.clone();
+    }
+    if op.path == "/metrics" && security.metrics_requires_key {
+        return vec![larder_plugin::CACHE_READ.to_owned()];
+    }
+    plugins
+        .iter()
+        .filter(|p| p.name == op.plugin)
+        .flat_map(|p| &p.permissions)
+        .find(|r| Some(r.operation.as_str()) == op.operation_id.as_deref())
+        .map(|r| r.permissions.clone())
+        .unwrap_or_default()
+}
+
 impl Parts<'_> {
-    /// The permissions a route needs: the config's override for it, else its plugin's
-    /// declaration; `/metrics` needs a read admin key when the config says so.
     fn required(&self, op: &Operation) -> Vec<String> {
-        let route = format!("{} {}", op.method, op.path);
-        let security = &self.config.config.security;
-        if let Some(p) = security.permissions.get(&route) {
-            return p.clone();
-        }
-        if op.path == "/metrics" && security.metrics_requires_key {
-            return vec![larder_plugin::CACHE_READ.to_owned()];
-        }
-        self.plugins
-            .iter()
-            .filter(|p| p.name == op.plugin)
-            .flat_map(|p| &p.permissions)
-            .find(|r| Some(r.operation.as_str()) == op.operation_id.as_deref())
-            .map(|r| r.permissions.clone())
-            .unwrap_or_default()
+        required(self.config, self.plugins, op)
     }
 
     /// Each plugin's rate limiter and CORS allowlist: the plugin's defaults unless the

@@ -274,8 +274,10 @@ impl std::fmt::Debug for AdminKey {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
-    /// Take the client IP for rate limits from the first `X-Forwarded-For` hop. Only behind
-    /// a proxy that sets it: otherwise clients choose their own IP.
+    /// Trust the proxy headers: the client IP for rate limits is the first
+    /// `X-Forwarded-For` hop, and handlers see `Forwarded`/`X-Forwarded-Host`/`-Proto`/
+    /// `-Port`/`-Prefix`. Only behind a proxy that sets them: otherwise clients choose
+    /// their own IP and host, so they are removed before a handler runs.
     #[serde(default)]
     pub trust_forwarded_for: bool,
     /// Admin API keys. `LARDER_ADMIN_KEY` adds a write key, `LARDER_ADMIN_READ_KEY` a read

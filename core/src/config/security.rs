@@ -56,6 +56,10 @@ pub struct JwtKeyConfig {
     /// Seconds between JWKS fetches.
     #[serde(default = "default_jwks_refresh")]
     pub jwks_refresh_seconds: u64,
+    /// A token naming an unknown `kid` fetches the JWKS again at most this often (seconds),
+    /// so made-up key ids cannot make the server hammer the key server.
+    #[serde(default = "default_jwks_cooldown")]
+    pub jwks_cooldown_seconds: u64,
     /// Required `iss`.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -86,6 +90,10 @@ impl std::fmt::Debug for JwtKeyConfig {
 
 fn default_jwks_refresh() -> u64 {
     300
+}
+
+fn default_jwks_cooldown() -> u64 {
+    10
 }
 
 fn default_leeway() -> u64 {

@@ -30,8 +30,6 @@ use crate::config::{AdminRole, AuthConfig, ClaimMap, JwtKeyConfig, LoadedConfig}
 
 /// How many verified tokens are remembered (each until it expires).
 const VERIFIED_TOKENS: usize = 16_384;
-/// A JWKS URL is fetched again for an unknown `kid` at most this often.
-const JWKS_MIN_REFETCH: Duration = Duration::from_secs(10);
 
 /// Why a request's credentials were refused (401), in words a client can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +76,8 @@ struct Jwks {
     rules: Arc<JwtRules>,
     keys: ArcSwap<Vec<Arc<JwtKey>>>,
     refresh: Duration,
+    /// Least time between fetches an unknown `kid` forces.
+    cooldown: Duration,
     last_fetch: parking_lot::Mutex<Option<tokio::time::Instant>>,
 }
 
@@ -223,6 +223,7 @@ impl Authenticator {
                     rules,
                     keys: ArcSwap::from_pointee(Vec::new()),
                     refresh: Duration::from_secs(k.jwks_refresh_seconds.max(1)),
+                    cooldown: Duration::from_secs(k.jwks_cooldown_seconds),
                     last_fetch: parking_lot::Mutex::new(None),
                 }),
                 Err((field, e)) => problems.push((at(field), e)),
@@ -405,11 +406,7 @@ impl Authenticator {
                 let mut last = jwks.last_fetch.lock();
                 let now = tokio::time::Instant::now();
                 if let Some(at) = *last {
-                    let wait = if forced {
-                        JWKS_MIN_REFETCH
-                    } else {
-                        jwks.refresh
-                    };
+                    let wait = if forced { jwks.cooldown } else { jwks.refresh };
                     if now.duration_since(at) < wait && !jwks.keys.load().is_empty() {
                         continue;
                     }
@@ -608,8 +605,13 @@ impl Authenticator {
             return Ok(p);
         }
         let refused = |m: String| JwtError::Refused(Refused(m));
-        let head = jsonwebtoken::decode_header(token)
-            .map_err(|e| refused(format!("malformed token: {}", describe(e.kind()))))?;
+        let head = jsonwebtoken::decode_header(token).map_err(|e| {
+            if unsigned(token) {
+                refused("unsigned tokens (`alg: none`) are refused".into())
+            } else {
+                refused(format!("malformed token: {}", describe(e.kind())))
+            }
+        })?;
         let jwks_keys: Vec<Arc<Vec<Arc<JwtKey>>>> =
             self.jwks.iter().map(|j| j.keys.load_full()).collect();
         let candidates: Vec<&Arc<JwtKey>> = self
@@ -654,6 +656,25 @@ impl Authenticator {
         }
         Err(refused(last.unwrap_or_else(|| "bad signature".into())))
     }
+}
+
+/// Whether a token's header says `alg: none` (jsonwebtoken has no such algorithm, so it
+/// fails as "unknown algorithm"; the client deserves the real reason).
+fn unsigned(token: &str) -> bool {
+    use base64::Engine;
+    let Some(head) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head.trim_end_matches('='))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|h| {
+            h.get("alg")?
+                .as_str()
+                .map(|a| a.eq_ignore_ascii_case("none"))
+        })
+        .unwrap_or(false)
 }
 
 enum Source {

@@ -182,9 +182,13 @@ impl Pipeline {
                         .await
                     }
                     plan => {
-                        // The handler may want to know who asks.
+                        // The handler may want to know who asks, and must not take a
+                        // client's word for where the request came through.
                         if let Some(principal) = &identity.principal {
                             req.extensions_mut().insert(principal.clone());
+                        }
+                        if !self.admission.trust_forwarded_for {
+                            strip_forwarded(&mut req);
                         }
                         let rest = self.rest(plan, req, identity, &mut trace);
                         let rest = Box::pin(rest.instrument(span));
@@ -555,6 +559,22 @@ impl Pipeline {
             );
         }
         resp
+    }
+}
+
+/// Proxy headers a client can set at will: without a trusted proxy in front, handlers do
+/// not see them (a plugin building URLs from `X-Forwarded-Host` would take the client's).
+fn strip_forwarded(req: &mut Request) {
+    const FORWARDED: [&str; 5] = [
+        "forwarded",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+    ];
+    let headers = req.headers_mut();
+    for name in FORWARDED {
+        headers.remove(name);
     }
 }
 

@@ -255,6 +255,127 @@ pub fn merge(title: &str, version: &str, mounts: Vec<Mount>) -> Result<Merged, V
     })
 }
 
+/// How callers can authenticate on this server, as configured: the document's security
+/// schemes besides the admin API's own (`AdminKeyHeader`, `AdminBearer`).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// `security.auth.jwt` has keys: `Authorization: Bearer <JWT>`.
+    pub jwt: bool,
+    /// `security.auth.api_keys` has keys: the header they are sent in.
+    pub api_key_header: Option<String>,
+}
+
+/// The permissions an admin key grants (a read key `cache:read`, a write key both).
+const ADMIN_GRANTS: [&str; 2] = [larder_plugin::CACHE_READ, larder_plugin::CACHE_MANAGE];
+
+impl Merged {
+    /// Declares the configured security schemes and, on every operation that needs
+    /// permissions (`required`), which credentials can pass and the 401/403 it may answer,
+    /// so Swagger UI shows "Authorize" and a lock on each such operation. The three
+    /// renderings (JSON, YAML, the document inlined in Swagger UI) stay one document.
+    pub fn secure(
+        &mut self,
+        credentials: &Credentials,
+        required: impl Fn(&Operation) -> Vec<String>,
+    ) -> Result<(), String> {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&self.json).map_err(|e| format!("the merged document: {e}"))?;
+        let schemes = &mut doc["components"]["securitySchemes"];
+        if credentials.jwt {
+            schemes["BearerJwt"] = serde_json::json!({
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "A JWT signed by a configured key (`security.auth.jwt`); its claims give the user, tenant and permissions.",
+            });
+        }
+        if let Some(header) = &credentials.api_key_header {
+            schemes["ApiKey"] = serde_json::json!({
+                "type": "apiKey",
+                "in": "header",
+                "name": header,
+                "description": "An API key listed in `security.auth.api_keys`.",
+            });
+        }
+        for op in &self.operations {
+            let needs = required(op);
+            if needs.is_empty() {
+                continue;
+            }
+            let method = op.method.to_ascii_lowercase();
+            let Some(entry) = doc["paths"]
+                .get_mut(&op.path)
+                .and_then(|p| p.get_mut(&method))
+            else {
+                continue;
+            };
+            let mut alternatives = Vec::new();
+            if credentials.jwt {
+                alternatives.push(serde_json::json!({ "BearerJwt": needs }));
+            }
+            if credentials.api_key_header.is_some() {
+                alternatives.push(serde_json::json!({ "ApiKey": [] }));
+            }
+            if needs.iter().all(|n| ADMIN_GRANTS.contains(&n.as_str())) {
+                alternatives.push(serde_json::json!({ "AdminKeyHeader": [] }));
+                alternatives.push(serde_json::json!({ "AdminBearer": [] }));
+            }
+            entry["security"] = serde_json::Value::Array(alternatives);
+            let listed = needs
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let note = format!("Needs {listed}.");
+            entry["description"] = match entry.get("description").and_then(|d| d.as_str()) {
+                Some(d) if !d.is_empty() => format!("{d}\n\n{note}").into(),
+                _ => note.into(),
+            };
+            let responses = &mut entry["responses"];
+            responses["401"] = serde_json::json!({
+                "description": "No credentials, or they failed a check (the body names which: expired, wrong audience, unknown key id...)."
+            });
+            responses["403"] = serde_json::json!({
+                "description": format!("The credentials lack a permission this route needs ({listed}).")
+            });
+        }
+        let doc = TopLevelOrder(&doc);
+        let json = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        let yaml = serde_saphyr::to_string(&doc).map_err(|e| e.to_string())?;
+        if !self.swagger_html.contains(&self.json) {
+            return Err("Swagger UI does not inline the document as expected".into());
+        }
+        self.swagger_html = self.swagger_html.replacen(&self.json, &json, 1);
+        self.json = json;
+        self.yaml = yaml;
+        Ok(())
+    }
+}
+
+/// A document with its top-level sections in the usual order (`openapi`, `info`, ...,
+/// `components` last) for the reader; serde_json's map sorts keys otherwise.
+struct TopLevelOrder<'a>(&'a serde_json::Value);
+
+impl Serialize for TopLevelOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        const FIRST: [&str; 6] = ["openapi", "info", "servers", "tags", "paths", "components"];
+        let Some(map) = self.0.as_object() else {
+            return self.0.serialize(serializer);
+        };
+        let mut out = serializer.serialize_map(Some(map.len()))?;
+        for key in FIRST {
+            if let Some(v) = map.get(key) {
+                out.serialize_entry(key, v)?;
+            }
+        }
+        for (k, v) in map.iter().filter(|(k, _)| !FIRST.contains(&k.as_str())) {
+            out.serialize_entry(k, v)?;
+        }
+        out.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use poem_openapi::payload::Json;

@@ -4,6 +4,8 @@
 //!   a slow origin, so the cache has something to save); its policy caches it.
 //! - `PUT /greetings/{name}` takes a JSON body, stores a custom greeting and emits
 //!   `greeting.updated`, which the plugin's policy turns into an exact invalidation.
+//! - `GET /me` says who is asking: the principal the core verified (a JWT, an API key), or
+//!   nobody. A handler never reads identity from headers itself.
 //!
 //! Build it as a shared library and list it in the config:
 //! ```yaml
@@ -15,6 +17,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -53,6 +56,7 @@ struct State {
     config: HelloConfig,
     custom: RwLock<HashMap<String, String>>,
     context: PluginContext,
+    me_calls: AtomicU64,
 }
 
 /// A greeting.
@@ -83,6 +87,19 @@ enum PutResponse {
 
 struct HelloApi {
     state: Arc<State>,
+}
+
+/// Who is asking, as the core verified it.
+#[derive(Debug, Clone, Object)]
+struct Me {
+    /// The user (`jwt:<sub>`, `key:<name>`); absent for an anonymous request.
+    user: Option<String>,
+    /// The principal's tenant, when its credential names one.
+    tenant: Option<String>,
+    /// Its permissions.
+    permissions: Vec<String>,
+    /// How many times this handler has run: a cached answer repeats an earlier number.
+    computed: u64,
 }
 
 impl State {
@@ -132,6 +149,18 @@ impl HelloApi {
         Json(self.state.greeting(&name.0))
     }
 
+    /// Who is asking: the principal the core verified, or nobody.
+    #[oai(path = "/me", method = "get", operation_id = "get_me")]
+    async fn get_me(&self, req: &larder_plugin::reexports::poem::Request) -> Json<Me> {
+        let principal = larder_plugin::principal_of(req);
+        Json(Me {
+            user: principal.map(|p| p.user.clone()),
+            tenant: principal.and_then(|p| p.tenant.clone()),
+            permissions: principal.map(|p| p.permissions.clone()).unwrap_or_default(),
+            computed: self.state.me_calls.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+
     /// Sets a custom greeting for `name`; cached greetings for that name are invalidated.
     #[oai(
         path = "/greetings/:name",
@@ -173,6 +202,7 @@ impl Plugin for HelloPlugin {
                 config: init.config,
                 custom: RwLock::new(HashMap::new()),
                 context: init.context,
+                me_calls: AtomicU64::new(0),
             }),
         })
     }

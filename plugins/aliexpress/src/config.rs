@@ -54,7 +54,9 @@ pub struct AliexpressConfig {
     pub internal_key: Option<String>,
     /// Public base URL of this plugin (scheme, host and mount prefix, e.g.
     /// `https://api.example.com/aliexpress`), written as `servers[0].url` of
-    /// `/openapi-gpt.json`. Default: derived from each request's `Host` header and path.
+    /// `/openapi-gpt.json`. Set it in production. Default: derived from each request's
+    /// `Host` and path (`X-Forwarded-Host`/`-Proto` count only when the core trusts proxy
+    /// headers, `security.trust_forwarded_for`; otherwise it removes them).
     pub public_url: Option<String>,
 }
 

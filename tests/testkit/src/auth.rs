@@ -1,6 +1,7 @@
 //! Credentials for tests: JWTs signed with test keys, and the config that verifies them.
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+pub use jsonwebtoken::Algorithm;
+use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
 /// The HS256 secret test servers verify with.
