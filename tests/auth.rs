@@ -798,3 +798,55 @@ async fn a_trusted_proxys_host_names_the_gpt_server() {
         "{doc}"
     );
 }
+
+/// `larder check` (and `serve`) name every mistake in `security.auth` at its line, and a
+/// typo'd field gets a suggestion.
+#[test]
+fn auth_config_mistakes_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("larder.yaml");
+    std::fs::write(
+        &path,
+        r#"security:
+  auth:
+    jwt:
+      - kid: a
+        algorithms: [HS257]
+        secret: "short"
+      - kid: b
+        algorithms: [RS256]
+        public_key_file: missing.pem
+      - algorithms: [none]
+        jwks: "keys.json"
+        isuer: https://issuer.test
+    api_keys:
+      keys:
+        - { name: k1, sha256: "zz" }
+        - { name: k2, env: LARDER_TEST_UNSET_VARIABLE }
+"#,
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    for command in ["check", "serve"] {
+        let out = larder_testkit::server::run_larder(&[command, "--config", file], &[]).unwrap();
+        assert!(!out.status.success(), "{command} accepted it");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for expected in [
+            format!("{file}:5:22: error: `HS257` is not a JWT algorithm"),
+            format!("{file}:6:17: error: an HS* secret shorter than 32 bytes"),
+            format!("{file}:9:26: error: cannot read `"),
+            format!("{file}:10:22: error: `none` (unsigned tokens) is never accepted"),
+            format!("{file}:12:9: error: unknown field `isuer`"),
+            "did you mean `issuer`?".to_owned(),
+            format!("{file}:15:31: error: not a hex SHA-256"),
+            format!(
+                "{file}:16:28: error: environment variable `LARDER_TEST_UNSET_VARIABLE` is not set"
+            ),
+        ] {
+            assert!(
+                stderr.contains(&expected),
+                "{command}: missing `{expected}` in:\n{stderr}"
+            );
+        }
+    }
+}

@@ -379,6 +379,10 @@ pub struct LoadedConfig {
     pub file: Option<PathBuf>,
     /// The file's text and YAML tree, for positions in diagnostics.
     source: Option<Arc<Source>>,
+    /// What the schema check found (the offending fields were left out of `config`):
+    /// reported by [`LoadedConfig::check`] with every other problem, so one run names
+    /// them all, the ones only the server's start-up can find included.
+    schema_problems: Vec<Diagnostic>,
 }
 
 /// A config file as read: its text (for the excerpt under a diagnostic) and its tree (for
@@ -416,6 +420,7 @@ impl LoadedConfig {
             config: Config::default(),
             file: None,
             source: None,
+            schema_problems: Vec::new(),
         };
         loaded.apply_env(std::env::vars())?;
         Ok(loaded)
@@ -436,13 +441,16 @@ impl LoadedConfig {
     }
 
     /// Parses config text without looking at the environment: YAML → tree → schema check
-    /// (every unknown field and wrong type, each at its line) → typed [`Config`].
+    /// (every unknown field and wrong type, each at its line) → typed [`Config`]. Fields
+    /// that fail the schema are left out and reported by [`LoadedConfig::check`], which
+    /// start-up runs; only text that cannot be read as a config at all is an `Err` here.
     pub fn parse(path: &Path, text: &str) -> Result<Self, Diagnostics> {
         if text.trim().is_empty() {
             return Ok(Self {
                 config: Config::default(),
                 file: Some(path.to_owned()),
                 source: None,
+                schema_problems: Vec::new(),
             });
         }
         let tree = source::parse(text).map_err(|e| {
@@ -489,21 +497,15 @@ impl LoadedConfig {
                 }
             }
         }
-        let loaded = Self {
+        Ok(Self {
             config,
             file: Some(path.to_owned()),
             source: Some(Arc::new(Source {
                 text: text.to_owned(),
                 tree,
             })),
-        };
-        if problems.is_empty() {
-            return Ok(loaded);
-        }
-        let mut all = Diagnostics(problems);
-        all.0.extend(loaded.check());
-        all.sort();
-        Err(all)
+            schema_problems: problems,
+        })
     }
 
     /// The file name used in diagnostics.
@@ -666,7 +668,7 @@ impl LoadedConfig {
 
     /// Semantic checks on the core's own fields; plugin checks happen where plugins are known.
     pub fn check(&self) -> Vec<Diagnostic> {
-        let mut errors = Vec::new();
+        let mut errors = self.schema_problems.clone();
         if self.config.listen.parse::<SocketAddr>().is_err() {
             errors.push(
                 self.diagnostic(
@@ -776,9 +778,9 @@ mod tests {
 
     #[test]
     fn unknown_field_has_position_and_hint() {
-        let err = parse("listen: 127.0.0.1:9000\nplugins:\n  booking:\n    enabeld: false\n")
-            .unwrap_err();
-        let text = err.to_string();
+        let loaded =
+            parse("listen: 127.0.0.1:9000\nplugins:\n  booking:\n    enabeld: false\n").unwrap();
+        let text = Diagnostics(loaded.check()).to_string();
         assert!(
             text.starts_with("larder.yaml:4:5: error: unknown field `enabeld`"),
             "{text}"

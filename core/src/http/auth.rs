@@ -114,6 +114,9 @@ fn same_secret(expected: &[u8; 32], secret: &[u8]) -> bool {
 }
 
 fn algorithm(name: &str) -> Result<Algorithm, String> {
+    if name.trim().eq_ignore_ascii_case("none") {
+        return Err("`none` (unsigned tokens) is never accepted".into());
+    }
     Algorithm::from_str(name.trim()).map_err(|_| {
         format!(
             "`{name}` is not a JWT algorithm this server verifies (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"
@@ -190,10 +193,11 @@ impl Authenticator {
             let algorithms: Vec<Algorithm> = k
                 .algorithms
                 .iter()
-                .filter_map(|a| match algorithm(a) {
+                .enumerate()
+                .filter_map(|(j, a)| match algorithm(a) {
                     Ok(a) => Some(a),
                     Err(e) => {
-                        problems.push((at("algorithms"), e));
+                        problems.push((at(&format!("algorithms.{j}")), e));
                         None
                     }
                 })
