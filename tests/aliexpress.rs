@@ -265,8 +265,17 @@ async fn rate_limits_internal_key_and_cors() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry));
+    // The core's refusal in the seed's envelope, as every error on these paths.
     let body: Value = limited.json().await.unwrap();
-    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(body["metadata"]["timestamp"].is_string(), "{body}");
+
+    let r = c.get(larder.url("/api/cache/clear")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

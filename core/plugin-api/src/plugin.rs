@@ -110,6 +110,22 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         HttpDefaults::default()
     }
 
+    /// The body of an error the core answers on this plugin's routes in the handler's place
+    /// (401, 403, 413, 429, a failed origin...), for a plugin whose clients expect one error
+    /// shape on its paths. `error` is the core's code (`rate_limited`, `unauthorized`, ...),
+    /// `message` its explanation; the status and headers (`Retry-After`,
+    /// `WWW-Authenticate`) stay the core's. `None` keeps the core's
+    /// `{"error", "message"}`.
+    fn core_error_body(
+        &self,
+        status: u16,
+        error: &str,
+        message: &str,
+    ) -> Option<serde_json::Value> {
+        let _ = (status, error, message);
+        None
+    }
+
     /// Named warm sources a warming job can use instead of a fixed request list, for when
     /// the requests worth warming depend on data (every barber, every category, ...).
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {
@@ -155,6 +171,9 @@ pub trait DynPlugin: Send + Sync {
     fn warm_sources(&self) -> Vec<WarmSourceSpec>;
     /// See [`Plugin::http_defaults`].
     fn http_defaults(&self) -> HttpDefaults;
+    /// See [`Plugin::core_error_body`].
+    fn core_error_body(&self, status: u16, error: &str, message: &str)
+    -> Option<serde_json::Value>;
     /// See [`Plugin::warm_source`].
     fn warm_source<'a>(
         &'a self,
@@ -275,6 +294,17 @@ impl<P: Plugin> DynPlugin for Running<P> {
 
     fn http_defaults(&self) -> HttpDefaults {
         abi::catch(|| self.0.http_defaults()).unwrap_or_default()
+    }
+
+    fn core_error_body(
+        &self,
+        status: u16,
+        error: &str,
+        message: &str,
+    ) -> Option<serde_json::Value> {
+        abi::catch(|| self.0.core_error_body(status, error, message))
+            .ok()
+            .flatten()
     }
 
     fn warm_source<'a>(

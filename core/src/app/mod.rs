@@ -561,6 +561,11 @@ impl Parts<'_> {
             template: op.path.as_str().into(),
             source: source.into(),
             decoded_limit: limits.decoded_body_bytes,
+            plugin: self
+                .plugins
+                .iter()
+                .find(|p| p.name == op.plugin)
+                .map(|p| p.plugin.clone()),
         }
     }
 }

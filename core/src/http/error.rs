@@ -39,8 +39,11 @@ impl ApiError {
 
     /// The answer: this body as JSON with `status`.
     pub fn respond(self, status: StatusCode) -> Response {
+        // Kept on the answer, so a plugin route can give it the plugin's shape.
+        let kept = self.clone();
         let mut resp = poem::web::Json(self).into_response();
         resp.set_status(status);
+        resp.extensions_mut().insert(kept);
         resp
     }
 

@@ -74,6 +74,9 @@ pub(crate) struct Pipeline {
     pub source: Arc<str>,
     /// Largest body a stored entry may decode to for a client that can't take its coding.
     pub decoded_limit: usize,
+    /// The plugin serving the route, for the shape of the errors the core answers on it
+    /// ([`larder_plugin::Plugin::core_error_body`]).
+    pub plugin: Option<Arc<dyn larder_plugin::DynPlugin>>,
 }
 
 /// A request's tracing: the head sampling decision and, once one exists, its span.
@@ -521,6 +524,11 @@ impl Pipeline {
         trace: &Trace,
         cors_origin: Option<&HeaderValue>,
     ) -> Response {
+        if let Some(plugin) = &self.plugin
+            && (resp.status().is_client_error() || resp.status().is_server_error())
+        {
+            shape_error(plugin.as_ref(), &mut resp);
+        }
         if let Some(cors) = &self.admission.cors {
             cors.decorate(cors_origin, &mut resp);
         }
@@ -559,6 +567,24 @@ impl Pipeline {
             );
         }
         resp
+    }
+}
+
+/// An error the core answered (it carries its [`ApiError`]) in the plugin's own shape, when
+/// the plugin has one; status and headers stay.
+fn shape_error(plugin: &dyn larder_plugin::DynPlugin, resp: &mut Response) {
+    let Some(err) = resp.extensions().get::<ApiError>() else {
+        return;
+    };
+    let status = resp.status().as_u16();
+    if let Some(body) = plugin.core_error_body(status, &err.error, &err.message)
+        && let Ok(bytes) = serde_json::to_vec(&body)
+    {
+        resp.set_body(bytes);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
     }
 }
 
@@ -706,6 +732,9 @@ impl PathEndpoint {
         )
         .respond(StatusCode::METHOD_NOT_ALLOWED);
         set_header(&mut resp, header::ALLOW, &allow.join(", "));
+        if let Some(plugin) = self.methods.first().and_then(|(_, p)| p.plugin.as_ref()) {
+            shape_error(plugin.as_ref(), &mut resp);
+        }
         resp
     }
 }

@@ -633,6 +633,7 @@ async fn a_hits_future_stays_small() {
         template: "".into(),
         source: "".into(),
         decoded_limit: 1,
+        plugin: None,
     };
     let sizes: BTreeMap<&str, usize> = p.future_sizes().into_iter().collect();
     // The request itself is most of it; 2 KB leaves room for the hit's own state.

@@ -124,6 +124,33 @@ impl Plugin for AliexpressPlugin {
         })
     }
 
+    /// The seed's error envelope for the core's answers on these paths (429, 401, 403,
+    /// 405, 413...), so clients parse one shape.
+    fn core_error_body(
+        &self,
+        _status: u16,
+        error: &str,
+        message: &str,
+    ) -> Option<serde_json::Value> {
+        use poem_openapi::types::ToJSON;
+        let frame = reply::Frame::new(
+            None,
+            self.state.settings.integration(),
+            self.state.context.now(),
+        );
+        let envelope = model::ErrorEnvelope {
+            success: false,
+            error: model::ErrorBody {
+                code: error.to_owned(),
+                message: message.to_owned(),
+                field: None,
+                upstream: None,
+            },
+            metadata: frame.metadata(false, false),
+        };
+        envelope.to_json()
+    }
+
     fn named_rules(&self) -> Vec<NamedRuleSpec> {
         use api::rules;
         vec![

@@ -75,20 +75,27 @@ impl Frame {
 
 /// Metadata for the current request.
 pub fn metadata(cache_hit: bool, cache_enabled: bool) -> Metadata {
-    let frame = FRAME
+    FRAME
         .try_with(Clone::clone)
-        .unwrap_or_else(|_| Frame::new(None, "mock", SystemTime::now()));
-    let elapsed = frame.started.elapsed().as_secs_f64() * 1000.0;
-    Metadata {
-        cache_hit,
-        cache_enabled,
-        processing_time_ms: (elapsed * 1000.0).round() / 1000.0,
-        api_integration: frame.integration.to_owned(),
-        request_id: frame.request_id,
-        timestamp: jiff::Timestamp::try_from(frame.received)
-            .and_then(|t| t.round(jiff::Unit::Millisecond))
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-            .to_string(),
+        .unwrap_or_else(|_| Frame::new(None, "mock", SystemTime::now()))
+        .metadata(cache_hit, cache_enabled)
+}
+
+impl Frame {
+    /// The metadata of the request this frame is for.
+    pub fn metadata(self, cache_hit: bool, cache_enabled: bool) -> Metadata {
+        let elapsed = self.started.elapsed().as_secs_f64() * 1000.0;
+        Metadata {
+            cache_hit,
+            cache_enabled,
+            processing_time_ms: (elapsed * 1000.0).round() / 1000.0,
+            api_integration: self.integration.to_owned(),
+            request_id: self.request_id,
+            timestamp: jiff::Timestamp::try_from(self.received)
+                .and_then(|t| t.round(jiff::Unit::Millisecond))
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                .to_string(),
+        }
     }
 }
 
