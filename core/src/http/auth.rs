@@ -28,6 +28,8 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{AdminRole, AuthConfig, ClaimMap, JwtKeyConfig, LoadedConfig};
 
+static X_ADMIN_KEY: HeaderName = HeaderName::from_static("x-admin-key");
+
 /// How many verified tokens are remembered (each until it expires).
 const VERIFIED_TOKENS: usize = 16_384;
 
@@ -287,7 +289,7 @@ impl Authenticator {
                 ));
                 HeaderName::from_static("x-api-key")
             });
-        let mut credential_headers = vec![header::AUTHORIZATION, api_header.clone()];
+        let mut credential_headers = vec![api_header.clone()];
         let mut credential_cookies = Vec::new();
         for (i, h) in auth.credential_headers.iter().enumerate() {
             let h = h.trim().to_ascii_lowercase();
@@ -467,6 +469,8 @@ impl Authenticator {
     }
 
     /// Whether a request carries credentials (verified or not).
+    /// Whether the request carries a credential besides `Authorization` (which the caller
+    /// has looked at already): the API-key header, a configured one, a named cookie.
     fn credentialed(&self, req: &Request) -> bool {
         let headers = req.headers();
         self.credential_headers
@@ -485,19 +489,22 @@ impl Authenticator {
 
     /// The authentication phase: who the request is, from its credentials alone.
     pub(crate) fn authenticate(&self, req: &Request) -> Verdict {
-        let credentialed = self.credentialed(req);
         let known = |principal| {
             Verdict::Known(Identity {
                 principal: Some(principal),
                 credentialed: true,
             })
         };
-        if let Some(key) = req.headers().get("x-admin-key")
+        // Every request comes through here, hits included: each header is looked up once,
+        // by a prepared name.
+        let headers = req.headers();
+        if let Some(key) = headers.get(&X_ADMIN_KEY)
             && let Some(admin) = self.admin(key.as_bytes())
         {
             return known(admin);
         }
-        if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
+        let authorization = headers.get(header::AUTHORIZATION);
+        if let Some(auth) = authorization {
             let Some(token) = auth
                 .to_str()
                 .ok()
@@ -507,11 +514,17 @@ impl Authenticator {
                 })
                 .map(str::trim)
             else {
+                // Another scheme (Basic, ...): a credential this server does not verify.
                 return Verdict::Known(Identity {
                     principal: None,
-                    credentialed,
+                    credentialed: true,
                 });
             };
+            // A token verified before (only JWTs are remembered) skips the admin keys'
+            // digest as well as the signature check.
+            if let Some(principal) = self.remembered(token) {
+                return known(principal);
+            }
             if let Some(admin) = self.admin(token.as_bytes()) {
                 return known(admin);
             }
@@ -524,7 +537,7 @@ impl Authenticator {
             }
         }
         if !self.api_keys.is_empty()
-            && let Some(key) = req.headers().get(&self.api_header)
+            && let Some(key) = headers.get(&self.api_header)
         {
             return match self
                 .api_keys
@@ -545,7 +558,7 @@ impl Authenticator {
         }
         Verdict::Known(Identity {
             principal: None,
-            credentialed,
+            credentialed: authorization.is_some() || self.credentialed(req),
         })
     }
 
@@ -601,13 +614,17 @@ impl Authenticator {
         (self.clock.now_ms() / 1000) as i64
     }
 
+    /// The principal of a JWT verified earlier and not expired since.
+    fn remembered(&self, token: &str) -> Option<Arc<Principal>> {
+        if self.keys.is_empty() && self.jwks.is_empty() {
+            return None;
+        }
+        let (p, exp) = self.verified.get(token)?;
+        (self.now_secs() < exp).then_some(p)
+    }
+
     fn jwt(&self, token: &str) -> Result<Arc<Principal>, JwtError> {
         let now = self.now_secs();
-        if let Some((p, exp)) = self.verified.get(token)
-            && now < exp
-        {
-            return Ok(p);
-        }
         let refused = |m: String| JwtError::Refused(Refused(m));
         let head = jsonwebtoken::decode_header(token).map_err(|e| {
             if unsigned(token) {

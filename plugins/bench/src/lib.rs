@@ -90,8 +90,8 @@ struct Counters {
     by_route: [AtomicU64; ROUTES.len()],
 }
 
-const ROUTES: [&str; 11] = [
-    "raw", "l1", "l2", "item", "tagged", "slow", "swr", "stampede", "flaky", "comp", "mem",
+const ROUTES: [&str; 12] = [
+    "raw", "l1", "mine", "l2", "item", "tagged", "slow", "swr", "stampede", "flaky", "comp", "mem",
 ];
 
 impl Counters {
@@ -151,6 +151,13 @@ impl BenchApi {
     #[oai(path = "/l1/:id", method = "get", operation_id = "l1")]
     async fn l1(&self, id: Path<u64>) -> BodyResponse {
         self.state.fresh("l1", id.0)
+    }
+
+    /// The caller's own entry (its policy rule is `scope: user`): what an authenticated
+    /// hit costs.
+    #[oai(path = "/mine/:id", method = "get", operation_id = "mine")]
+    async fn mine(&self, id: Path<u64>) -> BodyResponse {
+        self.state.fresh("mine", id.0)
     }
 
     /// Cached in Redis only.

@@ -39,7 +39,8 @@ pub struct Args {
     /// Short durations and fewer keys: under a minute once the release build exists.
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run (default: all): ceiling, l1-hit, l1-hit-traced, l2-hit, miss, zipf,
+    /// Scenarios to run (default: all): ceiling, l1-hit, l1-hit-traced, l1-hit-auth, l2-hit,
+    /// miss, zipf,
     /// stampede, swr, compression, invalidation, redis-outage, memory.
     #[arg(long = "scenario", value_name = "NAME", num_args = 1..)]
     scenarios: Vec<String>,
@@ -69,6 +70,8 @@ pub struct LarderOpts {
     pub redis: Option<String>,
     /// Extra environment (after every inherited `OTEL_*` variable is removed).
     pub env: Vec<(String, String)>,
+    /// Extra top-level config sections (YAML), appended to the generated file.
+    pub config: String,
 }
 
 impl LarderOpts {
@@ -78,6 +81,7 @@ impl LarderOpts {
             l1_bytes: 512 << 20,
             redis: None,
             env: Vec::new(),
+            config: String::new(),
         }
     }
 
@@ -188,12 +192,13 @@ impl Ctx {
             None => "  mode: memory\n".into(),
         };
         let config = format!(
-            "listen: 127.0.0.1:0\npolicies: {policies}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  bench:\n    library: {lib}\n    prefix: /bench\n    settings: {{ payload_bytes: {pb}, slow_ms: {slow} }}\nstorage:\n  l1_capacity_bytes: {l1}\n{storage}",
+            "listen: 127.0.0.1:0\npolicies: {policies}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  bench:\n    library: {lib}\n    prefix: /bench\n    settings: {{ payload_bytes: {pb}, slow_ms: {slow} }}\nstorage:\n  l1_capacity_bytes: {l1}\n{storage}{extra}",
             policies = yaml_str(&policies.to_string_lossy()),
             lib = yaml_str(&lib.to_string_lossy()),
             pb = self.payload_bytes,
             slow = self.slow_ms,
             l1 = o.l1_bytes,
+            extra = o.config,
         );
         let path = dir.join("larder.yaml");
         std::fs::write(&path, config)?;

@@ -16,10 +16,11 @@ use super::{ADMIN_KEY, Ctx, LarderOpts};
 use super::{http, otlp};
 
 /// Every scenario, in run order.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     "ceiling",
     "l1-hit",
     "l1-hit-traced",
+    "l1-hit-auth",
     "l2-hit",
     "miss",
     "zipf",
@@ -37,6 +38,7 @@ pub fn run(name: &str, ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()>
         "ceiling" => ceiling(ctx, report),
         "l1-hit" => l1_hit(ctx, report),
         "l1-hit-traced" => l1_hit_traced(ctx, report),
+        "l1-hit-auth" => l1_hit_auth(ctx, report),
         "l2-hit" => l2_hit(ctx, report),
         "miss" => miss(ctx, report),
         "zipf" => zipf_mix(ctx, report),
@@ -267,6 +269,13 @@ const HIT_WHAT: &str = "memory rule, one key";
 const L1_HIT_BAR: f64 = 0.84;
 /// SPEC 4: L1 hit with OTLP export on (1 % sampling) ≥ 0.75 × the ceiling.
 const TRACED_BAR: f64 = 0.75;
+/// Issue 15: an authenticated L1 hit (HS256 bearer token, verification remembered for the
+/// token's lifetime, a `scope: user` rule) ≥ 0.7 × the ceiling.
+const AUTH_BAR: f64 = 0.7;
+/// The HS256 secret `l1-hit-auth`'s Larder verifies with.
+const AUTH_SECRET: &str = "bench-hs256-secret-0123456789abcdef0123";
+/// The path `l1-hit-auth` asks, with the token.
+const MINE_PATH: &str = "/bench/mine/0";
 /// The sampler and ratio `l1-hit-traced` gives Larder (`OTEL_TRACES_SAMPLER[_ARG]`).
 const TRACE_SAMPLER: &str = "parentbased_traceidratio";
 /// See [`TRACE_SAMPLER`].
@@ -301,6 +310,19 @@ impl Interleaved {
         name: &'static str,
         rounds: usize,
     ) -> anyhow::Result<Self> {
+        Self::run_request(ctx, ceiling, server, name, rounds, L1_PATH, &[])
+    }
+
+    /// [`Interleaved::run`] with the Larder side asking `path` with `headers`.
+    fn run_request(
+        ctx: &Ctx,
+        ceiling: &Server,
+        server: &Server,
+        name: &'static str,
+        rounds: usize,
+        path: &str,
+        headers: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         let mut me = Self {
             name,
             seconds: ctx.duration.as_secs_f64(),
@@ -309,7 +331,15 @@ impl Interleaved {
         };
         for round in 0..rounds.max(1) {
             let c = closed_run(ctx, ceiling, "/raw")?;
-            let h = closed_run(ctx, server, L1_PATH)?;
+            let mut larder = spec(
+                ctx,
+                server,
+                ctx.conns,
+                ctx.duration,
+                Paths::Fixed(path.into()),
+            );
+            larder.headers = headers.to_vec();
+            let h = load::run(larder)?;
             eprintln!(
                 "  round {}: ceiling {:.0} req/s, {name} {:.0} req/s ({:.2})",
                 round + 1,
@@ -602,6 +632,76 @@ fn l1_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
                 "p99_median_round_us": {"ceiling": ceil_p99, "l1_hit": hit_p99},
                 "p99_all_rounds_us": {"ceiling": ceil_all, "l1_hit": hit_all},
             },
+            "origin_calls": origin,
+        }),
+    );
+    Ok(())
+}
+
+/// An authenticated L1 hit: every request carries `Authorization: Bearer <HS256 JWT>`,
+/// Larder verifies it (once per token, then remembered until it expires), authorizes, and
+/// answers from the caller's own entry (`scope: user`). Interleaved with the ceiling as
+/// `l1-hit` is.
+fn l1_hit_auth(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let server = ctx.larder(LarderOpts {
+        config: format!(
+            "security:\n  auth:\n    jwt:\n      - {{ algorithms: [HS256], secret: \"{AUTH_SECRET}\", audience: bench }}\n"
+        ),
+        ..LarderOpts::memory()
+    })?;
+    let ceiling = ctx.ceiling()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "bench-user", "tid": "bench", "aud": "bench", "iat": now, "exp": now + 86_400}),
+        &jsonwebtoken::EncodingKey::from_secret(AUTH_SECRET.as_bytes()),
+    )?;
+    let headers = vec![("Authorization".to_owned(), format!("Bearer {token}"))];
+    // Warm the entry (and check the token is taken): a miss, then a hit.
+    let auth: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for want in ["stored", "hit"] {
+        let r = http::request(server.addr, "GET", MINE_PATH, &auth, None)?;
+        expect_ok(&r, "warming /bench/mine/0 with the token")?;
+        let status = r.head.cache_status.clone().unwrap_or_default();
+        if !status.contains(want) {
+            bail!("/bench/mine/0 with the token: expected `{want}`, Cache-Status `{status}`");
+        }
+    }
+    let inter = Interleaved::run_request(
+        ctx,
+        &ceiling,
+        &server,
+        "l1-hit-auth",
+        ctx.rounds,
+        MINE_PATH,
+        &headers,
+    )?;
+    let origin = counter(server.addr, "mine")?;
+    server.stop();
+    ceiling.stop();
+    let (cm, hm) = (inter.ceiling_median(), inter.larder_median());
+    let (ceil_sat, sat) = inter.rows(
+        report,
+        "ceiling, vs auth",
+        "HS256 bearer token verified (then remembered), scope: user rule, one key",
+    )?;
+    report.bar(Bar::new(
+        &format!("authenticated l1-hit (HS256 JWT, user scope) ≥ {AUTH_BAR} × ceiling"),
+        inter.measured(),
+        hm >= AUTH_BAR * cm,
+    ));
+    report.note(inter.note(report.ceiling_rps));
+    report.section(
+        "l1-hit-auth",
+        json!({
+            "request": "GET /bench/mine/0 with Authorization: Bearer <HS256 JWT, sub bench-user, tid bench>",
+            "rule": "bench-mine: memory, scope user",
+            "interleaved": inter.json(report.ceiling_rps, &ceil_sat, &sat),
             "origin_calls": origin,
         }),
     );
