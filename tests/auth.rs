@@ -850,3 +850,78 @@ fn auth_config_mistakes_are_located() {
         }
     }
 }
+
+/// The operator's word wins: `security.permissions` locks a route the plugin left open, and
+/// behind a gateway (`trust_tenant_header`) `X-Tenant-Id` gives a tenant to callers whose
+/// credential names none.
+#[tokio::test]
+async fn configured_permissions_and_a_trusted_tenant_header() {
+    let jwks = JwksServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("me.yaml"),
+        "version: 1\nrules:\n  - name: me\n    match: { plugin: hello, operation: get_me }\n    key: \"hello:me\"\n    ttl: 5m\n    scope: tenant\n",
+    )
+    .unwrap();
+    let security = security(&jwks.url(), "  permissions:\n    \"GET /me\": [me:read]\n").replace(
+        "    api_keys:",
+        "    trust_tenant_header: true\n    api_keys:",
+    );
+    let larder = start(
+        format!("{security}{}", plugins(&dir.path().join("b.db"))),
+        dir.path(),
+    );
+    let c = reqwest::Client::new();
+    let me = |headers: Vec<(String, String)>| {
+        let (c, url) = (c.clone(), larder.url("/me"));
+        async move { send(&c, reqwest::Method::GET, url, &headers, None).await }
+    };
+    let (status, h, body) = me(vec![]).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(h.contains_key("www-authenticate"));
+    let (status, _, body) = me(vec![bearer(&token("alice", json!({"tid": "t1"})))]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("me:read"),
+        "{body}"
+    );
+
+    // A token without a tenant: the gateway's header gives it one.
+    let reader = token("reader", json!({"permissions": ["me:read"]}));
+    let (status, h, body) = me(vec![bearer(&reader)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        h["cache-status"]
+            .to_str()
+            .unwrap()
+            .contains("detail=principal"),
+        "no tenant, not cached: {:?}",
+        h["cache-status"]
+    );
+    let gateway = |t: &str| ("x-tenant-id".to_owned(), t.to_owned());
+    let (_, h, first) = me(vec![bearer(&reader), gateway("t9")]).await;
+    assert!(
+        h["cache-status"].to_str().unwrap().contains("stored"),
+        "{h:?}"
+    );
+    let (_, h, again) = me(vec![bearer(&reader), gateway("t9")]).await;
+    assert!(
+        h["cache-status"].to_str().unwrap().contains("; hit"),
+        "{h:?}"
+    );
+    assert_eq!(first["computed"], again["computed"]);
+    let (_, h, other) = me(vec![bearer(&reader), gateway("t8")]).await;
+    assert!(
+        h["cache-status"].to_str().unwrap().contains("stored"),
+        "{h:?}"
+    );
+    assert_ne!(other["computed"], first["computed"]);
+    // A tenant in the token wins over the header.
+    let carol = token("carol", json!({"tid": "t2", "permissions": ["me:read"]}));
+    let (_, _, body) = me(vec![bearer(&carol), gateway("t9")]).await;
+    assert_eq!(body["tenant"], "t2");
+    assert_ne!(
+        body["computed"], first["computed"],
+        "served t9's entry to t2"
+    );
+}
