@@ -104,6 +104,11 @@ fn explain_answers_for_a_route_of_each_built_in_plugin() {
     );
     assert!(text.contains("slots:3:2031-06-02"), "{text}");
     assert!(text.contains("ttl:     5m (class booking_slots)"), "{text}");
+    // Purged by tags: clients revalidate.
+    assert!(
+        text.contains("clients: Cache-Control: public, no-cache"),
+        "{text}"
+    );
     let text = stdout(&slots_at("2031-06-03T12:00:00Z"));
     assert!(
         text.contains("ttl:     1d (when `query.date < today`)"),

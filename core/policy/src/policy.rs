@@ -282,6 +282,7 @@ impl PolicySet {
                 methods: rule.methods.clone(),
                 statuses: rule.statuses.clone(),
                 invalidation: rule.invalidation(&req),
+                client: rule.client,
             });
         }
         ex
@@ -454,6 +455,8 @@ pub struct RuleExplanation {
     pub statuses: Vec<u16>,
     /// What a 2xx response would purge.
     pub invalidation: Option<Invalidation>,
+    /// What downstream caches are told.
+    pub client: crate::rule::ClientCache,
 }
 
 impl fmt::Display for Explanation {
@@ -506,6 +509,17 @@ impl fmt::Display for Explanation {
                     };
                     writeln!(f, "  tags:    {tags}")?;
                     writeln!(f, "  store:   {:?}, scope {:?}", r.store, r.scope).map(|_| ())?;
+                    let c = r.client;
+                    let reuse = match (c.revalidate, c.max_age) {
+                        (true, _) => "no-cache (revalidate with the ETag)".to_owned(),
+                        (false, Some(age)) => format!("max-age={}", age.as_secs()),
+                        (false, None) => "max-age=<what is left of the TTL>".to_owned(),
+                    };
+                    writeln!(
+                        f,
+                        "  clients: Cache-Control: {}, {reuse}",
+                        if c.private { "private" } else { "public" }
+                    )?;
                     let methods: Vec<&str> = r.methods.iter().map(|m| m.as_str()).collect();
                     let statuses: Vec<String> = r.statuses.iter().map(u16::to_string).collect();
                     writeln!(
