@@ -338,8 +338,7 @@ impl Pipeline {
                     slot,
                     self.who(&req, identity),
                 ));
-                let by = identity.principal.as_ref().map(|p| p.user.clone());
-                self.write(invalidation, by, req, trace, origin_time).await
+                self.write(invalidation, req, trace, origin_time).await
             }
             skip => {
                 let mut resp = self.origin_only(req, trace, origin_time).await;
@@ -484,12 +483,12 @@ impl Pipeline {
     async fn write(
         &self,
         invalidation: Option<larder_policy::Invalidation>,
-        by: Option<String>,
         req: Request,
         trace: &mut Trace,
         origin_time: &OriginTime,
     ) -> Response {
         let span = trace.for_origin(self, &req);
+        let by = larder_plugin::principal_of(&req).map(|p| p.user.clone());
         let t = Instant::now();
         let (mut resp, events) = run_handler(&self.origin, req)
             .instrument(span.clone())
