@@ -1,6 +1,6 @@
-//! Identity and access, end to end: the real binary, real signed tokens (HS256, RS256 from a
-//! PEM file, ES256, RS256 from a JWKS served by a local HTTP server), API keys and admin
-//! keys; every answer checked for whose data it carries.
+//! Identity and access, end to end: the real binary, real signed tokens (HS256; RS256,
+//! PS256, ES256 and EdDSA from PEM files; RS256 from a JWKS served by a local HTTP server),
+//! API keys and admin keys; every answer checked for whose data it carries.
 //!
 //! The servers' clock starts at `auth::NOW` (`server.clock_start`), so the tokens' `exp`
 //! and `nbf` hold whatever the day the tests run.
@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use larder_testkit::auth::{self, Algorithm, NOW, NOW_TEXT, claims, es256, hs256, rsa, unsigned};
+use larder_testkit::auth::{
+    self, Algorithm, NOW, NOW_TEXT, claims, eddsa, es256, hs256, rsa, unsigned,
+};
 use larder_testkit::server::{Larder, LarderOptions, artifacts, workspace_root};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use reqwest::header::HeaderMap;
@@ -52,8 +54,9 @@ fn security(jwks: &str, extra: &str) -> String {
   auth:
     jwt:
       - {{ kid: hs, algorithms: [HS256], secret: "{secret}", issuer: "{ISSUER}", audience: "{AUDIENCE}" }}
-      - {{ kid: rs, algorithms: [RS256], public_key_file: "{rs}", issuer: "{ISSUER}", audience: "{AUDIENCE}" }}
+      - {{ kid: rs, algorithms: [RS256, PS256], public_key_file: "{rs}", issuer: "{ISSUER}", audience: "{AUDIENCE}" }}
       - {{ kid: ec, algorithms: [ES256], public_key_file: "{ec}", issuer: "{ISSUER}", audience: "{AUDIENCE}" }}
+      - {{ kid: ed, algorithms: [EdDSA], public_key_file: "{ed}", issuer: "{ISSUER}", audience: "{AUDIENCE}" }}
       - {{ algorithms: [RS256], jwks: "{jwks}", jwks_cooldown_seconds: 0, issuer: "{ISSUER}", audience: "{AUDIENCE}" }}
     api_keys:
       keys:
@@ -63,6 +66,7 @@ fn security(jwks: &str, extra: &str) -> String {
         secret = auth::HS_SECRET,
         rs = key_file("rsa-public.pem").display(),
         ec = key_file("ec-public.pem").display(),
+        ed = key_file("ed-public.pem").display(),
     )
 }
 
@@ -111,6 +115,11 @@ impl JwksServer {
 
     fn rotate(&self) {
         *self.doc.lock().unwrap() = std::fs::read_to_string(key_file("jwks-2.json")).unwrap();
+    }
+
+    /// The key server answers garbage from now on.
+    fn break_down(&self) {
+        *self.doc.lock().unwrap() = "<html>502 Bad Gateway</html>".into();
     }
 }
 
@@ -252,6 +261,27 @@ fn callers() -> Vec<Caller> {
             Some("jwt:erin"),
             Some("t2"),
         ),
+        caller(
+            "frank (t1) by PS256",
+            vec![bearer(&rsa(
+                &with_iss_aud(claims("frank", json!({"tid": "t1"}))),
+                &pem("rsa-private.pem"),
+                Algorithm::PS256,
+                Some("rs"),
+            ))],
+            Some("jwt:frank"),
+            Some("t1"),
+        ),
+        caller(
+            "grace (t2) by EdDSA",
+            vec![bearer(&eddsa(
+                &with_iss_aud(claims("grace", json!({"tid": "t2"}))),
+                &pem("ed-private.pem"),
+                Some("ed"),
+            ))],
+            Some("jwt:grace"),
+            Some("t2"),
+        ),
     ]
 }
 
@@ -350,10 +380,11 @@ async fn leak_matrix(scope: &str) {
     let expected = match scope {
         // anonymous, anonymous saying t1, anonymous with a cookie: 9 requests, one miss.
         "public" => 8,
-        // t1: alice, bob, dave; t2: carol (twice), svc-a, erin: 21 requests, 2 misses.
-        "tenant" => 19,
-        // 8 credentialed callers a round: 24 requests, 7 entries (carol's two share one).
-        _ => 17,
+        // t1: alice, bob, dave, frank; t2: carol (twice), svc-a, erin, grace: 27 requests,
+        // 2 misses.
+        "tenant" => 25,
+        // 10 credentialed callers a round: 30 requests, 9 entries (carol's two share one).
+        _ => 21,
     };
     assert_eq!(hits, expected, "{scope}");
 }
@@ -491,6 +522,38 @@ async fn bad_tokens_are_refused_with_the_reason() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"], "jwt:alice");
+
+    // The key server breaks; a token naming a new kid makes the server fetch again, which
+    // fails: that token is refused, and the keys already known keep working.
+    jwks.break_down();
+    let mut rs3 = good();
+    rs3["sub"] = json!("mallory");
+    let (status, _, body) = send(
+        &c,
+        reqwest::Method::GET,
+        larder.url("/me"),
+        &[bearer(&rsa(
+            &rs3,
+            &pem("rsa2-private.pem"),
+            Algorithm::RS256,
+            Some("rs-3"),
+        ))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    let mut later = good();
+    later["sub"] = json!("bob");
+    let (status, _, body) = send(
+        &c,
+        reqwest::Method::GET,
+        larder.url("/me"),
+        &[bearer(&rs2(&later))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "the last good key set was dropped: {body}");
+    assert_eq!(body["user"], "jwt:bob");
 }
 
 /// Plugins' cache-admin aliases need the core's admin keys or `cache:manage`; a plugin's

@@ -58,6 +58,18 @@ pub fn es256(claims: &Value, private_pem: &str, kid: Option<&str>) -> String {
     .expect("encodes")
 }
 
+/// A token signed with an Ed25519 private key (PEM, PKCS#8) using EdDSA.
+pub fn eddsa(claims: &Value, private_pem: &str, kid: Option<&str>) -> String {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_ed_pem(private_pem.as_bytes()).expect("an Ed25519 key"),
+    )
+    .expect("encodes")
+}
+
 /// `header.payload.` with `alg: none`: what a forger sends.
 pub fn unsigned(claims: &Value) -> String {
     use base64::Engine;
