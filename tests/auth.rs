@@ -74,6 +74,7 @@ fn security(jwks: &str, extra: &str) -> String {
 struct JwksServer {
     addr: SocketAddr,
     doc: Arc<Mutex<String>>,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl JwksServer {
@@ -82,7 +83,10 @@ impl JwksServer {
             std::fs::read_to_string(key_file("jwks-1.json")).unwrap(),
         ));
         let served = doc.clone();
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = fetches.clone();
         let route = poem::endpoint::make_sync(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             poem::Response::builder()
                 .content_type("application/json")
                 .body(served.lock().unwrap().clone())
@@ -106,11 +110,15 @@ impl JwksServer {
             });
         });
         let addr = rx.recv().unwrap();
-        Self { addr, doc }
+        Self { addr, doc, fetches }
     }
 
     fn url(&self) -> String {
         format!("http://{}/jwks.json", self.addr)
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn rotate(&self) {
@@ -882,6 +890,8 @@ fn auth_config_mistakes_are_located() {
       - algorithms: [none]
         jwks: "keys.json"
         isuer: https://issuer.test
+      - algorithms: [RS256]
+        jwks: "http://keys.example.com/jwks.json"
     api_keys:
       keys:
         - { name: k1, sha256: "zz" }
@@ -901,9 +911,10 @@ fn auth_config_mistakes_are_located() {
             format!("{file}:10:22: error: `none` (unsigned tokens) is never accepted"),
             format!("{file}:12:9: error: unknown field `isuer`"),
             "did you mean `issuer`?".to_owned(),
-            format!("{file}:15:31: error: not a hex SHA-256"),
+            format!("{file}:14:15: error: fetch the JWKS over https"),
+            format!("{file}:17:31: error: not a hex SHA-256"),
             format!(
-                "{file}:16:28: error: environment variable `LARDER_TEST_UNSET_VARIABLE` is not set"
+                "{file}:18:28: error: environment variable `LARDER_TEST_UNSET_VARIABLE` is not set"
             ),
         ] {
             assert!(
@@ -912,6 +923,22 @@ fn auth_config_mistakes_are_located() {
             );
         }
     }
+
+    // A permission for a route that does not exist would protect nothing.
+    std::fs::write(
+        &path,
+        "security:\n  permissions:\n    \"GET /api/v2/service\": [catalog:read]\n",
+    )
+    .unwrap();
+    let out = larder_testkit::server::run_larder(&["check", "--config", file], &[]).unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{file}:3:5: error: no route `GET /api/v2/service`"
+        )) && stderr.contains("did you mean `GET /api/v2/services`?"),
+        "{stderr}"
+    );
 }
 
 /// The operator's word wins: `security.permissions` locks a route the plugin left open, and
@@ -923,13 +950,22 @@ async fn configured_permissions_and_a_trusted_tenant_header() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("me.yaml"),
-        "version: 1\nrules:\n  - name: me\n    match: { plugin: hello, operation: get_me }\n    key: \"hello:me\"\n    ttl: 5m\n    scope: tenant\n",
+        "version: 1\nrules:\n  - name: me\n    match: { plugin: hello, operation: get_me }\n    key: \"hello:me\"\n    ttl: 5m\n    scope: tenant\n  - name: greeting\n    match: { plugin: hello, operation: get_greeting }\n    key: \"hello:greeting:{path.name}\"\n",
     )
     .unwrap();
-    let security = security(&jwks.url(), "  permissions:\n    \"GET /me\": [me:read]\n").replace(
-        "    api_keys:",
-        "    trust_tenant_header: true\n    api_keys:",
-    );
+    let security = security(&jwks.url(), "  permissions:\n    \"GET /me\": [me:read]\n")
+        .replace(
+            "    api_keys:",
+            "    trust_tenant_header: true\n    credential_headers: [\"cookie:PHPSESSID\"]\n    api_keys:",
+        )
+        // A second identity provider: a `sub` is unique only within its issuer.
+        .replace(
+            "    trust_tenant_header: true",
+            &format!(
+                "      - {{ kid: other, algorithms: [HS256], secret: \"{}\", issuer: \"https://other.test\", audience: \"{AUDIENCE}\" }}\n    trust_tenant_header: true",
+                auth::HS_SECRET
+            ),
+        );
     let larder = start(
         format!("{security}{}", plugins(&dir.path().join("b.db"))),
         dir.path(),
@@ -987,4 +1023,136 @@ async fn configured_permissions_and_a_trusted_tenant_header() {
         body["computed"], first["computed"],
         "served t9's entry to t2"
     );
+
+    // Two issuers' `carol` are two users (no tenant, so the answers are not cached and
+    // show who the handler saw).
+    let mut ours = claims("carol", json!({"permissions": ["me:read"]}));
+    ours["iss"] = json!(ISSUER);
+    ours["aud"] = json!(AUDIENCE);
+    let mut theirs = ours.clone();
+    theirs["iss"] = json!("https://other.test");
+    let (_, _, ours) = me(vec![bearer(&hs256(&ours, None, Some("hs")))]).await;
+    let (status, _, theirs) = me(vec![bearer(&hs256(&theirs, None, Some("other")))]).await;
+    assert_eq!(status, 200, "{theirs}");
+    assert_eq!(ours["user"], format!("jwt:{ISSUER}/carol"));
+    assert_eq!(theirs["user"], "jwt:https://other.test/carol");
+
+    // The scheme's case does not matter; another scheme beside an API key leaves the key
+    // in charge; a wrong admin key is refused, not taken for nobody.
+    let (status, _, body) = me(vec![(
+        "authorization".into(),
+        format!(
+            "BEARER {}",
+            token("carol", json!({"tid": "t2", "permissions": ["me:read"]}))
+        ),
+    )])
+    .await;
+    assert_eq!(
+        (status, body["tenant"].as_str()),
+        (200, Some("t2")),
+        "{body}"
+    );
+    let (status, _, body) = send(
+        &c,
+        reqwest::Method::GET,
+        larder.url("/greetings/ada"),
+        &[
+            ("authorization".into(), "Basic dXNlcjpwYXNz".into()),
+            ("x-api-key".into(), "guess".into()),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 401,
+        "the API key beside Basic was not checked: {body}"
+    );
+    let (status, _, body) = send(
+        &c,
+        reqwest::Method::GET,
+        larder.url("/greetings/ada"),
+        &[("x-admin-key".into(), "not-a-key".into())],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+
+    // A session cookie named in the config makes a request credentialed, in its own case.
+    let greeting = |cookie: &'static str| {
+        let (c, url) = (c.clone(), larder.url("/greetings/ada"));
+        async move {
+            let (_, h, _) = send(
+                &c,
+                reqwest::Method::GET,
+                url,
+                &[("cookie".into(), cookie.into())],
+                None,
+            )
+            .await;
+            h["cache-status"].to_str().unwrap().to_owned()
+        }
+    };
+    assert!(
+        greeting("PHPSESSID=abc")
+            .await
+            .contains("detail=credentials")
+    );
+    assert!(
+        !greeting("_ga=1; phpsessid=abc")
+            .await
+            .contains("credentials")
+    );
+}
+
+/// A key server that fails from the start leaves the JWKS key set empty; tokens naming
+/// made-up key ids must still not make the server ask it once per request.
+#[tokio::test]
+async fn a_failing_key_server_is_not_asked_per_request() {
+    let jwks = JwksServer::start();
+    jwks.break_down();
+    let dir = tempfile::tempdir().unwrap();
+    let security = security(&jwks.url(), "")
+        .replace("jwks_cooldown_seconds: 0", "jwks_cooldown_seconds: 3600");
+    let larder = start(
+        format!("{security}{}", plugins(&dir.path().join("b.db"))),
+        &workspace_root().join("policies"),
+    );
+    let c = reqwest::Client::new();
+    let at_start = jwks.fetches();
+    assert!(
+        at_start >= 1,
+        "the server did not try the key server at start"
+    );
+    for kid in ["k1", "k2", "k3", "k4", "k5", "k6"] {
+        let forged = rsa(
+            &with_iss_aud(claims("mallory", json!({}))),
+            &pem("rsa2-private.pem"),
+            Algorithm::RS256,
+            Some(kid),
+        );
+        let (status, _, body) = send(
+            &c,
+            reqwest::Method::GET,
+            larder.url("/api/v2/services"),
+            &[bearer(&forged)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 401, "{body}");
+    }
+    assert!(
+        jwks.fetches() <= at_start + 1,
+        "{} fetches for 6 made-up key ids",
+        jwks.fetches() - at_start
+    );
+    // The keys that need no key server still work.
+    let (status, _, body) = send(
+        &c,
+        reqwest::Method::GET,
+        larder.url("/api/v2/services"),
+        &[bearer(&token("alice", json!({})))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }

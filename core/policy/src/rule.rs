@@ -404,7 +404,7 @@ impl Rule {
                     .filter(|t| !t.is_empty())
                     .ok_or(Skip::NoPrincipal)?;
                 key.push_str("#t=");
-                push_escaped(t, &mut key);
+                crate::template::escape_into(t, &mut key);
             }
             Scope::User => {
                 let u = req
@@ -413,10 +413,10 @@ impl Rule {
                     .ok_or(Skip::NoPrincipal)?;
                 if let Some(t) = req.tenant() {
                     key.push_str("#t=");
-                    push_escaped(t, &mut key);
+                    crate::template::escape_into(t, &mut key);
                 }
                 key.push_str("#u=");
-                push_escaped(u, &mut key);
+                crate::template::escape_into(u, &mut key);
             }
         }
         if !self.vary.is_empty() {
@@ -535,16 +535,5 @@ impl Rule {
         self.invalidate
             .as_ref()
             .map(|i| i.render_request(req, self.route_names()))
-    }
-}
-
-fn push_escaped(s: &str, out: &mut String) {
-    for c in s.chars() {
-        if matches!(c, '#' | '%' | ':' | '*' | '?' | '[' | ']') || c.is_whitespace() {
-            use std::fmt::Write as _;
-            let _ = write!(out, "%{:02X}", c as u32);
-        } else {
-            out.push(c);
-        }
     }
 }

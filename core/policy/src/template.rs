@@ -361,11 +361,13 @@ pub fn canonical_json(v: &Value) -> String {
     s
 }
 
-/// Escapes characters that carry meaning in keys and Redis patterns.
-fn escape_into(s: &str, out: &mut String) {
+/// Escapes characters that carry meaning in keys and Redis patterns: `:` separates key
+/// parts, `#` starts the scope and vary suffixes (`#t=`, `#u=`, `#v=`), so no value a client
+/// sends can spell another rule's key or another principal's suffix.
+pub(crate) fn escape_into(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
-            '%' | ':' | '*' | '?' | '[' | ']' | '{' | '}' | '\\' => {
+            '%' | ':' | '#' | '*' | '?' | '[' | ']' | '{' | '}' | '\\' => {
                 let _ = write!(out, "%{:02X}", c as u32);
             }
             c if c.is_whitespace() || c.is_control() => {

@@ -84,3 +84,50 @@ fn explain_renders_for_a_cached_route() {
         "{text}"
     );
 }
+
+/// No value a client sends can spell another rule's key plus another principal's suffix:
+/// `#` and `:` in values are escaped, and `#` is refused in a key's own text.
+#[test]
+fn a_crafted_value_cannot_reach_a_scoped_entry() {
+    let catalog = Catalog::default()
+        .route("shop", "search", "GET", "/search")
+        .route("shop", "mine", "GET", "/mine");
+    let policy = r#"
+version: 1
+rules:
+  - name: search
+    match: { plugin: shop, operation: search }
+    key: "shop:search:{query.q}"
+  - name: mine
+    match: { plugin: shop, operation: mine }
+    key: "shop:search:mine"
+    scope: user
+"#;
+    let set = PolicySet::load_sources(
+        &[(PathBuf::from("a.yaml"), policy.to_owned())],
+        Some(&catalog),
+    )
+    .unwrap();
+    let key = |mut req: Request| {
+        let m = set.match_request(&req.method, &req.path).unwrap();
+        req.path_params = m.params;
+        let route = m.route.unwrap();
+        req.plugin = Some(route.plugin.clone());
+        req.operation = Some(route.operation.clone());
+        let rule = set.rule_for_route("shop", &route.operation).unwrap();
+        rule.decide(&req, Clock::at(0)).unwrap().key
+    };
+    let mut alice = Request::new("GET", "/mine");
+    alice.user = Some("jwt:alice".into());
+    let alices = key(alice);
+    let forged = key(Request::new("GET", "/search?q=mine%23u%3Djwt%3Aalice"));
+    assert_ne!(forged, alices);
+    assert_eq!(alices, "shop:search:mine#u=jwt%3Aalice");
+    assert_eq!(forged, "shop:search:mine%23u=jwt%3Aalice");
+
+    let bad = policy.replace("shop:search:mine", "shop:search:mine#u=x");
+    let err = PolicySet::load_sources(&[(PathBuf::from("a.yaml"), bad)], Some(&catalog))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`#` is reserved in keys"), "{err}");
+}

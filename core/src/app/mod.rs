@@ -186,6 +186,7 @@ impl App {
             api_key_header: (!auth_config.api_keys.keys.is_empty())
                 .then(|| auth_config.api_keys.header.clone()),
         };
+        check_permissions(&config, &merged.operations)?;
         merged
             .secure(&credentials, |op| required(&config, &plugins, op))
             .map_err(|e| StartError::Conflicts(vec![e]))?;
@@ -386,6 +387,40 @@ fn catalog(
         .map(str::to_owned)
         .collect();
     catalog
+}
+
+/// Every route `security.permissions` names must exist: a misspelt one would leave the
+/// route it meant open.
+fn check_permissions(config: &LoadedConfig, operations: &[Operation]) -> Result<(), StartError> {
+    let routes: Vec<String> = operations
+        .iter()
+        .map(|op| format!("{} {}", op.method, op.path))
+        .collect();
+    let problems: Vec<_> = config
+        .config
+        .security
+        .permissions
+        .keys()
+        .filter(|key| !routes.contains(key))
+        .map(|key| {
+            let hint = larder_policy::diag::did_you_mean(key, routes.iter().map(String::as_str))
+                .unwrap_or_else(|| {
+                    "`larder openapi` lists the routes; write `METHOD /path/{param}`".into()
+                });
+            config
+                .diagnostic_at_entry(
+                    "security.permissions",
+                    key,
+                    format!("no route `{key}`: its permissions would protect nothing"),
+                )
+                .with_hint(Some(hint))
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError::Invalid(Diagnostics(problems)))
+    }
 }
 
 /// The permissions a route needs: the config's override for it, else its plugin's

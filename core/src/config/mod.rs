@@ -545,6 +545,22 @@ impl LoadedConfig {
         self.at(location, message)
     }
 
+    /// A diagnostic pointing at entry `key` of the map at dotted path `map`, for keys that
+    /// hold dots themselves (`security.permissions` → `"GET /openapi-gpt.json"`).
+    pub fn diagnostic_at_entry(
+        &self,
+        map: &str,
+        key: &str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let location = self
+            .source
+            .as_ref()
+            .map(|s| source::locate_key(&s.tree, &field_path(map).at(key)))
+            .unwrap_or_default();
+        self.at(location, message)
+    }
+
     /// Checks a plugin's `settings` block against the plugin's settings schema: every
     /// unknown field and wrong type, each at its own line.
     pub fn check_settings(&self, plugin: &str, schema: &serde_json::Value) -> Vec<Diagnostic> {

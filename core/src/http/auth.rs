@@ -69,6 +69,9 @@ struct JwtRules {
     audience: Option<String>,
     leeway: u64,
     claims: ClaimMap,
+    /// Several issuers are configured: a `sub` is unique only within its issuer (OIDC), so
+    /// the user id carries the issuer (`jwt:<iss>/<sub>`).
+    by_issuer: bool,
 }
 
 /// A JWKS source and the keys it gave last.
@@ -190,6 +193,9 @@ impl Authenticator {
         let mut problems = Vec::new();
         let mut keys = Vec::new();
         let mut jwks = Vec::new();
+        let issuers: std::collections::BTreeSet<Option<&str>> =
+            auth.jwt.iter().map(|k| k.issuer.as_deref()).collect();
+        let by_issuer = issuers.len() > 1;
         for (i, k) in auth.jwt.iter().enumerate() {
             let at = |field: &str| format!("security.auth.jwt.{i}.{field}");
             let algorithms: Vec<Algorithm> = k
@@ -215,6 +221,7 @@ impl Authenticator {
                 audience: k.audience.clone(),
                 leeway: k.leeway_seconds,
                 claims: k.claims.clone(),
+                by_issuer,
             });
             match Self::key_source(config, k, &algorithms) {
                 Ok(Source::Key(key)) => keys.push(Arc::new(JwtKey {
@@ -292,10 +299,16 @@ impl Authenticator {
         let mut credential_headers = vec![api_header.clone()];
         let mut credential_cookies = Vec::new();
         for (i, h) in auth.credential_headers.iter().enumerate() {
-            let h = h.trim().to_ascii_lowercase();
-            if let Some(cookie) = h.strip_prefix("cookie:") {
+            let h = h.trim();
+            // Cookie names are case-sensitive (`PHPSESSID`); header names are not.
+            if let Some(cookie) = h
+                .get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("cookie:"))
+                .map(|_| &h[7..])
+            {
                 credential_cookies.push(cookie.trim().to_owned());
             } else {
+                let h = h.to_ascii_lowercase();
                 match HeaderName::from_bytes(h.as_bytes()) {
                     Ok(name) if name == header::COOKIE => problems.push((
                         format!("security.auth.credential_headers.{i}"),
@@ -388,6 +401,19 @@ impl Authenticator {
             }
             (None, None, Some(jwks)) => {
                 if jwks.starts_with("http://") || jwks.starts_with("https://") {
+                    let url = reqwest::Url::parse(jwks)
+                        .map_err(|e| ("jwks", format!("not a URL: {e}")))?;
+                    let host = url.host_str().unwrap_or("").trim_matches(['[', ']']);
+                    let loopback = host.eq_ignore_ascii_case("localhost")
+                        || host
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback());
+                    if url.scheme() == "http" && !loopback {
+                        return Err((
+                            "jwks",
+                            "fetch the JWKS over https: over http anyone on the path can hand the server their own keys (http is accepted for loopback only)".into(),
+                        ));
+                    }
                     Ok(Source::Jwks(jwks.clone()))
                 } else {
                     let path = resolve(config, Path::new(jwks));
@@ -413,7 +439,9 @@ impl Authenticator {
                 let now = tokio::time::Instant::now();
                 if let Some(at) = *last {
                     let wait = if forced { jwks.cooldown } else { jwks.refresh };
-                    if now.duration_since(at) < wait && !jwks.keys.load().is_empty() {
+                    // A forced fetch (an unknown kid) waits out the cooldown even with no
+                    // keys at all: a failing key server must not be asked once per request.
+                    if now.duration_since(at) < wait && (forced || !jwks.keys.load().is_empty()) {
                         continue;
                     }
                 }
@@ -498,28 +526,26 @@ impl Authenticator {
         // Every request comes through here, hits included: each header is looked up once,
         // by a prepared name.
         let headers = req.headers();
-        if let Some(key) = headers.get(&X_ADMIN_KEY)
-            && let Some(admin) = self.admin(key.as_bytes())
-        {
-            return known(admin);
+        if let Some(key) = headers.get(&X_ADMIN_KEY) {
+            return match self.admin(key.as_bytes()) {
+                Some(admin) => known(admin),
+                None => Verdict::Refused(Refused(
+                    "the `x-admin-key` header holds no admin key".into(),
+                )),
+            };
         }
         let authorization = headers.get(header::AUTHORIZATION);
-        if let Some(auth) = authorization {
-            let Some(token) = auth
-                .to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-            else {
-                // Another scheme (Basic, ...): a credential this server does not verify.
-                return Verdict::Known(Identity {
-                    principal: None,
-                    credentialed: true,
-                });
-            };
+        // The scheme is case-insensitive (RFC 9110); another scheme (Basic, ...) is a
+        // credential this server does not verify: the request is credentialed, and an API
+        // key beside it still counts.
+        let bearer = authorization
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                v.get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+            })
+            .map(|v| v[7..].trim());
+        if let Some(token) = bearer {
             // A token verified before (only JWTs are remembered) skips the admin keys'
             // digest as well as the signature check.
             if let Some(principal) = self.remembered(token) {
@@ -779,9 +805,13 @@ fn verify(key: &JwtKey, token: &str, alg: Algorithm, now: i64) -> Result<(Princi
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
         _ => Vec::new(),
     };
+    let user = match claims.get("iss").and_then(text) {
+        Some(iss) if rules.by_issuer => format!("jwt:{iss}/{user}"),
+        _ => format!("jwt:{user}"),
+    };
     Ok((
         Principal {
-            user: format!("jwt:{user}"),
+            user,
             tenant,
             permissions,
             kind: PrincipalKind::Jwt,

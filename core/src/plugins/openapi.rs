@@ -297,6 +297,7 @@ impl Merged {
                 "description": "An API key listed in `security.auth.api_keys`.",
             });
         }
+        let mut unconfigured_jwt = false;
         for op in &self.operations {
             let needs = required(op);
             if needs.is_empty() {
@@ -320,6 +321,11 @@ impl Merged {
                 alternatives.push(serde_json::json!({ "AdminKeyHeader": [] }));
                 alternatives.push(serde_json::json!({ "AdminBearer": [] }));
             }
+            if alternatives.is_empty() {
+                // Nothing configured can grant it (an empty list would read as "public").
+                unconfigured_jwt = true;
+                alternatives.push(serde_json::json!({ "BearerJwt": needs }));
+            }
             entry["security"] = serde_json::Value::Array(alternatives);
             let listed = needs
                 .iter()
@@ -337,6 +343,14 @@ impl Merged {
             });
             responses["403"] = serde_json::json!({
                 "description": format!("The credentials lack a permission this route needs ({listed}).")
+            });
+        }
+        if unconfigured_jwt && !credentials.jwt {
+            doc["components"]["securitySchemes"]["BearerJwt"] = serde_json::json!({
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "No JWT key is configured (`security.auth.jwt`): the routes that need it refuse every caller until one is.",
             });
         }
         let doc = TopLevelOrder(&doc);

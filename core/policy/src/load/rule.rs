@@ -141,6 +141,14 @@ impl Compiler<'_> {
                 Template::parse(text).ok()?
             }
         };
+        if key.literal_text().contains('#') {
+            self.err(
+                f,
+                &at.at("key"),
+                "`#` is reserved in keys: Larder appends the scope and vary parts after it (`#t=`, `#u=`, `#v=`)",
+                Some("use another separator, e.g. `:`".into()),
+            );
+        }
         if cache
             && let Some(m) = methods.iter().find(|m| m.has_body())
             && !key.reads_body()
