@@ -50,7 +50,8 @@ pub use expr::{Clock, Expr};
 pub use policy::{Explanation, PolicySet, RequestMatch, RouteInfo, Trigger};
 pub use request::{CREDENTIAL_HEADERS, Request, RequestView};
 pub use rule::{
-    ClientCache, Decision, Invalidation, Rule, RuleMatch, Skip, TtlCondition, TtlDecision,
+    ClientCache, Decision, Invalidation, Rule, RuleMatch, RuleTag, Skip, TagVerdict, TtlCondition,
+    TtlDecision,
 };
 pub use spec::{Algorithm, Method, Scope, Store, json_schema};
 pub use template::Template;

@@ -5,7 +5,9 @@ use crate::compression::Compression;
 use crate::expr::Clock;
 use crate::path::{PathPattern, Router};
 use crate::request::Request;
-use crate::rule::{Invalidation, InvalidationTemplates, Rule, RuleMatch, Skip, TtlDecision};
+use crate::rule::{
+    Invalidation, InvalidationTemplates, Rule, RuleMatch, Skip, TagVerdict, TtlDecision,
+};
 use crate::spec::{Method, Scope, Store};
 use crate::units::Duration;
 use crate::warming::WarmJob;
@@ -276,7 +278,7 @@ impl PolicySet {
                 skip: decision.as_ref().err().copied(),
                 ttl: key.as_deref().map(|k| rule.ttl(&req, clock, None, k)),
                 key,
-                tags: rule.tags(&req),
+                tags: rule.tag_verdicts(&req, clock),
                 store: rule.store,
                 scope: rule.scope,
                 methods: rule.methods.clone(),
@@ -443,8 +445,8 @@ pub struct RuleExplanation {
     pub key: Option<String>,
     /// The TTL (without an origin max-age).
     pub ttl: Option<TtlDecision>,
-    /// The tags.
-    pub tags: Vec<String>,
+    /// Every tag of the rule, with whether an entry stored now would carry it.
+    pub tags: Vec<TagVerdict>,
     /// The store.
     pub store: Store,
     /// The scope.
@@ -505,7 +507,8 @@ impl fmt::Display for Explanation {
                     let tags = if r.tags.is_empty() {
                         "(none)".to_owned()
                     } else {
-                        r.tags.join(", ")
+                        let tags: Vec<String> = r.tags.iter().map(describe_tag).collect();
+                        tags.join(", ")
                     };
                     writeln!(f, "  tags:    {tags}")?;
                     writeln!(f, "  store:   {:?}, scope {:?}", r.store, r.scope).map(|_| ())?;
@@ -561,6 +564,16 @@ impl fmt::Display for Explanation {
             }
         }
         Ok(())
+    }
+}
+
+/// `revenue:acme`, or for a conditional tag `revenue-open:acme (if COND: holds)` /
+/// `(if COND: does not hold, left out)`.
+fn describe_tag(t: &TagVerdict) -> String {
+    match &t.condition {
+        None => t.tag.clone(),
+        Some(c) if t.attached => format!("{} (if {c}: holds)", t.tag),
+        Some(c) => format!("{} (if {c}: does not hold, left out)", t.tag),
     }
 }
 

@@ -270,8 +270,8 @@ pub struct Rule {
     pub cache: bool,
     /// The key template.
     pub key: Template,
-    /// Tag templates.
-    pub tags: Vec<Template>,
+    /// Tags, each with the condition that attaches it, if any.
+    pub tags: Vec<RuleTag>,
     /// TTL policy.
     pub ttl: TtlPolicy,
     /// Stale-while-revalidate window.
@@ -304,6 +304,35 @@ pub struct Rule {
     pub invalidate: Option<InvalidationTemplates>,
     /// What downstream caches are told.
     pub client: ClientCache,
+}
+
+/// One of a rule's tags: a template, attached to an entry only when its condition (if
+/// any) holds for the request being stored.
+#[derive(Debug, Clone)]
+pub struct RuleTag {
+    /// The tag template.
+    pub template: Template,
+    /// `None` for a tag attached to every entry.
+    pub condition: Option<Expr>,
+}
+
+impl RuleTag {
+    /// Whether the tag goes on an entry stored for `req` at `clock`.
+    pub fn applies(&self, req: &dyn RequestView, clock: Clock) -> bool {
+        self.condition.as_ref().is_none_or(|c| c.eval(req, clock))
+    }
+}
+
+/// One tag of [`Rule::tag_verdicts`]: rendered, and whether an entry stored for the request
+/// would carry it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagVerdict {
+    /// The rendered tag.
+    pub tag: String,
+    /// The condition of a conditional tag.
+    pub condition: Option<Expr>,
+    /// Whether the condition holds (always `true` without one).
+    pub attached: bool,
 }
 
 /// The `Cache-Control` a rule's answers carry, resolved at load (see
@@ -433,10 +462,29 @@ impl Rule {
         Ok(key)
     }
 
-    /// The rendered tags.
-    pub fn tags(&self, req: &dyn RequestView) -> Vec<String> {
+    /// The rendered tags an entry stored for `req` carries: the unconditional ones and the
+    /// conditional ones whose condition holds at `clock` (conditions may read `today`).
+    pub fn tags(&self, req: &dyn RequestView, clock: Clock) -> Vec<String> {
         let route = self.route_names();
-        self.tags.iter().map(|t| t.render(req, route).0).collect()
+        self.tags
+            .iter()
+            .filter(|t| t.applies(req, clock))
+            .map(|t| t.template.render(req, route).0)
+            .collect()
+    }
+
+    /// Every tag of the rule rendered for `req`, with whether it would be attached: what
+    /// [`Rule::tags`] keeps, and what it leaves out and why (for `larder explain`).
+    pub fn tag_verdicts(&self, req: &dyn RequestView, clock: Clock) -> Vec<TagVerdict> {
+        let route = self.route_names();
+        self.tags
+            .iter()
+            .map(|t| TagVerdict {
+                tag: t.template.render(req, route).0,
+                condition: t.condition.clone(),
+                attached: t.applies(req, clock),
+            })
+            .collect()
     }
 
     /// The TTL for a response: the first `when` condition that holds, else the origin's

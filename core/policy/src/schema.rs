@@ -433,10 +433,9 @@ impl<'s> Validator<'s> {
                     hint,
                 );
             }
-            1 => self.check(node, candidates[0], path),
             _ => {
                 let mut best: Option<Vec<Violation>> = None;
-                for c in candidates {
+                for c in &candidates {
                     let mut sub = Validator {
                         root: self.root,
                         out: Vec::new(),
@@ -446,9 +445,30 @@ impl<'s> Validator<'s> {
                         best = Some(sub.out);
                     }
                 }
-                self.out.extend(best.unwrap_or_default());
+                let best = best.unwrap_or_default();
+                if !best.is_empty()
+                    && let Some(quoted) = self.unquoted_template_branch(node, bs)
+                {
+                    return self.check(node, quoted, path);
+                }
+                self.out.extend(best);
             }
         }
+    }
+
+    /// `- {tenant}` is YAML for the map `{tenant: null}`. Where a template (or condition)
+    /// string is one of the choices, a map that fits none of the map choices and has only
+    /// keys without values is that string left unquoted: the string branch's "quote it"
+    /// hint helps more than the map branch's missing fields.
+    fn unquoted_template_branch(&self, node: &SpannedNode, bs: &'s [Value]) -> Option<&'s Value> {
+        let Node::Map(entries) = &node.value else {
+            return None;
+        };
+        if entries.is_empty() || !entries.iter().all(|(_, v)| matches!(v.value, Node::Null)) {
+            return None;
+        }
+        bs.iter()
+            .find(|b| !self.accepts_kind(b, &node.value) && self.type_hint(node, b).is_some())
     }
 }
 

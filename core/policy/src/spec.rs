@@ -136,9 +136,10 @@ pub struct RuleSpec {
     pub stale_while_revalidate: Option<Duration>,
     /// Overrides `defaults.stale_if_error`.
     pub stale_if_error: Option<Duration>,
-    /// Tag templates attached to every entry, for purging by tag.
+    /// Tags attached to entries, for purging by tag: a template, or
+    /// `{ tag: TEMPLATE, if: CONDITION }` for a tag attached only when the condition holds.
     #[serde(default)]
-    pub tags: Vec<TemplateText>,
+    pub tags: Vec<TagSpec>,
     /// Methods whose responses are cached. A method with a body (POST, ...) needs a key that
     /// reads the body (`{body}`, `{body.X}`, `{params}` or `hash(...)` of those).
     pub methods: Option<Vec<Method>>,
@@ -241,6 +242,28 @@ pub struct WhenSpec {
     pub condition: ExprText,
     /// The TTL when it holds: a duration or a class name.
     pub ttl: TtlText,
+}
+
+/// One of a rule's tags: always attached, or only when a condition holds.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TagSpec {
+    /// A tag template attached to every entry.
+    Always(TemplateText),
+    /// A tag attached only when its condition holds.
+    When(ConditionalTag),
+}
+
+/// A conditional tag, e.g. `{ tag: "revenue-open:{tenant}", if: "query.end_date >= today" }`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionalTag {
+    /// The tag template.
+    pub tag: TemplateText,
+    /// The condition. It is evaluated when the entry is stored, so `today` is the day the
+    /// entry was stored.
+    #[serde(rename = "if")]
+    pub condition: ExprText,
 }
 
 /// Bounds for a TTL taken from the handler's `Cache-Control: max-age`.

@@ -131,3 +131,62 @@ rules:
         .to_string();
     assert!(err.contains("`#` is reserved in keys"), "{err}");
 }
+
+/// A tag with `if` is attached only when its condition holds for the request being stored;
+/// `today` is the clock's day, not the wall clock's.
+#[test]
+fn conditional_tags_follow_their_condition_at_store_time() {
+    let policy = r#"
+version: 1
+rules:
+  - name: revenue
+    match: { plugin: analytics, operation: revenue }
+    scope: tenant
+    tags:
+      - "revenue:{tenant}"
+      - { tag: "revenue-open:{tenant}", if: "query.end_date >= today" }
+"#;
+    let catalog = Catalog::default().route("analytics", "revenue", "GET", "/revenue");
+    let set = PolicySet::load_sources(
+        &[(PathBuf::from("a.yaml"), policy.to_owned())],
+        Some(&catalog),
+    )
+    .unwrap();
+    let rule = set.rule_for_route("analytics", "revenue").unwrap();
+    let request = |end_date: &str| {
+        let mut req = Request::new("GET", &format!("/revenue?end_date={end_date}"));
+        req.tenant = Some("acme".into());
+        req
+    };
+    // 2025-01-10T12:00:00Z
+    let clock = Clock::at(1_736_510_400);
+
+    let open = request("2025-01-10");
+    assert_eq!(
+        rule.tags(&open, clock),
+        ["revenue:acme", "revenue-open:acme"]
+    );
+    let closed = request("2025-01-09");
+    assert_eq!(rule.tags(&closed, clock), ["revenue:acme"]);
+    // The same closed range was still open the day before: the clock decides, not the date
+    // the test runs.
+    assert_eq!(
+        rule.tags(&closed, Clock::at(1_736_510_400 - 86_400)),
+        ["revenue:acme", "revenue-open:acme"]
+    );
+
+    let text = set.explain(&open, clock).to_string();
+    assert!(
+        text.contains(
+            "tags:    revenue:acme, revenue-open:acme (if query.end_date >= today: holds)"
+        ),
+        "{text}"
+    );
+    let text = set.explain(&closed, clock).to_string();
+    assert!(
+        text.contains(
+            "tags:    revenue:acme, revenue-open:acme (if query.end_date >= today: does not hold, left out)"
+        ),
+        "{text}"
+    );
+}

@@ -298,7 +298,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
             );
         }
         if let Some(want) = &rc.tags {
-            let got = rule.tags(&req);
+            let got = rule.tags(&req, clock);
             check(
                 format!("{label}: tags {got:?}, want {want:?}"),
                 got == *want,

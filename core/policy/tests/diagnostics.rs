@@ -110,3 +110,95 @@ fn yaml_syntax_errors_have_positions() {
         "{head}"
     );
 }
+
+/// A conditional tag is checked like a `ttl.when` item: its keys, its template and its
+/// condition, each reported where it is written.
+#[test]
+fn conditional_tag_mistakes_have_positions() {
+    let bad_condition = r#"version: 1
+rules:
+  - name: slots
+    match: { plugin: booking, operation: available_slots }
+    tags:
+      - "slots:{path.barber_id}"
+      - { tag: "slots-open:{path.barber_id}", if: "query.date => today" }
+      - { tag: "slots:{query.date}", iff: "query.date < today" }
+"#;
+    let sources = vec![(
+        PathBuf::from("policies/booking.yaml"),
+        bad_condition.to_owned(),
+    )];
+    let diags = PolicySet::load_sources(&sources, Some(&catalog())).unwrap_err();
+    insta::assert_snapshot!(diags.to_string(), @r#"
+    policies/booking.yaml:7:51: error: bad condition `query.date => today`: `=` is not an operator; write `==` to compare (at character 12)
+      |
+    7 |       - { tag: "slots-open:{path.barber_id}", if: "query.date => today" }
+      |                                                   ^
+
+    policies/booking.yaml:8:9: error: missing field `if` in `rules[0].tags[2]`
+      |
+    8 |       - { tag: "slots:{query.date}", iff: "query.date < today" }
+      |         ^
+
+    policies/booking.yaml:8:38: error: unknown field `iff` in `rules[0].tags[2]`
+      |
+    8 |       - { tag: "slots:{query.date}", iff: "query.date < today" }
+      |                                      ^
+      = hint: did you mean `if`?
+
+    3 errors found
+    "#);
+}
+
+/// The other ways a conditional tag goes wrong: no `tag`, a condition on event fields (a rule
+/// has a request, not an event), a template left unquoted (YAML reads `{x}` as a map), and
+/// path parameters the route lacks, in the tag and in the condition.
+#[test]
+fn conditional_tags_need_a_tag_and_a_request_condition() {
+    let sources = vec![
+        (
+            PathBuf::from("policies/a.yaml"),
+            "version: 1\nrules:\n  - name: a\n    match: { plugin: booking, operation: available_slots }\n    tags: [ { if: \"exists query.date\" } ]\n".to_owned(),
+        ),
+        (
+            PathBuf::from("policies/b.yaml"),
+            "version: 1\nrules:\n  - name: b\n    match: { plugin: booking, operation: available_slots }\n    tags:\n      - { tag: slots, if: \"event.date == today\" }\n      - {path.barber_id}\n".to_owned(),
+        ),
+        (
+            PathBuf::from("policies/c.yaml"),
+            "version: 1\nrules:\n  - name: c\n    match: { plugin: booking, operation: available_slots }\n    tags:\n      - { tag: \"slots:{path.barber}\", if: \"path.barber_id == 7\" }\n      - { tag: slots, if: \"path.barber == 7\" }\n".to_owned(),
+        ),
+    ];
+    let diags = PolicySet::load_sources(&sources, Some(&catalog())).unwrap_err();
+    let got: Vec<(String, Option<String>)> = diags
+        .iter()
+        .map(|d| (d.headline(), d.hint.clone()))
+        .collect();
+    let want = [
+        (
+            "policies/a.yaml:5:13: error: missing field `tag` in `rules[0].tags[0]`",
+            None,
+        ),
+        (
+            "policies/b.yaml:6:27: error: bad condition `event.date == today`: `event.date` cannot be compared; name one value, e.g. `query.date`, `body.id`, `path.id` (at character 1)",
+            None,
+        ),
+        (
+            "policies/b.yaml:7:9: error: expected a template string, found a map",
+            Some("quote text that starts with `{`: YAML reads `{...}` as a map"),
+        ),
+        (
+            "policies/c.yaml:6:16: error: `{path.barber}` in `slots:{path.barber}`: route booking.available_slots (GET /api/v2/barbers/{barber_id}/slots) has no path parameter `barber`",
+            Some("did you mean `barber_id`?"),
+        ),
+        (
+            "policies/c.yaml:7:27: error: `{path.barber}` in `path.barber == 7`: route booking.available_slots (GET /api/v2/barbers/{barber_id}/slots) has no path parameter `barber`",
+            Some("did you mean `barber_id`?"),
+        ),
+    ];
+    let want: Vec<(String, Option<String>)> = want
+        .iter()
+        .map(|(h, hint)| (h.to_string(), hint.map(str::to_owned)))
+        .collect();
+    assert_eq!(got, want);
+}

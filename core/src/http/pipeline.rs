@@ -419,7 +419,7 @@ impl Pipeline {
         let pending = {
             let view = View::new(&req, body.as_ref(), slot, self.who(&req, identity));
             let mut tags: Vec<String> = rule
-                .tags(&view)
+                .tags(&view, self.engine.clock())
                 .iter()
                 .map(|t| entry_tag(&slot.plugin, t))
                 .collect();

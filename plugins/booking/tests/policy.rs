@@ -48,11 +48,9 @@ fn decide(set: &PolicySet, target: &str) -> (String, Vec<String>) {
     let m = set.match_request("GET", path).expect("a rule covers it");
     let mut req = Request::new("GET", target);
     req.path_params = m.params.clone();
-    let d = m
-        .rule
-        .decide(&req, Clock::parse(common::NOW).unwrap())
-        .expect("cached");
-    (d.key, m.rule.tags(&req))
+    let clock = Clock::parse(common::NOW).unwrap();
+    let d = m.rule.decide(&req, clock).expect("cached");
+    (d.key, m.rule.tags(&req, clock))
 }
 
 fn purged(set: &PolicySet, event: &str, fields: serde_json::Value) -> Vec<String> {

@@ -8,9 +8,9 @@ use super::{Compiler, Origin};
 use crate::compression::Compression;
 use crate::diag::did_you_mean;
 use crate::policy::RouteInfo;
-use crate::rule::{ClientCache, JsonOptions, Rule, RuleMatch, TtlPolicy};
+use crate::rule::{ClientCache, JsonOptions, Rule, RuleMatch, RuleTag, TtlPolicy};
 use crate::source::FieldPath;
-use crate::spec::{CompressionOverride, RuleSpec, Scope, TtlSpec};
+use crate::spec::{CompressionOverride, RuleSpec, Scope, TagSpec, TtlSpec};
 use crate::template::{Template, TemplateContext};
 use crate::units::Duration;
 use std::collections::{BTreeMap, HashMap};
@@ -166,12 +166,7 @@ impl Compiler<'_> {
                 hint,
             );
         }
-        let tags: Vec<Template> = r
-            .tags
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| self.template(f, &at.at("tags").at(i), &t.0, reads))
-            .collect();
+        let tags = self.rule_tags(f, &at.at("tags"), &r.tags, reads);
         let ttl = self.rule_ttl(f, &at.at("ttl"), r.ttl.as_ref(), cx, &covered_refs);
         let bypass_no_cache = r.bypass.as_ref().map_or(d.bypass_no_cache, |b| b.no_cache);
         let bypass_when = match r.bypass.as_ref().and_then(|b| b.when.as_ref()) {
@@ -222,6 +217,41 @@ impl Compiler<'_> {
             invalidate,
             client,
         })
+    }
+
+    /// A rule's tags; a conditional tag's condition is checked like a `ttl.when` one.
+    fn rule_tags(
+        &mut self,
+        f: usize,
+        at: &FieldPath,
+        specs: &[TagSpec],
+        reads: VarScope,
+    ) -> Vec<RuleTag> {
+        let mut tags = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let t_at = at.at(i);
+            let tag = match spec {
+                TagSpec::Always(t) => {
+                    self.template(f, &t_at, &t.0, reads)
+                        .map(|template| RuleTag {
+                            template,
+                            condition: None,
+                        })
+                }
+                TagSpec::When(c) => {
+                    let template = self.template(f, &t_at.at("tag"), &c.tag.0, reads);
+                    let condition = self.expr(f, &t_at.at("if"), &c.condition.0, reads.routes);
+                    template
+                        .zip(condition)
+                        .map(|(template, condition)| RuleTag {
+                            template,
+                            condition: Some(condition),
+                        })
+                }
+            };
+            tags.extend(tag);
+        }
+        tags
     }
 
     /// What downstream caches are told: the rule's `client` over the safe defaults.
