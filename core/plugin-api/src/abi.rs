@@ -26,7 +26,7 @@ pub const MAGIC: [u8; 8] = *b"LARDERPL";
 /// Version of [`PluginDeclaration`]'s own layout.
 pub const LAYOUT_VERSION: u32 = 1;
 /// Version of the plugin API; bump the suffix whenever a type crossing the boundary changes.
-pub const API_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+api.3");
+pub const API_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+api.4");
 /// `rustc --version` of the compiler that built this copy of the crate.
 pub const RUSTC_VERSION: &str = env!("LARDER_RUSTC_VERSION");
 /// Cargo profile (`debug`/`release`) this copy was built in.
@@ -307,6 +307,8 @@ const fn type_fingerprint() -> u64 {
     h = mix_layout::<crate::NamedRuleSpec>(h);
     h = mix_layout::<crate::Principal>(h);
     h = mix_layout::<crate::RoutePermission>(h);
+    h = mix_layout::<crate::KeyListing>(h);
+    h = mix_layout::<crate::CacheHealth>(h);
     h = mix_layout::<PluginError>(h);
     h
 }

@@ -126,6 +126,12 @@ pub struct WarmRequest {
     /// JSON body for POST routes whose rule keys the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
+    /// Who the request is made as, for routes that need a principal (a tenant's entries
+    /// are warmed as that tenant). The core passes it to the authentication phase beside
+    /// the headers, never as a header, so no client can claim it; its `kind` is set to
+    /// [`crate::PrincipalKind::Warming`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<crate::Principal>,
 }
 
 impl WarmRequest {
@@ -135,7 +141,19 @@ impl WarmRequest {
             method: "GET".into(),
             path: path.into(),
             body: None,
+            principal: None,
         }
+    }
+
+    /// The same request, made as `user` of `tenant` holding `permissions`.
+    pub fn as_principal(mut self, user: &str, tenant: Option<&str>, permissions: &[&str]) -> Self {
+        self.principal = Some(crate::Principal {
+            user: user.to_owned(),
+            tenant: tenant.map(str::to_owned),
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            kind: crate::PrincipalKind::Warming,
+        });
+        self
     }
 }
 
@@ -178,6 +196,38 @@ pub struct CachedBytes {
     pub cache_hit: bool,
 }
 
+/// Keys found by [`PluginContext::cache_keys`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyListing {
+    /// Matching keys, at most the limit asked for, as stored (with the plugin namespace).
+    pub keys: Vec<ListedKey>,
+    /// How many keys matched before the limit was applied (counting stops at a bound the
+    /// host chooses, so a huge keyspace is not walked whole).
+    pub total_found: u64,
+}
+
+/// One key of a [`KeyListing`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListedKey {
+    /// The cache key.
+    pub key: String,
+    /// How long the store keeps it, in milliseconds; `None` when it has no expiry.
+    pub expires_in_ms: Option<u64>,
+}
+
+/// What [`PluginContext::cache_health`] reports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CacheHealth {
+    /// `memory`, `standalone`, `sentinel` or `cluster`.
+    pub mode: String,
+    /// Whether Redis is configured.
+    pub redis_configured: bool,
+    /// Whether Redis answered (false when not configured).
+    pub redis_connected: bool,
+    /// Round trip of a PING, when it answered.
+    pub ping_ms: Option<f64>,
+}
+
 /// Loader handed to the host by [`PluginContext::get_or_load`]: produces the bytes to cache.
 pub type BytesLoader = BoxFuture<'static, Result<Bytes, PluginError>>;
 
@@ -211,6 +261,23 @@ pub trait Host: Send + Sync {
 
     /// Runs a background task on the server's runtime; it is stopped at shutdown.
     fn spawn(&self, task: BoxFuture<'static, ()>);
+
+    /// Keys of this plugin matching `pattern` (a glob within the plugin's namespace), with
+    /// their remaining lifetimes; for a plugin's own key-listing alias route.
+    fn cache_keys(
+        &self,
+        plugin: &str,
+        pattern: &str,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<KeyListing, PluginError>> {
+        let _ = (plugin, pattern, limit);
+        Box::pin(async { Ok(KeyListing::default()) })
+    }
+
+    /// Reachability of the cache's shared store; for a plugin's own health alias route.
+    fn cache_health(&self) -> BoxFuture<'static, CacheHealth> {
+        Box::pin(async { CacheHealth::default() })
+    }
 
     /// The W3C trace-context headers (`traceparent`, and `tracestate` when there is one) of
     /// the span current on the calling task; empty when traces are not exported.
@@ -294,6 +361,17 @@ impl PluginContext {
     /// This plugin's cache statistics (for a plugin's own stats alias route).
     pub async fn cache_stats(&self) -> serde_json::Value {
         self.host.cache_stats(&self.plugin).await
+    }
+
+    /// Keys this plugin's entries are stored under that match `pattern` (`*`, `?`), relative
+    /// to the plugin's namespace: `revenue:*` lists `<plugin>:revenue:*`. At most `limit`.
+    pub async fn cache_keys(&self, pattern: &str, limit: usize) -> Result<KeyListing, PluginError> {
+        self.host.cache_keys(&self.plugin, pattern, limit).await
+    }
+
+    /// Whether the cache's shared store (Redis) is reachable, and its PING round trip.
+    pub async fn cache_health(&self) -> CacheHealth {
+        self.host.cache_health().await
     }
 
     /// Emits an event with its fields (a JSON object); policy triggers map it to

@@ -31,6 +31,8 @@ pub enum PrincipalKind {
     ApiKey,
     /// One of the core's admin keys.
     Admin,
+    /// A warming job's request, made as the principal its plugin named.
+    Warming,
 }
 
 impl Principal {

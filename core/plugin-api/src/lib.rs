@@ -24,8 +24,9 @@ pub mod plugin;
 
 pub use api::PluginApi;
 pub use context::{
-    Event, EventSpec, Host, HttpDefaults, Invalidation, LoadedValue, NamedRuleSpec, OperationLimit,
-    PluginContext, WarmRequest, WarmSourceSpec, is_wildcard_only,
+    CacheHealth, Event, EventSpec, Host, HttpDefaults, Invalidation, KeyListing, ListedKey,
+    LoadedValue, NamedRuleSpec, OperationLimit, PluginContext, WarmRequest, WarmSourceSpec,
+    is_wildcard_only,
 };
 pub use identity::{
     CACHE_MANAGE, CACHE_READ, Principal, PrincipalKind, RoutePermission, principal_of,

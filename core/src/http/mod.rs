@@ -19,5 +19,11 @@ pub(crate) mod respond;
 pub(crate) mod store;
 pub(crate) mod view;
 
+/// The principal a warming job's request is made as. Only the warmer puts it in a request's
+/// extensions (a client cannot reach them), and the authentication phase takes it instead of
+/// credentials, so warmed entries pass the same access rules as a client's request.
+#[derive(Clone)]
+pub(crate) struct WarmAs(pub(crate) std::sync::Arc<larder_plugin::Principal>);
+
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,14 @@ use crate::cache::engine::Engine;
 use crate::http::pipeline::Server;
 use crate::plugins::LoadedPlugin;
 
+/// One request of a warming job: method, URI, JSON body, and whom it is made as.
+type WarmCall = (
+    Method,
+    String,
+    Option<serde_json::Value>,
+    Option<Arc<larder_plugin::Principal>>,
+);
+
 /// The outcome of a job's last run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JobStatus {
@@ -168,10 +176,7 @@ impl Warmer {
         });
     }
 
-    async fn requests(
-        &self,
-        job: &WarmJob,
-    ) -> Result<Vec<(Method, String, Option<serde_json::Value>)>, String> {
+    async fn requests(&self, job: &WarmJob) -> Result<Vec<WarmCall>, String> {
         match &job.source {
             WarmSource::Requests { .. } => Ok(job
                 .expand(self.engine.clock())
@@ -186,7 +191,7 @@ impl Warmer {
                         uri.push_str(&q);
                     }
                     let method = Method::from_bytes(r.method.as_bytes()).unwrap_or(Method::GET);
-                    (method, uri, r.body)
+                    (method, uri, r.body, None)
                 })
                 .collect()),
             WarmSource::Plugin { plugin, name } => {
@@ -200,7 +205,11 @@ impl Warmer {
                     .take(job.max_requests as usize)
                     .map(|r| {
                         let method = Method::from_bytes(r.method.as_bytes()).unwrap_or(Method::GET);
-                        (method, format!("{prefix}{}", r.path), r.body)
+                        let principal = r.principal.map(|mut p| {
+                            p.kind = larder_plugin::PrincipalKind::Warming;
+                            Arc::new(p)
+                        });
+                        (method, format!("{prefix}{}", r.path), r.body, principal)
                     })
                     .collect())
             }
@@ -228,17 +237,20 @@ impl Warmer {
             Err(e) => (0, 1, vec![e]),
             Ok(requests) => {
                 let results: Vec<Result<(), String>> = futures::stream::iter(requests)
-                    .map(|(method, uri, body)| {
+                    .map(|(method, uri, body, principal)| {
                         let endpoint = endpoint.clone();
                         async move {
                             let mut req = Request::builder().method(method.clone()).uri_str(&uri);
                             if body.is_some() {
                                 req = req.content_type("application/json");
                             }
-                            let req = match body {
+                            let mut req = match body {
                                 Some(b) => req.body(serde_json::to_vec(&b).unwrap_or_default()),
                                 None => req.finish(),
                             };
+                            if let Some(p) = principal {
+                                req.extensions_mut().insert(crate::http::WarmAs(p));
+                            }
                             match endpoint.call(req).await {
                                 Ok(resp) if resp.status().is_success() => Ok(()),
                                 Ok(resp) => Err(format!("{method} {uri}: {}", resp.status())),

@@ -151,14 +151,9 @@ impl Host for CoreHost {
                     Ok(hit) => Ok(hit),
                     Err(miss) => {
                         let mut tags: Vec<String> = rule
-                            .tags
+                            .tags(&larder_policy::Request::default(), engine.clock())
                             .iter()
-                            .map(|t| {
-                                let tag = t
-                                    .render(&larder_policy::Request::default(), Default::default())
-                                    .0;
-                                entry_tag(&plugin, &tag)
-                            })
+                            .map(|t| entry_tag(&plugin, t))
                             .collect();
                         tags.push(plugin_tag(&plugin));
                         tags.push(format!("rule:{}", rule.name));
@@ -303,6 +298,60 @@ impl Host for CoreHost {
 
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         self.tasks.spawn(task);
+    }
+
+    fn cache_keys(
+        &self,
+        plugin: &str,
+        pattern: &str,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<larder_plugin::KeyListing, PluginError>> {
+        let engine = self.engine();
+        let pattern = namespaced(plugin, pattern);
+        Box::pin(async move {
+            let Some(engine) = engine else {
+                return Ok(larder_plugin::KeyListing::default());
+            };
+            // Count past the limit, but boundedly: a listing is a scan.
+            let bound = limit.saturating_mul(10).clamp(1_000, 100_000);
+            let mut found = engine
+                .cache
+                .keys(&pattern, bound)
+                .await
+                .map_err(|e| PluginError::failed(e.to_string()))?;
+            found.sort_by(|a, b| a.key.cmp(&b.key));
+            let total_found = found.len() as u64;
+            found.truncate(limit);
+            Ok(larder_plugin::KeyListing {
+                keys: found
+                    .into_iter()
+                    .map(|k| larder_plugin::ListedKey {
+                        key: k.key,
+                        expires_in_ms: k.expires_in_ms,
+                    })
+                    .collect(),
+                total_found,
+            })
+        })
+    }
+
+    fn cache_health(&self) -> BoxFuture<'static, larder_plugin::CacheHealth> {
+        let engine = self.engine();
+        Box::pin(async move {
+            let Some(engine) = engine else {
+                return larder_plugin::CacheHealth {
+                    mode: "memory".into(),
+                    ..Default::default()
+                };
+            };
+            let health = engine.cache.health().await;
+            larder_plugin::CacheHealth {
+                mode: health.mode.to_owned(),
+                redis_configured: health.redis.is_some(),
+                redis_connected: health.redis.as_ref().is_some_and(|r| r.connected),
+                ping_ms: health.redis.as_ref().and_then(|r| r.ping_ms),
+            }
+        })
     }
 
     fn trace_headers(&self) -> Vec<(String, String)> {
