@@ -396,6 +396,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../policies/aliexpress.yaml"),
     ),
     (
+        "policies/analytics.yaml",
+        include_str!("../../../policies/analytics.yaml"),
+    ),
+    (
         "policies/booking.yaml",
         include_str!("../../../policies/booking.yaml"),
     ),

@@ -43,6 +43,7 @@ impl PluginRegistry {
         let mut registry = Self::empty();
         // One line per built-in plugin.
         registry.register::<larder_aliexpress::AliexpressPlugin>();
+        registry.register::<larder_analytics::AnalyticsPlugin>();
         registry.register::<larder_booking::BookingPlugin>();
         registry
     }

@@ -149,6 +149,12 @@ impl Larder {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if !wants_analytics(
+            opts.config.as_deref(),
+            opts.env.iter().map(|(k, _)| k.as_str()),
+        ) {
+            cmd.env(ANALYTICS_OFF.0, ANALYTICS_OFF.1);
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -236,6 +242,33 @@ impl Drop for Larder {
     }
 }
 
+/// The `analytics` plugin generates a million order lines on a fresh start; a test that
+/// does not ask for it (in its config or environment) runs without it.
+const ANALYTICS_OFF: (&str, &str) = ("LARDER_PLUGINS__ANALYTICS__ENABLED", "false");
+
+/// Environment for a small analytics dataset (the generator's own code path, a fraction of
+/// the rows): enough for every query to return something.
+pub const ANALYTICS_SMALL: &[(&str, &str)] = &[
+    ("LARDER_PLUGINS__ANALYTICS__SETTINGS__DATASET__TENANTS", "2"),
+    (
+        "LARDER_PLUGINS__ANALYTICS__SETTINGS__DATASET__CUSTOMERS_PER_TENANT",
+        "200",
+    ),
+    (
+        "LARDER_PLUGINS__ANALYTICS__SETTINGS__DATASET__PRODUCTS_PER_TENANT",
+        "40",
+    ),
+    (
+        "LARDER_PLUGINS__ANALYTICS__SETTINGS__DATASET__ORDER_LINES",
+        "20000",
+    ),
+    ("LARDER_PLUGINS__ANALYTICS__SETTINGS__DATASET__DAYS", "120"),
+];
+
+fn wants_analytics<'a>(config: Option<&str>, mut env: impl Iterator<Item = &'a str>) -> bool {
+    config.is_some_and(|c| c.contains("analytics")) || env.any(|k| k.contains("ANALYTICS"))
+}
+
 /// Runs `larder` with arguments to completion (for `check`, `openapi`, ...).
 pub fn run_larder(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<std::process::Output> {
     let art = artifacts();
@@ -249,6 +282,9 @@ pub fn run_larder(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<std::pr
         .env_remove("REDIS_URL")
         .env("NO_COLOR", "1")
         .env("LARDER_POLICIES", workspace_root().join("policies"));
+    if !wants_analytics(None, env.iter().map(|(k, _)| *k)) {
+        cmd.env(ANALYTICS_OFF.0, ANALYTICS_OFF.1);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,0 +1,454 @@
+//! The generated dataset a fresh database is filled with.
+//!
+//! Deterministic: one seed, one size and one anchor day ("today" when the file is made) give
+//! the same rows on every machine (ChaCha8, whose output for a seed is fixed by its
+//! specification). Everything is inserted in one transaction with prepared statements and
+//! the indexes are built afterwards; the `meta` row [`crate::db::COMPLETE`] is written in the
+//! same transaction, so a file cut short by a crash has no marker and is rebuilt.
+
+use std::time::Instant;
+
+use jiff::ToSpan;
+use jiff::civil::Date;
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rusqlite::{Connection, params};
+
+use crate::config::DatasetConfig;
+use crate::db::{COMPLETE, INDEXES, SCHEMA};
+use crate::error::AnalyticsError;
+use crate::model::{risk_level, segment_of};
+
+/// Tenant ids, in the order tenants are generated.
+pub const TENANTS: &[(&str, &str)] = &[
+    ("acme", "Acme Retail"),
+    ("globex", "Globex Shop"),
+    ("initech", "Initech Store"),
+    ("umbrella", "Umbrella Market"),
+    ("hooli", "Hooli Goods"),
+    ("stark", "Stark Outfitters"),
+    ("wayne", "Wayne Supplies"),
+    ("wonka", "Wonka Treats"),
+];
+
+/// Regions, shared by every tenant.
+pub const REGIONS: &[(&str, &str)] = &[
+    ("na", "North America"),
+    ("eu", "Europe"),
+    ("apac", "Asia Pacific"),
+    ("latam", "Latin America"),
+];
+
+/// Product categories, shared by every tenant: slug, name, price range in cents.
+pub const CATEGORIES: &[(&str, &str, u32, u32)] = &[
+    ("electronics", "Electronics", 1_999, 129_900),
+    ("home", "Home & Kitchen", 499, 39_900),
+    ("fashion", "Fashion", 999, 24_900),
+    ("sports", "Sports & Outdoors", 799, 59_900),
+    ("beauty", "Beauty", 399, 9_900),
+    ("toys", "Toys & Games", 599, 14_900),
+    ("books", "Books", 499, 6_900),
+    ("grocery", "Grocery", 199, 4_900),
+];
+
+/// Alert types of generated and resolved fraud alerts.
+pub const ALERT_TYPES: &[&str] = &[
+    "velocity",
+    "amount_anomaly",
+    "geo_mismatch",
+    "card_testing",
+    "account_takeover",
+];
+
+const FIRST: &[&str] = &[
+    "Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kira",
+    "Liam", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Victor",
+    "Wen", "Ximena", "Yusuf", "Zoe",
+];
+const LAST: &[&str] = &[
+    "Smith", "Garcia", "Chen", "Okafor", "Müller", "Rossi", "Tanaka", "Novak", "Silva", "Khan",
+    "Dubois", "Larsen", "Kowalski", "Nguyen", "Haddad", "Ivanova", "Moreno", "Schmidt", "Patel",
+    "Costa",
+];
+const ADJECTIVES: &[&str] = &[
+    "Classic",
+    "Smart",
+    "Eco",
+    "Pro",
+    "Ultra",
+    "Compact",
+    "Deluxe",
+    "Essential",
+    "Premium",
+    "Travel",
+];
+const NOUNS: &[&str] = &[
+    "Kit",
+    "Set",
+    "Pack",
+    "Edition",
+    "Bundle",
+    "Model",
+    "Series",
+    "Collection",
+];
+
+/// What a generation made, for the start-up log.
+#[derive(Debug, Clone, Copy)]
+pub struct Generated {
+    /// Tenants.
+    pub tenants: u64,
+    /// Customers over all tenants.
+    pub customers: u64,
+    /// Orders.
+    pub orders: u64,
+    /// Order lines.
+    pub order_lines: u64,
+    /// Funnel sessions.
+    pub sessions: u64,
+    /// Fraud alerts.
+    pub fraud_alerts: u64,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct CustomerAgg {
+    orders: u32,
+    value: i64,
+    first: Option<Date>,
+    last: Option<Date>,
+    open_alerts: u32,
+}
+
+/// Fills an empty database (schema already applied or not) with the dataset for `config`,
+/// anchored at `today` with `now_secs` seconds of it elapsed. Progress goes to the log.
+pub fn fill(
+    conn: &mut Connection,
+    seed: u64,
+    config: &DatasetConfig,
+    today: Date,
+    now_secs: u32,
+) -> Result<Generated, AnalyticsError> {
+    let started = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let tenants = (config.tenants as usize).clamp(1, TENANTS.len());
+    let customers_per = u64::from(config.customers_per_tenant.max(10));
+    let products_per = u64::from(config.products_per_tenant.max(10));
+    let days = i64::from(config.days.max(7));
+    let first_day = today
+        .checked_sub((days - 1).days())
+        .map_err(|e| AnalyticsError::internal(format!("dataset start: {e}")))?;
+    let lines_target = config.order_lines.max(100);
+    let lines_per_tenant = lines_target.div_ceil(tenants as u64);
+
+    let tx = conn.transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    for (i, (slug, name)) in TENANTS.iter().take(tenants).enumerate() {
+        tx.execute(
+            "INSERT INTO tenants (id, slug, name) VALUES (?1, ?2, ?3)",
+            params![i as i64 + 1, slug, name],
+        )?;
+    }
+    for (i, (code, name)) in REGIONS.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO regions (id, code, name) VALUES (?1, ?2, ?3)",
+            params![i as i64 + 1, code, name],
+        )?;
+    }
+    for (i, (slug, name, _, _)) in CATEGORIES.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO categories (id, slug, name) VALUES (?1, ?2, ?3)",
+            params![i as i64 + 1, slug, name],
+        )?;
+    }
+
+    let mut out = Generated {
+        tenants: tenants as u64,
+        customers: 0,
+        orders: 0,
+        order_lines: 0,
+        sessions: 0,
+        fraud_alerts: 0,
+        seconds: 0.0,
+    };
+    let mut last_report = Instant::now();
+    {
+        let mut ins_product = tx.prepare(
+            "INSERT INTO products (id, tenant_id, category_id, sku, name, price_cents)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut ins_customer = tx.prepare(
+            "INSERT INTO customers (id, tenant_id, name, email, region_id, signup_date, segment,
+                 risk_level, lifetime_value_cents, orders_count, first_order_date, last_order_date)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        let mut ins_order = tx.prepare(
+            "INSERT INTO orders (id, tenant_id, customer_id, region_id, order_date, created_at, total_cents)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut ins_line = tx.prepare(
+            "INSERT INTO order_lines (id, order_id, tenant_id, product_id, category_id, region_id,
+                 order_date, quantity, unit_price_cents)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut ins_session = tx.prepare(
+            "INSERT INTO sessions (tenant_id, customer_id, day, stage) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut ins_alert = tx.prepare(
+            "INSERT INTO fraud_alerts (id, tenant_id, customer_id, order_id, alert_type, priority,
+                 status, score, amount_cents, created_at, resolved_at, resolution, note)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+
+        let mut product_id = 0i64;
+        let mut customer_id = 0i64;
+        let mut order_id = 0i64;
+        let mut line_id = 0i64;
+        let mut alert_id = 0i64;
+        // The dates of the range as text, made once.
+        let day_text: Vec<String> = (0..days)
+            .map(|i| {
+                first_day
+                    .checked_add(i.days())
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let day_dates: Vec<Date> = (0..days)
+            .map(|i| first_day.checked_add(i.days()).unwrap_or(first_day))
+            .collect();
+
+        for (t, (tenant_slug, _)) in TENANTS.iter().enumerate().take(tenants) {
+            let tenant = t as i64 + 1;
+            // Products: (id, category id, price).
+            let mut products = Vec::with_capacity(products_per as usize);
+            for p in 0..products_per {
+                product_id += 1;
+                let c = rng.random_range(0..CATEGORIES.len());
+                let (slug, _, lo, hi) = CATEGORIES[c];
+                let price = i64::from(rng.random_range(lo..=hi) / 100 * 100 + 99);
+                let name = format!(
+                    "{} {} {}",
+                    ADJECTIVES[rng.random_range(0..ADJECTIVES.len())],
+                    CATEGORIES[c].1,
+                    NOUNS[rng.random_range(0..NOUNS.len())]
+                );
+                ins_product.execute(params![
+                    product_id,
+                    tenant,
+                    c as i64 + 1,
+                    format!("{tenant_slug}-{slug}-{:05}", p + 1),
+                    name,
+                    price
+                ])?;
+                products.push((product_id, c as i64 + 1, price));
+            }
+            // Customers: signed up over the range (a quarter before it), each in a region.
+            let first_customer = customer_id + 1;
+            let mut signup: Vec<i64> = Vec::with_capacity(customers_per as usize);
+            let mut region: Vec<i64> = Vec::with_capacity(customers_per as usize);
+            for _ in 0..customers_per {
+                signup.push(rng.random_range(-days / 4..days));
+                region.push(pick_region(&mut rng));
+            }
+            customer_id += customers_per as i64;
+            let mut aggs = vec![CustomerAgg::default(); customers_per as usize];
+
+            let mut lines = 0u64;
+            while lines < lines_per_tenant {
+                order_id += 1;
+                // Customers and products are skewed: a few buy most, a few sell most.
+                let ci = (customers_per as f64 * rng.random::<f64>().powi(2)) as usize;
+                let ci = ci.min(customers_per as usize - 1);
+                // Recent days carry more orders (the shop grows).
+                let mut d = days - 1 - (days as f64 * rng.random::<f64>().powf(1.3)) as i64;
+                d = d.clamp(signup[ci].max(0), days - 1);
+                let secs = if d == days - 1 {
+                    rng.random_range(0..=now_secs)
+                } else {
+                    rng.random_range(0..86_400)
+                };
+                let created_at = format!(
+                    "{}T{:02}:{:02}:{:02}Z",
+                    day_text[d as usize],
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60
+                );
+                let n = rng.random_range(1..=5u32);
+                let mut total = 0i64;
+                let mut picked = [(0i64, 0i64, 0i64, 0i64); 5];
+                for slot in picked.iter_mut().take(n as usize) {
+                    let pi = (products_per as f64 * rng.random::<f64>().powf(1.6)) as usize;
+                    let (pid, cat, price) = products[pi.min(products.len() - 1)];
+                    let q = if rng.random_bool(0.8) {
+                        1
+                    } else {
+                        rng.random_range(2..=4)
+                    };
+                    total += q * price;
+                    *slot = (pid, cat, price, q);
+                }
+                let cust = first_customer + ci as i64;
+                ins_order.execute(params![
+                    order_id,
+                    tenant,
+                    cust,
+                    region[ci],
+                    day_text[d as usize],
+                    created_at,
+                    total
+                ])?;
+                for &(pid, cat, price, q) in picked.iter().take(n as usize) {
+                    line_id += 1;
+                    ins_line.execute(params![
+                        line_id,
+                        order_id,
+                        tenant,
+                        pid,
+                        cat,
+                        region[ci],
+                        day_text[d as usize],
+                        q,
+                        price
+                    ])?;
+                }
+                lines += u64::from(n);
+                out.order_lines += u64::from(n);
+                out.orders += 1;
+                let a = &mut aggs[ci];
+                a.orders += 1;
+                a.value += total;
+                let date = day_dates[d as usize];
+                a.first = Some(a.first.map_or(date, |f| f.min(date)));
+                a.last = Some(a.last.map_or(date, |l| l.max(date)));
+                // The session that ended in this order, and others that stopped earlier.
+                ins_session.execute(params![tenant, cust, day_text[d as usize], 4])?;
+                out.sessions += 1;
+                for stage in [3, 2, 1] {
+                    let p = match stage {
+                        3 => 0.3,
+                        2 => 0.6,
+                        _ => 1.0,
+                    };
+                    if rng.random_bool(p) {
+                        ins_session.execute(params![tenant, cust, day_text[d as usize], stage])?;
+                        out.sessions += 1;
+                    }
+                }
+                if rng.random_bool(0.01) {
+                    alert_id += 1;
+                    let score: f64 = 0.5 + rng.random::<f64>() * 0.5;
+                    let priority = match score {
+                        s if s > 0.95 => "critical",
+                        s if s > 0.85 => "high",
+                        s if s > 0.7 => "medium",
+                        _ => "low",
+                    };
+                    // Old alerts were handled; the last weeks' are still being looked at.
+                    let age = days - 1 - d;
+                    let (status, resolved_at, resolution) = if age > 14 || rng.random_bool(0.3) {
+                        if rng.random_bool(0.7) {
+                            (
+                                "false_positive",
+                                Some(created_at.clone()),
+                                Some("false_positive"),
+                            )
+                        } else {
+                            (
+                                "resolved",
+                                Some(created_at.clone()),
+                                Some("confirmed_fraud"),
+                            )
+                        }
+                    } else if rng.random_bool(0.5) {
+                        ("open", None, None)
+                    } else {
+                        ("investigating", None, None)
+                    };
+                    if resolved_at.is_none() {
+                        a.open_alerts += 1;
+                    }
+                    ins_alert.execute(params![
+                        alert_id,
+                        tenant,
+                        cust,
+                        order_id,
+                        ALERT_TYPES[rng.random_range(0..ALERT_TYPES.len())],
+                        priority,
+                        status,
+                        (score * 1000.0).round() / 1000.0,
+                        total,
+                        created_at,
+                        resolved_at,
+                        resolution,
+                        Option::<String>::None
+                    ])?;
+                    out.fraud_alerts += 1;
+                }
+                if last_report.elapsed().as_secs_f64() >= 2.0 {
+                    last_report = Instant::now();
+                    let rate = out.order_lines as f64 / started.elapsed().as_secs_f64();
+                    let left = lines_target.saturating_sub(out.order_lines) as f64;
+                    tracing::info!(
+                        order_lines = out.order_lines,
+                        of = lines_target,
+                        lines_per_s = rate.round() as u64,
+                        eta_s = (left / rate.max(1.0)).round() as u64,
+                        "analytics: generating the dataset"
+                    );
+                }
+            }
+            for (i, a) in aggs.iter().enumerate() {
+                let id = first_customer + i as i64;
+                let name = format!(
+                    "{} {}",
+                    FIRST[rng.random_range(0..FIRST.len())],
+                    LAST[rng.random_range(0..LAST.len())]
+                );
+                let email = format!("customer{id}@{tenant_slug}.example");
+                let signup_day = first_day.checked_add(signup[i].days()).unwrap_or(first_day);
+                let segment = segment_of(a.orders, a.value, a.first, a.last, signup_day, today);
+                ins_customer.execute(params![
+                    id,
+                    tenant,
+                    name,
+                    email,
+                    region[i],
+                    signup_day.to_string(),
+                    segment,
+                    risk_level(a.open_alerts),
+                    a.value,
+                    a.orders,
+                    a.first.map(|d| d.to_string()),
+                    a.last.map(|d| d.to_string())
+                ])?;
+            }
+            out.customers += customers_per;
+        }
+    }
+    tracing::info!("analytics: building indexes");
+    tx.execute_batch(INDEXES)?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('seed', ?1), ('anchor_day', ?2), ('order_lines', ?3)",
+        params![seed.to_string(), today.to_string(), out.order_lines.to_string()],
+    )?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, 'yes')",
+        params![COMPLETE],
+    )?;
+    tx.commit()?;
+    conn.execute_batch("ANALYZE;")?;
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+fn pick_region(rng: &mut ChaCha8Rng) -> i64 {
+    match rng.random_range(0..100) {
+        0..45 => 1,
+        45..75 => 2,
+        75..92 => 3,
+        _ => 4,
+    }
+}
