@@ -156,6 +156,8 @@ fn outside_the_repository_the_compiled_in_policies_apply() {
         .current_dir(dir.path())
         .env_remove("LARDER_POLICIES")
         .env_remove("LARDER_CONFIG")
+        // Every built-in plugin, analytics on its small dataset (its full one takes seconds).
+        .envs(larder_testkit::server::ANALYTICS_SMALL.iter().copied())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
