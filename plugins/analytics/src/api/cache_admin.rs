@@ -108,7 +108,6 @@ fn relative_pattern(pattern: &str, tenant: Option<&str>) -> String {
     let p = if p.is_empty() { "*" } else { p };
     match tenant {
         // Tenant-scoped keys end `#t=<tenant>`; other tenants' entries never match.
-        Some(t) if p.ends_with('*') => format!("{p}#t={t}"),
         Some(t) => format!("{p}#t={t}"),
         None => p.to_owned(),
     }
