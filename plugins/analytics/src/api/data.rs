@@ -282,6 +282,18 @@ fn required(field: &str, v: Option<String>) -> Result<String, AnalyticsError> {
     })
 }
 
+/// The required `start_date`/`end_date` pair, checked.
+fn date_range(
+    start: Option<String>,
+    end: Option<String>,
+) -> Result<(jiff::civil::Date, jiff::civil::Date), AnalyticsError> {
+    parse_range(
+        &required("start_date", start)?,
+        &required("end_date", end)?,
+        MAX_RANGE_DAYS,
+    )
+}
+
 /// Data routes.
 pub struct DataApi(pub Arc<State>);
 
@@ -332,11 +344,7 @@ impl DataApi {
     ) -> Reply<Value> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
-            let (s, e) = parse_range(
-                &required("start_date", start_date.0)?,
-                &required("end_date", end_date.0)?,
-                MAX_RANGE_DAYS,
-            )?;
+            let (s, e) = date_range(start_date.0, end_date.0)?;
             let g = match granularity.0.unwrap_or(GranularityParam::Daily) {
                 GranularityParam::Daily => Granularity::Daily,
                 GranularityParam::Weekly => Granularity::Weekly,
@@ -441,11 +449,7 @@ impl DataApi {
     ) -> Reply<Value> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
-            let (s, e) = parse_range(
-                &required("start_date", start_date.0)?,
-                &required("end_date", end_date.0)?,
-                MAX_RANGE_DAYS,
-            )?;
+            let (s, e) = date_range(start_date.0, end_date.0)?;
             let kind = enum_text(&cohort_type.0.unwrap_or(CohortType::Monthly));
             let metric = enum_text(&metric.0.unwrap_or(CohortMetric::Retention));
             self.read(move |c, _| store::cohorts(c, tenant, &kind, s, e, &metric))
@@ -474,11 +478,7 @@ impl DataApi {
     ) -> Reply<Value> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
-            let (s, e) = parse_range(
-                &required("start_date", start_date.0)?,
-                &required("end_date", end_date.0)?,
-                MAX_RANGE_DAYS,
-            )?;
+            let (s, e) = date_range(start_date.0, end_date.0)?;
             let kind = enum_text(&funnel_type.0.unwrap_or(FunnelType::Purchase));
             let segment = one_of("segment", segment.0, SEGMENTS)?;
             self.read(move |c, _| store::funnel(c, tenant, &kind, s, e, segment.as_deref()))
