@@ -13,6 +13,14 @@ pub struct AnalyticsConfig {
     /// SQLite database file, relative to the working directory. Created and filled with a
     /// generated dataset on first start; a file whose generation did not finish is rebuilt.
     pub database: PathBuf,
+    /// PostgreSQL instead of SQLite: `postgres://user[:password]@host[:port]/database` (or
+    /// the `host=… dbname=…` form). The dataset lives in [`Self::database_schema`] of that
+    /// database and is generated there on first start. Unencrypted connections only: run it
+    /// on a private network or a local socket.
+    pub database_url: Option<String>,
+    /// The PostgreSQL schema the plugin owns (created when missing; its tables are dropped and
+    /// rebuilt when they hold no complete dataset). Letters, digits and `_`.
+    pub database_schema: String,
     /// Seed of the dataset generator: one seed, one size and one anchor day always give the
     /// same rows.
     pub seed: u64,
@@ -51,6 +59,8 @@ impl Default for AnalyticsConfig {
     fn default() -> Self {
         Self {
             database: PathBuf::from("data/analytics.db"),
+            database_url: None,
+            database_schema: "larder_analytics".into(),
             seed: 2,
             dataset: DatasetConfig::default(),
             read_connections: 4,

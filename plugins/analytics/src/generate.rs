@@ -2,22 +2,23 @@
 //!
 //! Deterministic: one seed, one size and one anchor day ("today" when the file is made) give
 //! the same rows on every machine (ChaCha8, whose output for a seed is fixed by its
-//! specification). Everything is inserted in one transaction with prepared statements and
-//! the indexes are built afterwards; the `meta` row [`crate::db::COMPLETE`] is written in the
-//! same transaction, so a file cut short by a crash has no marker and is rebuilt.
+//! specification). Everything is inserted in one transaction — with prepared statements into
+//! SQLite, with `COPY` into PostgreSQL — and the indexes are built afterwards; the `meta` row
+//! [`crate::db::COMPLETE`] is written in the same transaction, so a database cut short by a
+//! crash has no marker and is rebuilt.
 
 use std::time::Instant;
 
+use crate::args;
+use crate::config::DatasetConfig;
+use crate::db::{COMPLETE, INDEXES};
+use crate::error::AnalyticsError;
+use crate::model::{risk_level, segment_of};
+use crate::sql::{Arg, Conn, Dialect, PgConn};
 use jiff::ToSpan;
 use jiff::civil::Date;
 use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rusqlite::{Connection, params};
-
-use crate::config::DatasetConfig;
-use crate::db::{COMPLETE, INDEXES, SCHEMA};
-use crate::error::AnalyticsError;
-use crate::model::{risk_level, segment_of};
 
 /// Tenant ids, in the order tenants are generated.
 pub const TENANTS: &[(&str, &str)] = &[
@@ -93,6 +94,193 @@ const NOUNS: &[&str] = &[
     "Collection",
 ];
 
+/// The tables filled in bulk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `products`.
+    Products,
+    /// `customers`.
+    Customers,
+    /// `orders`.
+    Orders,
+    /// `order_lines`.
+    OrderLines,
+    /// `sessions` (ids assigned by the database).
+    Sessions,
+    /// `fraud_alerts`.
+    FraudAlerts,
+}
+
+impl Table {
+    const ALL: [Table; 6] = [
+        Table::Products,
+        Table::Customers,
+        Table::Orders,
+        Table::OrderLines,
+        Table::Sessions,
+        Table::FraudAlerts,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Products => "products",
+            Self::Customers => "customers",
+            Self::Orders => "orders",
+            Self::OrderLines => "order_lines",
+            Self::Sessions => "sessions",
+            Self::FraudAlerts => "fraud_alerts",
+        }
+    }
+
+    fn columns(self) -> &'static str {
+        match self {
+            Self::Products => "id, tenant_id, category_id, sku, name, price_cents",
+            Self::Customers => {
+                "id, tenant_id, name, email, region_id, signup_date, segment, risk_level, \
+                 lifetime_value_cents, orders_count, first_order_date, last_order_date"
+            }
+            Self::Orders => {
+                "id, tenant_id, customer_id, region_id, order_date, created_at, total_cents"
+            }
+            Self::OrderLines => {
+                "id, order_id, tenant_id, product_id, category_id, region_id, order_date, \
+                 quantity, unit_price_cents"
+            }
+            Self::Sessions => "tenant_id, customer_id, day, stage",
+            Self::FraudAlerts => {
+                "id, tenant_id, customer_id, order_id, alert_type, priority, status, score, \
+                 amount_cents, created_at, resolved_at, resolution, note"
+            }
+        }
+    }
+
+    fn insert_sql(self) -> String {
+        let n = self.columns().split(',').count();
+        let params: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.name(),
+            self.columns(),
+            params.join(", ")
+        )
+    }
+}
+
+/// Where generated rows go: one engine's fastest way in.
+pub trait Bulk {
+    /// The connection, for the schema, reference rows, indexes and the marker.
+    fn conn(&mut self) -> &mut dyn Conn;
+    /// Adds one row to `table`.
+    fn row(&mut self, table: Table, row: &[Arg]) -> Result<(), AnalyticsError>;
+    /// Sends whatever is still buffered.
+    fn flush(&mut self) -> Result<(), AnalyticsError>;
+}
+
+/// Prepared inserts into SQLite (inside the generation's transaction, they cost microseconds).
+pub struct SqliteBulk<'a> {
+    conn: &'a mut rusqlite::Connection,
+    sql: Vec<String>,
+}
+
+impl<'a> SqliteBulk<'a> {
+    /// Inserts through `conn`.
+    pub fn new(conn: &'a mut rusqlite::Connection) -> Self {
+        Self {
+            conn,
+            sql: Table::ALL.iter().map(|t| t.insert_sql()).collect(),
+        }
+    }
+}
+
+impl Bulk for SqliteBulk<'_> {
+    fn conn(&mut self) -> &mut dyn Conn {
+        self.conn
+    }
+
+    fn row(&mut self, table: Table, row: &[Arg]) -> Result<(), AnalyticsError> {
+        Conn::execute(self.conn, &self.sql[table as usize], row)?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), AnalyticsError> {
+        Ok(())
+    }
+}
+
+/// `COPY … FROM STDIN` into PostgreSQL, a few megabytes per table at a time (one COPY at a
+/// time per connection, so each table keeps its own buffer).
+pub struct PgBulk<'a> {
+    conn: &'a mut PgConn,
+    buffers: Vec<Vec<u8>>,
+}
+
+/// Bytes a table's buffer holds before it is sent.
+const COPY_CHUNK: usize = 4 << 20;
+
+impl<'a> PgBulk<'a> {
+    /// Copies through `conn`.
+    pub fn new(conn: &'a mut PgConn) -> Self {
+        Self {
+            conn,
+            buffers: vec![Vec::new(); Table::ALL.len()],
+        }
+    }
+
+    fn send(&mut self, table: Table) -> Result<(), AnalyticsError> {
+        let buf = std::mem::take(&mut self.buffers[table as usize]);
+        if !buf.is_empty() {
+            self.conn.copy_in(table.name(), table.columns(), &buf)?;
+        }
+        Ok(())
+    }
+}
+
+impl Bulk for PgBulk<'_> {
+    fn conn(&mut self) -> &mut dyn Conn {
+        self.conn
+    }
+
+    fn row(&mut self, table: Table, row: &[Arg]) -> Result<(), AnalyticsError> {
+        use std::io::Write as _;
+        let buf = &mut self.buffers[table as usize];
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                buf.push(b'\t');
+            }
+            // COPY's text format: `\N` is NULL; backslash, tab and line breaks are escaped.
+            let _ = match v {
+                Arg::Null => buf.write_all(b"\\N"),
+                Arg::Int(n) => write!(buf, "{n}"),
+                Arg::Real(x) => write!(buf, "{x}"),
+                Arg::Text(t) => {
+                    for b in t.bytes() {
+                        match b {
+                            b'\\' => buf.extend_from_slice(b"\\\\"),
+                            b'\t' => buf.extend_from_slice(b"\\t"),
+                            b'\n' => buf.extend_from_slice(b"\\n"),
+                            b'\r' => buf.extend_from_slice(b"\\r"),
+                            _ => buf.push(b),
+                        }
+                    }
+                    Ok(())
+                }
+            };
+        }
+        buf.push(b'\n');
+        if buf.len() >= COPY_CHUNK {
+            self.send(table)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), AnalyticsError> {
+        for t in Table::ALL {
+            self.send(t)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a generation made, for the start-up log.
 #[derive(Debug, Clone, Copy)]
 pub struct Generated {
@@ -122,9 +310,43 @@ struct CustomerAgg {
 }
 
 /// Fills an empty database (schema already applied or not) with the dataset for `config`,
-/// anchored at `today` with `now_secs` seconds of it elapsed. Progress goes to the log.
+/// anchored at `today` with `now_secs` seconds of it elapsed, in one transaction. Progress
+/// goes to the log.
 pub fn fill(
-    conn: &mut Connection,
+    bulk: &mut dyn Bulk,
+    seed: u64,
+    config: &DatasetConfig,
+    today: Date,
+    now_secs: u32,
+) -> Result<Generated, AnalyticsError> {
+    let dialect = bulk.conn().dialect();
+    bulk.conn().batch("BEGIN")?;
+    if dialect == Dialect::Postgres {
+        bulk.conn()
+            .batch("SET LOCAL maintenance_work_mem = '256MB'")?;
+    }
+    match fill_rows(bulk, seed, config, today, now_secs) {
+        Ok(made) => {
+            bulk.conn().batch("COMMIT")?;
+            // PostgreSQL: VACUUM also marks the pages all-visible, so the covering indexes
+            // answer without reading the table.
+            bulk.conn().batch(match dialect {
+                Dialect::Sqlite => "ANALYZE",
+                Dialect::Postgres => "VACUUM ANALYZE",
+            })?;
+            Ok(made)
+        }
+        Err(e) => {
+            if let Err(r) = bulk.conn().batch("ROLLBACK") {
+                tracing::error!(error = %r, "analytics: rolling back a failed generation failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn fill_rows(
+    bulk: &mut dyn Bulk,
     seed: u64,
     config: &DatasetConfig,
     today: Date,
@@ -142,24 +364,25 @@ pub fn fill(
     let lines_target = config.order_lines.max(100);
     let lines_per_tenant = lines_target.div_ceil(tenants as u64);
 
-    let tx = conn.transaction()?;
-    tx.execute_batch(SCHEMA)?;
+    let dialect = bulk.conn().dialect();
+    bulk.conn().batch(crate::db::schema(dialect))?;
+    let conn = bulk.conn();
     for (i, (slug, name)) in TENANTS.iter().take(tenants).enumerate() {
-        tx.execute(
+        conn.execute(
             "INSERT INTO tenants (id, slug, name) VALUES (?1, ?2, ?3)",
-            params![i as i64 + 1, slug, name],
+            args![i as i64 + 1, *slug, *name],
         )?;
     }
     for (i, (code, name)) in REGIONS.iter().enumerate() {
-        tx.execute(
+        conn.execute(
             "INSERT INTO regions (id, code, name) VALUES (?1, ?2, ?3)",
-            params![i as i64 + 1, code, name],
+            args![i as i64 + 1, *code, *name],
         )?;
     }
     for (i, (slug, name, _, _)) in CATEGORIES.iter().enumerate() {
-        tx.execute(
+        conn.execute(
             "INSERT INTO categories (id, slug, name) VALUES (?1, ?2, ?3)",
-            params![i as i64 + 1, slug, name],
+            args![i as i64 + 1, *slug, *name],
         )?;
     }
 
@@ -174,33 +397,6 @@ pub fn fill(
     };
     let mut last_report = Instant::now();
     {
-        let mut ins_product = tx.prepare(
-            "INSERT INTO products (id, tenant_id, category_id, sku, name, price_cents)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        let mut ins_customer = tx.prepare(
-            "INSERT INTO customers (id, tenant_id, name, email, region_id, signup_date, segment,
-                 risk_level, lifetime_value_cents, orders_count, first_order_date, last_order_date)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?;
-        let mut ins_order = tx.prepare(
-            "INSERT INTO orders (id, tenant_id, customer_id, region_id, order_date, created_at, total_cents)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        let mut ins_line = tx.prepare(
-            "INSERT INTO order_lines (id, order_id, tenant_id, product_id, category_id, region_id,
-                 order_date, quantity, unit_price_cents)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        let mut ins_session = tx.prepare(
-            "INSERT INTO sessions (tenant_id, customer_id, day, stage) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        let mut ins_alert = tx.prepare(
-            "INSERT INTO fraud_alerts (id, tenant_id, customer_id, order_id, alert_type, priority,
-                 status, score, amount_cents, created_at, resolved_at, resolution, note)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-
         let mut product_id = 0i64;
         let mut customer_id = 0i64;
         let mut order_id = 0i64;
@@ -234,14 +430,17 @@ pub fn fill(
                     CATEGORIES[c].1,
                     NOUNS[rng.random_range(0..NOUNS.len())]
                 );
-                ins_product.execute(params![
-                    product_id,
-                    tenant,
-                    c as i64 + 1,
-                    format!("{tenant_slug}-{slug}-{:05}", p + 1),
-                    name,
-                    price
-                ])?;
+                bulk.row(
+                    Table::Products,
+                    args![
+                        product_id,
+                        tenant,
+                        c as i64 + 1,
+                        format!("{tenant_slug}-{slug}-{:05}", p + 1),
+                        name,
+                        price
+                    ],
+                )?;
                 products.push((product_id, c as i64 + 1, price));
             }
             // Customers: signed up over the range (a quarter before it), each in a region.
@@ -291,28 +490,34 @@ pub fn fill(
                     *slot = (pid, cat, price, q);
                 }
                 let cust = first_customer + ci as i64;
-                ins_order.execute(params![
-                    order_id,
-                    tenant,
-                    cust,
-                    region[ci],
-                    day_text[d as usize],
-                    created_at,
-                    total
-                ])?;
-                for &(pid, cat, price, q) in picked.iter().take(n as usize) {
-                    line_id += 1;
-                    ins_line.execute(params![
-                        line_id,
+                bulk.row(
+                    Table::Orders,
+                    args![
                         order_id,
                         tenant,
-                        pid,
-                        cat,
+                        cust,
                         region[ci],
-                        day_text[d as usize],
-                        q,
-                        price
-                    ])?;
+                        &day_text[d as usize],
+                        &created_at,
+                        total
+                    ],
+                )?;
+                for &(pid, cat, price, q) in picked.iter().take(n as usize) {
+                    line_id += 1;
+                    bulk.row(
+                        Table::OrderLines,
+                        args![
+                            line_id,
+                            order_id,
+                            tenant,
+                            pid,
+                            cat,
+                            region[ci],
+                            &day_text[d as usize],
+                            q,
+                            price
+                        ],
+                    )?;
                 }
                 lines += u64::from(n);
                 out.order_lines += u64::from(n);
@@ -324,7 +529,10 @@ pub fn fill(
                 a.first = Some(a.first.map_or(date, |f| f.min(date)));
                 a.last = Some(a.last.map_or(date, |l| l.max(date)));
                 // The session that ended in this order, and others that stopped earlier.
-                ins_session.execute(params![tenant, cust, day_text[d as usize], 4])?;
+                bulk.row(
+                    Table::Sessions,
+                    args![tenant, cust, &day_text[d as usize], 4],
+                )?;
                 out.sessions += 1;
                 for stage in [3, 2, 1] {
                     let p = match stage {
@@ -333,7 +541,10 @@ pub fn fill(
                         _ => 1.0,
                     };
                     if rng.random_bool(p) {
-                        ins_session.execute(params![tenant, cust, day_text[d as usize], stage])?;
+                        bulk.row(
+                            Table::Sessions,
+                            args![tenant, cust, &day_text[d as usize], stage],
+                        )?;
                         out.sessions += 1;
                     }
                 }
@@ -370,21 +581,24 @@ pub fn fill(
                     if resolved_at.is_none() {
                         a.open_alerts += 1;
                     }
-                    ins_alert.execute(params![
-                        alert_id,
-                        tenant,
-                        cust,
-                        order_id,
-                        ALERT_TYPES[rng.random_range(0..ALERT_TYPES.len())],
-                        priority,
-                        status,
-                        (score * 1000.0).round() / 1000.0,
-                        total,
-                        created_at,
-                        resolved_at,
-                        resolution,
-                        Option::<String>::None
-                    ])?;
+                    bulk.row(
+                        Table::FraudAlerts,
+                        args![
+                            alert_id,
+                            tenant,
+                            cust,
+                            order_id,
+                            ALERT_TYPES[rng.random_range(0..ALERT_TYPES.len())],
+                            priority,
+                            status,
+                            (score * 1000.0).round() / 1000.0,
+                            total,
+                            created_at,
+                            resolved_at,
+                            resolution,
+                            Option::<String>::None
+                        ],
+                    )?;
                     out.fraud_alerts += 1;
                 }
                 if last_report.elapsed().as_secs_f64() >= 2.0 {
@@ -410,36 +624,50 @@ pub fn fill(
                 let email = format!("customer{id}@{tenant_slug}.example");
                 let signup_day = first_day.checked_add(signup[i].days()).unwrap_or(first_day);
                 let segment = segment_of(a.orders, a.value, a.first, a.last, signup_day, today);
-                ins_customer.execute(params![
-                    id,
-                    tenant,
-                    name,
-                    email,
-                    region[i],
-                    signup_day.to_string(),
-                    segment,
-                    risk_level(a.open_alerts),
-                    a.value,
-                    a.orders,
-                    a.first.map(|d| d.to_string()),
-                    a.last.map(|d| d.to_string())
-                ])?;
+                bulk.row(
+                    Table::Customers,
+                    args![
+                        id,
+                        tenant,
+                        name,
+                        email,
+                        region[i],
+                        signup_day.to_string(),
+                        segment,
+                        risk_level(a.open_alerts),
+                        a.value,
+                        a.orders,
+                        a.first.map(|d| d.to_string()),
+                        a.last.map(|d| d.to_string())
+                    ],
+                )?;
             }
             out.customers += customers_per;
         }
     }
+    bulk.flush()?;
     tracing::info!("analytics: building indexes");
-    tx.execute_batch(INDEXES)?;
-    tx.execute(
+    let conn = bulk.conn();
+    conn.batch(INDEXES)?;
+    if dialect == Dialect::Postgres {
+        // The rows came with their ids: later inserts continue after the largest.
+        for table in ["orders", "order_lines", "sessions", "fraud_alerts"] {
+            conn.query(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
+                ),
+                &[],
+            )?;
+        }
+    }
+    conn.execute(
         "INSERT INTO meta (key, value) VALUES ('seed', ?1), ('anchor_day', ?2), ('order_lines', ?3)",
-        params![seed.to_string(), today.to_string(), out.order_lines.to_string()],
+        args![seed.to_string(), today.to_string(), out.order_lines.to_string()],
     )?;
-    tx.execute(
+    conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, 'yes')",
-        params![COMPLETE],
+        args![COMPLETE],
     )?;
-    tx.commit()?;
-    conn.execute_batch("ANALYZE;")?;
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
 }

@@ -7,7 +7,10 @@
 //!
 //! ## Layout
 //! - [`config`]: typed settings (`plugins.analytics.settings`).
-//! - [`db`]: schema, the completeness marker, a read pool and one writer, off the runtime.
+//! - [`db`]: schema, the completeness marker, a read pool and one writer, off the runtime;
+//!   SQLite by default, PostgreSQL when `database_url` is set.
+//! - [`sql`]: one query interface over both engines (parameters, rows, transactions, the
+//!   few expressions they spell differently).
 //! - [`generate`]: the deterministic dataset of a fresh database.
 //! - [`model`]: the segment and risk rules shared by the generator and the writes; strict
 //!   date parsing.
@@ -30,6 +33,7 @@ pub mod error;
 pub mod events;
 pub mod generate;
 pub mod model;
+pub mod sql;
 pub mod store;
 
 use std::sync::Arc;
@@ -185,14 +189,52 @@ impl AnalyticsPlugin {
     }
 }
 
-/// Opens the database at the configured path, generating the dataset when the file is new
-/// or was left half-filled by an interrupted start.
+/// Opens the configured database — the PostgreSQL schema when `database_url` is set, else
+/// the SQLite file — generating the dataset when it is new or was left half-filled.
 fn open(config: &AnalyticsConfig, today: Date, now_secs: u32) -> Result<Db, AnalyticsError> {
+    let readers = config.read_connections.clamp(1, 32) as usize;
+    let (db, made) = match &config.database_url {
+        Some(url) => open_postgres(config, url, readers, today, now_secs)?,
+        None => open_sqlite(config, readers, today, now_secs)?,
+    };
+    if let Some(made) = made {
+        tracing::info!(
+            database = %db.location(),
+            tenants = made.tenants,
+            customers = made.customers,
+            orders = made.orders,
+            order_lines = made.order_lines,
+            sessions = made.sessions,
+            fraud_alerts = made.fraud_alerts,
+            seconds = format!("{:.1}", made.seconds),
+            lines_per_s = (made.order_lines as f64 / made.seconds.max(0.001)).round() as u64,
+            "analytics: generated a fresh dataset"
+        );
+    }
+    Ok(db)
+}
+
+fn generating(location: &dyn std::fmt::Display, config: &AnalyticsConfig) {
+    tracing::info!(
+        database = %location,
+        order_lines = config.dataset.order_lines,
+        "analytics: generating the dataset (first start)"
+    );
+}
+
+type Opened = (Db, Option<generate::Generated>);
+
+fn open_sqlite(
+    config: &AnalyticsConfig,
+    readers: usize,
+    today: Date,
+    now_secs: u32,
+) -> Result<Opened, AnalyticsError> {
     let path = &config.database;
     if path.exists() {
-        let conn = db::open_writer(path)?;
-        if db::is_complete(&conn)? {
-            return Db::new(path, conn, config.read_connections.clamp(1, 32) as usize);
+        let mut conn = db::open_writer(path)?;
+        if db::is_complete(&mut conn)? {
+            return Ok((Db::sqlite(path, conn, readers)?, None));
         }
         drop(conn);
         tracing::warn!(
@@ -202,25 +244,54 @@ fn open(config: &AnalyticsConfig, today: Date, now_secs: u32) -> Result<Db, Anal
         db::remove_files(path)?;
     }
     let mut conn = db::open_writer(path)?;
-    tracing::info!(
-        database = %path.display(),
-        order_lines = config.dataset.order_lines,
-        "analytics: generating the dataset (first start)"
+    generating(&path.display(), config);
+    let made = generate::fill(
+        &mut generate::SqliteBulk::new(&mut conn),
+        config.seed,
+        &config.dataset,
+        today,
+        now_secs,
+    )?;
+    Ok((Db::sqlite(path, conn, readers)?, Some(made)))
+}
+
+fn open_postgres(
+    config: &AnalyticsConfig,
+    url: &str,
+    readers: usize,
+    today: Date,
+    now_secs: u32,
+) -> Result<Opened, AnalyticsError> {
+    let pg: postgres::Config = url.parse().map_err(|e| {
+        AnalyticsError::invalid(
+            "database_url",
+            "invalid_url",
+            format!("`database_url` is not a PostgreSQL URL: {e}"),
+        )
+    })?;
+    let schema = &config.database_schema;
+    let mut conn = sql::PgConn::connect(&pg, schema)?;
+    let location = db::Location::Postgres {
+        server: db::pg_server(&pg),
+        schema: schema.clone(),
+    };
+    if db::is_complete(&mut conn)? {
+        return Ok((Db::postgres(&pg, schema, conn, readers)?, None));
+    }
+    tracing::warn!(
+        database = %location,
+        "analytics: the schema holds no complete dataset; (re)building it"
     );
-    let made = generate::fill(&mut conn, config.seed, &config.dataset, today, now_secs)?;
-    tracing::info!(
-        database = %path.display(),
-        tenants = made.tenants,
-        customers = made.customers,
-        orders = made.orders,
-        order_lines = made.order_lines,
-        sessions = made.sessions,
-        fraud_alerts = made.fraud_alerts,
-        seconds = format!("{:.1}", made.seconds),
-        lines_per_s = (made.order_lines as f64 / made.seconds.max(0.001)).round() as u64,
-        "analytics: generated a fresh dataset"
-    );
-    Db::new(path, conn, config.read_connections.clamp(1, 32) as usize)
+    db::clear_pg_schema(&mut conn)?;
+    generating(&location, config);
+    let made = generate::fill(
+        &mut generate::PgBulk::new(&mut conn),
+        config.seed,
+        &config.dataset,
+        today,
+        now_secs,
+    )?;
+    Ok((Db::postgres(&pg, schema, conn, readers)?, Some(made)))
 }
 
 impl Plugin for AnalyticsPlugin {
@@ -244,6 +315,29 @@ impl Plugin for AnalyticsPlugin {
                 "dataset",
                 "the dataset needs at least 10 customers and 10 products per tenant",
             ));
+        }
+        let schema = &config.database_schema;
+        if schema.is_empty()
+            || schema.len() > 63
+            || schema.starts_with(|c: char| c.is_ascii_digit())
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(setting(
+                "database_schema",
+                format!(
+                    "`{schema}` is not a plain PostgreSQL name (letters, digits and `_`, at most 63, not starting with a digit)"
+                ),
+            ));
+        }
+        if let Some(url) = &config.database_url {
+            url.parse::<postgres::Config>().map_err(|e| {
+                setting(
+                    "database_url",
+                    format!("not a PostgreSQL connection URL: {e}"),
+                )
+            })?;
         }
         let now = Timestamp::try_from(init.context.now()).unwrap_or(Timestamp::UNIX_EPOCH);
         let zoned = now.to_zoned(jiff::tz::TimeZone::UTC);
@@ -380,7 +474,7 @@ mod tests {
         }
         drop(open(&cut, today, 36_000).unwrap());
         assert_eq!(fingerprint(&cut.database), first);
-        let c = rusqlite::Connection::open(&cut.database).unwrap();
-        assert!(db::is_complete(&c).unwrap());
+        let mut c = rusqlite::Connection::open(&cut.database).unwrap();
+        assert!(db::is_complete(&mut c).unwrap());
     }
 }

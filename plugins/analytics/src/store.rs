@@ -1,13 +1,16 @@
 //! The queries behind every route: real SQL aggregations over the generated data, each
-//! scoped to one tenant. Functions take a connection and run on the blocking pool.
+//! scoped to one tenant. Functions take a connection (SQLite or PostgreSQL, one SQL text for
+//! both) and run on the blocking pool. Sums are cast to BIGINT and averages to DOUBLE
+//! PRECISION: PostgreSQL's NUMERIC results would otherwise need a decimal type.
 
 use jiff::ToSpan;
 use jiff::civil::Date;
-use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 use serde_json::{Value, json};
 
+use crate::args;
 use crate::error::AnalyticsError;
 use crate::model::{money, risk_level, round, segment_of};
+use crate::sql::{Arg, Conn, Dialect};
 
 /// Reference data loaded once at start: ids by slug.
 #[derive(Debug, Clone, Default)]
@@ -22,11 +25,12 @@ pub struct Reference {
 
 impl Reference {
     /// Reads the reference tables.
-    pub fn load(conn: &Connection) -> Result<Self, AnalyticsError> {
-        let pairs = |sql: &str| -> Result<Vec<(i64, String)>, AnalyticsError> {
-            let mut st = conn.prepare(sql)?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+    pub fn load(conn: &mut dyn Conn) -> Result<Self, AnalyticsError> {
+        let mut pairs = |sql: &str| -> Result<Vec<(i64, String)>, AnalyticsError> {
+            conn.query(sql, &[])?
+                .iter()
+                .map(|r| Ok((r.int(0)?, r.text(1)?)))
+                .collect()
         };
         Ok(Self {
             tenants: pairs("SELECT id, slug FROM tenants ORDER BY id")?,
@@ -99,11 +103,10 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    fn bucket(self, column: &str) -> String {
+    fn bucket(self, dialect: Dialect, column: &str) -> String {
         match self {
             Self::Daily => column.to_owned(),
-            // SQLite's `weekday 1` moves forward to the next Monday (or stays): back 7 days first.
-            Self::Weekly => format!("date({column}, '-6 days', 'weekday 1')"),
+            Self::Weekly => dialect.week_start(column),
             Self::Monthly => format!("substr({column}, 1, 7)"),
         }
     }
@@ -118,24 +121,22 @@ impl Granularity {
     }
 }
 
-fn filters(region: Option<i64>, category: Option<i64>) -> (String, Vec<i64>) {
+/// Optional region and category conditions, appended to `args`.
+fn filters(region: Option<i64>, category: Option<i64>, args: &mut Vec<Arg>) -> String {
     let mut sql = String::new();
-    let mut args = Vec::new();
-    if let Some(r) = region {
-        sql.push_str(" AND region_id = ?");
-        args.push(r);
+    for (column, v) in [("region_id", region), ("category_id", category)] {
+        if let Some(v) = v {
+            args.push(Arg::Int(v));
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
     }
-    if let Some(c) = category {
-        sql.push_str(" AND category_id = ?");
-        args.push(c);
-    }
-    (sql, args)
+    sql
 }
 
 /// Revenue per period over a date range.
 #[allow(clippy::too_many_arguments)]
 pub fn revenue(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     reference: &Reference,
     tenant: i64,
     granularity: Granularity,
@@ -144,32 +145,26 @@ pub fn revenue(
     region: Option<i64>,
     category: Option<i64>,
 ) -> Result<Value, AnalyticsError> {
-    let (extra, extra_args) = filters(region, category);
+    let mut args = args![tenant, start.to_string(), end.to_string()].to_vec();
+    let extra = filters(region, category, &mut args);
+    // Days first, then buckets of days: an order has one date, so its day's distinct orders
+    // add up to the bucket's, and the bucket expression runs once a day rather than once a
+    // line.
     let sql = format!(
-        "SELECT {b} AS period, SUM(quantity * unit_price_cents), COUNT(DISTINCT order_id), SUM(quantity)
-         FROM order_lines
-         WHERE tenant_id = ? AND order_date BETWEEN ? AND ?{extra}
+        "SELECT {b} AS period, CAST(SUM(revenue) AS BIGINT), CAST(SUM(orders) AS BIGINT),
+                CAST(SUM(units) AS BIGINT)
+         FROM (SELECT order_date, SUM(quantity * unit_price_cents) AS revenue,
+                      COUNT(DISTINCT order_id) AS orders, SUM(quantity) AS units
+               FROM order_lines
+               WHERE tenant_id = ?1 AND order_date BETWEEN ?2 AND ?3{extra}
+               GROUP BY order_date) AS days
          GROUP BY period ORDER BY period",
-        b = granularity.bucket("order_date")
+        b = granularity.bucket(conn.dialect(), "order_date")
     );
-    let (s, e) = (start.to_string(), end.to_string());
-    let mut args: Vec<&dyn ToSql> = vec![&tenant, &s, &e];
-    for a in &extra_args {
-        args.push(a);
-    }
-    let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map(params_from_iter(args), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
     let mut series = Vec::new();
     let (mut revenue, mut orders, mut units) = (0i64, 0i64, 0i64);
-    for row in rows {
-        let (period, rev, ord, un) = row?;
+    for r in conn.query(&sql, &args)? {
+        let (period, rev, ord, un) = (r.text(0)?, r.int(1)?, r.int(2)?, r.int(3)?);
         revenue += rev;
         orders += ord;
         units += un;
@@ -200,12 +195,14 @@ pub fn revenue(
 
 /// Customer segmentation of one kind, with optional churn predictions.
 pub fn segments(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: i64,
     segment_type: &str,
     predictions: bool,
     today: Date,
 ) -> Result<Value, AnalyticsError> {
+    let d = conn.dialect();
+    let since_last = d.days_between("CAST(?2 AS TEXT)", "last_order_date");
     let group = match segment_type {
         "rfm" => "segment".to_owned(),
         "value" => "CASE WHEN lifetime_value_cents >= 200000 THEN 'high_value'
@@ -218,29 +215,27 @@ pub fn segments(
                             WHEN orders_count = 1 THEN 'one_time'
                             ELSE 'browser' END"
             .to_owned(),
-        _ => "CASE WHEN last_order_date IS NULL THEN 'never_ordered'
-                   WHEN julianday(?2) - julianday(last_order_date) <= 30 THEN 'active'
-                   WHEN julianday(?2) - julianday(last_order_date) <= 120 THEN 'lapsing'
-                   ELSE 'churned' END"
-            .to_owned(),
+        _ => format!(
+            "CASE WHEN last_order_date IS NULL THEN 'never_ordered'
+                  WHEN {since_last} <= 30 THEN 'active'
+                  WHEN {since_last} <= 120 THEN 'lapsing'
+                  ELSE 'churned' END"
+        ),
     };
+    // The parameter is named in every query (PostgreSQL types a parameter from its use, and
+    // refuses one that is never used).
     let sql = format!(
-        "SELECT {group} AS seg, COUNT(*), SUM(lifetime_value_cents), AVG(orders_count),
-                AVG(CASE WHEN last_order_date IS NULL OR julianday(?2) - julianday(last_order_date) > 90
-                         THEN 1.0 ELSE 0.0 END)
-         FROM customers WHERE tenant_id = ?1 GROUP BY seg ORDER BY 2 DESC"
+        "SELECT {group} AS seg, COUNT(*), CAST(SUM(lifetime_value_cents) AS BIGINT),
+                CAST(AVG(orders_count) AS DOUBLE PRECISION),
+                CAST(AVG(CASE WHEN last_order_date IS NULL OR {since_last} > 90
+                              THEN 1.0 ELSE 0.0 END) AS DOUBLE PRECISION)
+         FROM customers WHERE tenant_id = ?1 GROUP BY seg ORDER BY 2 DESC, seg"
     );
-    let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map(params![tenant, today.to_string()], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, f64>(3)?,
-            r.get::<_, f64>(4)?,
-        ))
-    })?;
-    let rows: Vec<_> = rows.collect::<Result<_, _>>()?;
+    let rows = conn
+        .query(&sql, args![tenant, today.to_string()])?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.int(1)?, r.int(2)?, r.real(3)?, r.real(4)?)))
+        .collect::<Result<Vec<_>, AnalyticsError>>()?;
     let total: i64 = rows.iter().map(|r| r.1).sum();
     let segments: Vec<Value> = rows
         .iter()
@@ -281,7 +276,7 @@ pub fn range_days(time_range: &str) -> i64 {
 /// Top products over a window, with growth against the window before.
 #[allow(clippy::too_many_arguments)]
 pub fn product_performance(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     reference: &Reference,
     tenant: i64,
     category: Option<i64>,
@@ -293,7 +288,9 @@ pub fn product_performance(
     let days = range_days(time_range);
     let current = today.checked_sub((days - 1).days()).unwrap_or(today);
     let previous = current.checked_sub(days.days()).unwrap_or(current);
-    let (extra, extra_args) = filters(None, category);
+    let (p, c, t) = (previous.to_string(), current.to_string(), today.to_string());
+    let mut args = args![tenant, p, c, t].to_vec();
+    let extra = filters(None, category, &mut args);
     let order = match sort_by {
         "units" => "units DESC",
         "growth" => "growth DESC",
@@ -301,38 +298,30 @@ pub fn product_performance(
     };
     let sql = format!(
         "SELECT l.product_id, p.name, p.category_id, revenue, units, prev_revenue,
-                CASE WHEN prev_revenue > 0 THEN (revenue - prev_revenue) * 1.0 / prev_revenue ELSE NULL END AS growth
+                CASE WHEN prev_revenue > 0
+                     THEN CAST(revenue - prev_revenue AS DOUBLE PRECISION) / prev_revenue
+                     ELSE NULL END AS growth
          FROM (SELECT product_id,
-                      SUM(CASE WHEN order_date >= ?3 THEN quantity * unit_price_cents ELSE 0 END) AS revenue,
-                      SUM(CASE WHEN order_date >= ?3 THEN quantity ELSE 0 END) AS units,
-                      SUM(CASE WHEN order_date < ?3 THEN quantity * unit_price_cents ELSE 0 END) AS prev_revenue
+                      CAST(SUM(CASE WHEN order_date >= ?3 THEN quantity * unit_price_cents ELSE 0 END) AS BIGINT) AS revenue,
+                      CAST(SUM(CASE WHEN order_date >= ?3 THEN quantity ELSE 0 END) AS BIGINT) AS units,
+                      CAST(SUM(CASE WHEN order_date < ?3 THEN quantity * unit_price_cents ELSE 0 END) AS BIGINT) AS prev_revenue
                FROM order_lines
                WHERE tenant_id = ?1 AND order_date BETWEEN ?2 AND ?4{extra}
                GROUP BY product_id) AS l
          JOIN products p ON p.id = l.product_id
          ORDER BY {order} NULLS LAST, l.product_id LIMIT 50"
-    )
-    .replace("AND category_id = ?", "AND category_id = ?5");
-    let (p, c, t) = (previous.to_string(), current.to_string(), today.to_string());
-    let mut args: Vec<&dyn ToSql> = vec![&tenant, &p, &c, &t];
-    for a in &extra_args {
-        args.push(a);
-    }
-    let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map(params_from_iter(args), |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, Option<f64>>(6)?,
-        ))
-    })?;
+    );
     let mut products = Vec::new();
-    for row in rows {
-        let (id, name, cat, rev, units, prev, growth) = row?;
+    for r in conn.query(&sql, &args)? {
+        let (id, name, cat, rev, units, prev, growth) = (
+            r.int(0)?,
+            r.text(1)?,
+            r.int(2)?,
+            r.int(3)?,
+            r.int(4)?,
+            r.int(5)?,
+            r.opt_real(6)?,
+        );
         let mut v = json!({
             "product_id": id,
             "name": name,
@@ -365,7 +354,7 @@ pub fn product_performance(
 
 /// Cohorts of customers by their first order's period, and what each cohort did after.
 pub fn cohorts(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: i64,
     cohort_type: &str,
     start: Date,
@@ -381,22 +370,14 @@ pub fn cohorts(
         "WITH cohort AS (
              SELECT id AS customer_id, {cb} AS c FROM customers
              WHERE tenant_id = ?1 AND first_order_date BETWEEN ?2 AND ?3)
-         SELECT cohort.c, {pb} AS p, COUNT(DISTINCT o.customer_id), SUM(o.total_cents)
+         SELECT cohort.c, {pb} AS p, COUNT(DISTINCT o.customer_id), CAST(SUM(o.total_cents) AS BIGINT)
          FROM orders o JOIN cohort ON cohort.customer_id = o.customer_id
          WHERE o.tenant_id = ?1 AND o.order_date >= ?2
          GROUP BY cohort.c, p ORDER BY cohort.c, p",
-        cb = g.bucket("first_order_date"),
-        pb = g.bucket("o.order_date"),
+        cb = g.bucket(conn.dialect(), "first_order_date"),
+        pb = g.bucket(conn.dialect(), "o.order_date"),
     );
-    let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map(params![tenant, start.to_string(), end.to_string()], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
+    let rows = conn.query(&sql, args![tenant, start.to_string(), end.to_string()])?;
     let offset = |c: &str, p: &str| -> i64 {
         if g == Granularity::Monthly {
             let ym = |s: &str| {
@@ -413,8 +394,8 @@ pub fn cohorts(
     };
     let mut cohorts: Vec<Value> = Vec::new();
     let mut current: Option<(String, i64, Vec<Value>)> = None;
-    for row in rows {
-        let (c, p, active, value) = row?;
+    for r in rows {
+        let (c, p, active, value) = (r.text(0)?, r.text(1)?, r.int(2)?, r.int(3)?);
         if current.as_ref().is_none_or(|(name, _, _)| *name != c) {
             if let Some((name, size, periods)) = current.take() {
                 cohorts.push(json!({ "cohort": name, "customers": size, "periods": periods }));
@@ -448,7 +429,7 @@ pub fn cohorts(
 
 /// The purchase funnel (view → cart → checkout → order) over a date range.
 pub fn funnel(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: i64,
     funnel_type: &str,
     start: Date,
@@ -460,25 +441,22 @@ pub fn funnel(
     } else {
         ""
     };
+    let reached = |stage: u8| format!("COUNT(*) FILTER (WHERE s.stage >= {stage})");
     let sql = format!(
-        "SELECT SUM(s.stage >= 1), SUM(s.stage >= 2), SUM(s.stage >= 3), SUM(s.stage >= 4)
-         FROM sessions s{join} WHERE s.tenant_id = ?1 AND s.day BETWEEN ?2 AND ?3"
+        "SELECT {}, {}, {}, {}
+         FROM sessions s{join} WHERE s.tenant_id = ?1 AND s.day BETWEEN ?2 AND ?3",
+        reached(1),
+        reached(2),
+        reached(3),
+        reached(4),
     );
     let (s, e) = (start.to_string(), end.to_string());
-    let mut args: Vec<&dyn ToSql> = vec![&tenant, &s, &e];
-    let seg;
+    let mut args = args![tenant, &s, &e].to_vec();
     if let Some(v) = segment {
-        seg = v.to_owned();
-        args.push(&seg);
+        args.push(v.into());
     }
-    let counts: [i64; 4] = conn.query_row(&sql, params_from_iter(args), |r| {
-        Ok([
-            r.get::<_, Option<i64>>(0)?.unwrap_or(0),
-            r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-            r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-            r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-        ])
-    })?;
+    let r = conn.query_one(&sql, &args)?;
+    let counts: [i64; 4] = [r.int(0)?, r.int(1)?, r.int(2)?, r.int(3)?];
     let names = ["view", "cart", "checkout", "order"];
     let from = if funnel_type == "checkout" { 1 } else { 0 };
     let first = counts[from].max(1) as f64;
@@ -513,12 +491,13 @@ pub enum PageAt {
 }
 
 /// Sort keys of the customer list: column, descending?
-pub fn customer_sort(sort_by: &str) -> (&'static str, bool) {
+pub fn customer_sort(dialect: Dialect, sort_by: &str) -> (String, bool) {
     match sort_by {
-        "lifetime_value" => ("lifetime_value_cents", true),
-        "orders" => ("orders_count", true),
-        "recent" => ("CAST(julianday(last_order_date) AS INTEGER)", true),
-        _ => ("id", false),
+        "lifetime_value" => ("lifetime_value_cents".into(), true),
+        "orders" => ("orders_count".into(), true),
+        // Days since 1970: the same number in both engines, so cursors are portable.
+        "recent" => (dialect.epoch_day("last_order_date"), true),
+        _ => ("id".into(), false),
     }
 }
 
@@ -529,7 +508,7 @@ pub type CustomerPage = (Vec<Value>, u64, Option<(Option<i64>, i64)>);
 /// One page of customers, and the total matching.
 #[allow(clippy::too_many_arguments)]
 pub fn customers(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     reference: &Reference,
     tenant: i64,
     segment: Option<&str>,
@@ -538,22 +517,21 @@ pub fn customers(
     at: &PageAt,
     size: u64,
 ) -> Result<CustomerPage, AnalyticsError> {
-    let (col, desc) = customer_sort(sort_by);
-    let mut where_ = String::from("tenant_id = ?");
-    let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(tenant)];
-    if let Some(s) = segment {
-        where_.push_str(" AND segment = ?");
-        args.push(Box::new(s.to_owned()));
+    let (col, desc) = customer_sort(conn.dialect(), sort_by);
+    let mut args = args![tenant].to_vec();
+    let mut where_ = String::from("tenant_id = ?1");
+    for (column, v) in [("segment", segment), ("risk_level", risk)] {
+        if let Some(v) = v {
+            args.push(v.into());
+            where_.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
     }
-    if let Some(r) = risk {
-        where_.push_str(" AND risk_level = ?");
-        args.push(Box::new(r.to_owned()));
-    }
-    let total: u64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM customers WHERE {where_}"),
-        params_from_iter(args.iter().map(|a| a.as_ref())),
-        |r| r.get::<_, i64>(0),
-    )? as u64;
+    let total = conn
+        .query_one(
+            &format!("SELECT COUNT(*) FROM customers WHERE {where_}"),
+            &args,
+        )?
+        .int(0)? as u64;
     // NULL sort values (never ordered) sort last, as -1 in the keyset.
     let sort_expr = format!("COALESCE({col}, -1)");
     let dir = if desc { "DESC" } else { "ASC" };
@@ -563,43 +541,42 @@ pub fn customers(
     );
     match at {
         PageAt::After(value, id) if col != "id" => {
-            let v = value.unwrap_or(-1);
             let cmp = if desc { "<" } else { ">" };
-            sql.push_str(&format!(" AND ({sort_expr}, id) {cmp} (?, ?)"));
-            args.push(Box::new(v));
-            args.push(Box::new(*id));
+            args.push(Arg::Int(value.unwrap_or(-1)));
+            args.push(Arg::Int(*id));
+            let n = args.len();
+            sql.push_str(&format!(" AND ({sort_expr}, id) {cmp} (?{}, ?{n})", n - 1));
         }
         PageAt::After(_, id) => {
-            sql.push_str(" AND id > ?");
-            args.push(Box::new(*id));
+            args.push(Arg::Int(*id));
+            sql.push_str(&format!(" AND id > ?{}", args.len()));
         }
         PageAt::Page(_) => {}
     }
     let id_dir = if desc { "DESC" } else { "ASC" };
-    sql.push_str(&format!(" ORDER BY {sort_expr} {dir}, id {id_dir} LIMIT ?"));
-    args.push(Box::new(size as i64));
+    args.push(Arg::Int(size as i64));
+    sql.push_str(&format!(
+        " ORDER BY {sort_expr} {dir}, id {id_dir} LIMIT ?{}",
+        args.len()
+    ));
     if let PageAt::Page(p) = at {
-        sql.push_str(" OFFSET ?");
-        args.push(Box::new(((p - 1) * size) as i64));
+        args.push(Arg::Int(((p - 1) * size) as i64));
+        sql.push_str(&format!(" OFFSET ?{}", args.len()));
     }
-    let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map(params_from_iter(args.iter().map(|a| a.as_ref())), |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, i64>(6)?,
-            r.get::<_, Option<String>>(7)?,
-            r.get::<_, i64>(8)?,
-        ))
-    })?;
     let mut items = Vec::new();
     let mut last = None;
-    for row in rows {
-        let (id, name, region, seg, risk, value, orders, last_order, sort) = row?;
+    for r in conn.query(&sql, &args)? {
+        let (id, name, region, seg, risk, value, orders, last_order, sort) = (
+            r.int(0)?,
+            r.text(1)?,
+            r.int(2)?,
+            r.text(3)?,
+            r.text(4)?,
+            r.int(5)?,
+            r.int(6)?,
+            r.opt_text(7)?,
+            r.int(8)?,
+        );
         last = Some((if col == "id" { None } else { Some(sort) }, id));
         items.push(json!({
             "id": id,
@@ -627,55 +604,54 @@ fn mask_email(email: &str) -> String {
 
 /// One customer with recent orders, or `None` when the tenant has no such customer.
 pub fn customer(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     reference: &Reference,
     tenant: i64,
     id: i64,
 ) -> Result<Option<Value>, AnalyticsError> {
-    let row = conn
-        .query_row(
-            "SELECT id, name, email, region_id, signup_date, segment, risk_level,
-                    lifetime_value_cents, orders_count, first_order_date, last_order_date
-             FROM customers WHERE tenant_id = ?1 AND id = ?2",
-            params![tenant, id],
-            |r| {
-                Ok(json!({
-                    "id": r.get::<_, i64>(0)?,
-                    "name": r.get::<_, String>(1)?,
-                    "email": mask_email(&r.get::<_, String>(2)?),
-                    "region": reference.region_code(r.get::<_, i64>(3)?),
-                    "signup_date": r.get::<_, String>(4)?,
-                    "segment": r.get::<_, String>(5)?,
-                    "risk_level": r.get::<_, String>(6)?,
-                    "lifetime_value": money(r.get::<_, i64>(7)?),
-                    "orders_count": r.get::<_, i64>(8)?,
-                    "first_order_date": r.get::<_, Option<String>>(9)?,
-                    "last_order_date": r.get::<_, Option<String>>(10)?,
-                }))
-            },
-        )
-        .optional()?;
-    let Some(mut customer) = row else {
+    let Some(r) = conn.query_opt(
+        "SELECT id, name, email, region_id, signup_date, segment, risk_level,
+                lifetime_value_cents, orders_count, first_order_date, last_order_date
+         FROM customers WHERE tenant_id = ?1 AND id = ?2",
+        args![tenant, id],
+    )?
+    else {
         return Ok(None);
     };
-    let mut st = conn.prepare_cached(
-        "SELECT id, order_date, total_cents FROM orders WHERE customer_id = ?1
-         ORDER BY order_date DESC, id DESC LIMIT 10",
-    )?;
-    let recent: Vec<Value> = st
-        .query_map(params![id], |r| {
+    let mut customer = json!({
+        "id": r.int(0)?,
+        "name": r.text(1)?,
+        "email": mask_email(&r.text(2)?),
+        "region": reference.region_code(r.int(3)?),
+        "signup_date": r.text(4)?,
+        "segment": r.text(5)?,
+        "risk_level": r.text(6)?,
+        "lifetime_value": money(r.int(7)?),
+        "orders_count": r.int(8)?,
+        "first_order_date": r.opt_text(9)?,
+        "last_order_date": r.opt_text(10)?,
+    });
+    let recent = conn
+        .query(
+            "SELECT id, order_date, total_cents FROM orders WHERE customer_id = ?1
+             ORDER BY order_date DESC, id DESC LIMIT 10",
+            args![id],
+        )?
+        .iter()
+        .map(|r| {
             Ok(json!({
-                "order_id": r.get::<_, i64>(0)?,
-                "order_date": r.get::<_, String>(1)?,
-                "total": money(r.get::<_, i64>(2)?),
+                "order_id": r.int(0)?,
+                "order_date": r.text(1)?,
+                "total": money(r.int(2)?),
             }))
-        })?
-        .collect::<Result<_, _>>()?;
-    let open_alerts: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM fraud_alerts WHERE customer_id = ?1 AND status IN ('open', 'investigating')",
-        params![id],
-        |r| r.get(0),
-    )?;
+        })
+        .collect::<Result<Vec<Value>, AnalyticsError>>()?;
+    let open_alerts = conn
+        .query_one(
+            "SELECT COUNT(*) FROM fraud_alerts WHERE customer_id = ?1 AND status IN ('open', 'investigating')",
+            args![id],
+        )?
+        .int(0)?;
     customer["recent_orders"] = json!(recent);
     customer["open_fraud_alerts"] = json!(open_alerts);
     Ok(Some(customer))
@@ -683,52 +659,53 @@ pub fn customer(
 
 /// Recommendations for one customer, or `None` when the tenant has no such customer.
 pub fn recommendations(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     reference: &Reference,
     tenant: i64,
     id: i64,
     kind: &str,
     today: Date,
 ) -> Result<Option<Value>, AnalyticsError> {
-    let row: Option<(String, Option<String>, i64)> = conn
-        .query_row(
-            "SELECT segment, last_order_date, orders_count FROM customers WHERE tenant_id = ?1 AND id = ?2",
-            params![tenant, id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((segment, last, orders)) = row else {
+    let Some(r) = conn.query_opt(
+        "SELECT segment, last_order_date, orders_count FROM customers WHERE tenant_id = ?1 AND id = ?2",
+        args![tenant, id],
+    )?
+    else {
         return Ok(None);
     };
+    let (segment, last, orders) = (r.text(0)?, r.opt_text(1)?, r.int(2)?);
     let items: Vec<Value> = match kind {
         "products" => {
             // Best sellers of the last 90 days in the customer's favourite categories that
             // the customer has not bought.
             let since = today.checked_sub(89.days()).unwrap_or(today).to_string();
-            let mut st = conn.prepare_cached(
+            conn.query(
                 "WITH fav AS (
                      SELECT category_id FROM order_lines l JOIN orders o ON o.id = l.order_id
                      WHERE o.customer_id = ?2 GROUP BY category_id ORDER BY SUM(quantity) DESC LIMIT 3),
                  bought AS (
                      SELECT DISTINCT product_id FROM order_lines l JOIN orders o ON o.id = l.order_id
                      WHERE o.customer_id = ?2)
-                 SELECT l.product_id, p.name, p.category_id, p.price_cents, SUM(l.quantity) AS units
+                 SELECT l.product_id, p.name, p.category_id, p.price_cents, CAST(SUM(l.quantity) AS BIGINT) AS units
                  FROM order_lines l JOIN products p ON p.id = l.product_id
                  WHERE l.tenant_id = ?1 AND l.order_date >= ?3
                    AND (NOT EXISTS (SELECT 1 FROM fav) OR l.category_id IN (SELECT category_id FROM fav))
                    AND l.product_id NOT IN (SELECT product_id FROM bought)
-                 GROUP BY l.product_id ORDER BY units DESC, l.product_id LIMIT 10",
-            )?;
-            st.query_map(params![tenant, id, since], |r| {
+                 GROUP BY l.product_id, p.name, p.category_id, p.price_cents
+                 ORDER BY units DESC, l.product_id LIMIT 10",
+                args![tenant, id, since],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(json!({
-                    "product_id": r.get::<_, i64>(0)?,
-                    "name": r.get::<_, String>(1)?,
-                    "category": reference.category_slug(r.get::<_, i64>(2)?),
-                    "price": money(r.get::<_, i64>(3)?),
-                    "units_sold_90d": r.get::<_, i64>(4)?,
+                    "product_id": r.int(0)?,
+                    "name": r.text(1)?,
+                    "category": reference.category_slug(r.int(2)?),
+                    "price": money(r.int(3)?),
+                    "units_sold_90d": r.int(4)?,
                 }))
-            })?
-            .collect::<Result<_, _>>()?
+            })
+            .collect::<Result<_, AnalyticsError>>()?
         }
         "offers" => {
             let offer = match segment.as_str() {
@@ -770,7 +747,7 @@ pub fn recommendations(
 /// One page of fraud alerts, newest first, and the total matching.
 #[allow(clippy::too_many_arguments)]
 pub fn fraud_alerts(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: i64,
     status: Option<&str>,
     priority: Option<&str>,
@@ -778,115 +755,129 @@ pub fn fraud_alerts(
     page: u64,
     size: u64,
 ) -> Result<(Vec<Value>, u64), AnalyticsError> {
-    let mut where_ = String::from("tenant_id = ?");
-    let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(tenant)];
+    let mut args = args![tenant].to_vec();
+    let mut where_ = String::from("tenant_id = ?1");
     for (col, v) in [
         ("status", status),
         ("priority", priority),
         ("alert_type", alert_type),
     ] {
         if let Some(v) = v {
-            where_.push_str(&format!(" AND {col} = ?"));
-            args.push(Box::new(v.to_owned()));
+            args.push(v.into());
+            where_.push_str(&format!(" AND {col} = ?{}", args.len()));
         }
     }
-    let total: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM fraud_alerts WHERE {where_}"),
-        params_from_iter(args.iter().map(|a| a.as_ref())),
-        |r| r.get(0),
-    )?;
-    args.push(Box::new(size as i64));
-    args.push(Box::new(((page - 1) * size) as i64));
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT id, customer_id, order_id, alert_type, priority, status, score, amount_cents,
-                created_at, resolved_at, resolution
-         FROM fraud_alerts WHERE {where_} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
-    ))?;
-    let items = st
-        .query_map(params_from_iter(args.iter().map(|a| a.as_ref())), |r| {
+    let total = conn
+        .query_one(
+            &format!("SELECT COUNT(*) FROM fraud_alerts WHERE {where_}"),
+            &args,
+        )?
+        .int(0)?;
+    args.push(Arg::Int(size as i64));
+    args.push(Arg::Int(((page - 1) * size) as i64));
+    let n = args.len();
+    let items = conn
+        .query(
+            &format!(
+                "SELECT id, customer_id, order_id, alert_type, priority, status, score, amount_cents,
+                        created_at, resolved_at, resolution
+                 FROM fraud_alerts WHERE {where_} ORDER BY created_at DESC, id DESC
+                 LIMIT ?{} OFFSET ?{n}",
+                n - 1
+            ),
+            &args,
+        )?
+        .iter()
+        .map(|r| {
             Ok(json!({
-                "id": r.get::<_, i64>(0)?,
-                "customer_id": r.get::<_, i64>(1)?,
-                "order_id": r.get::<_, Option<i64>>(2)?,
-                "alert_type": r.get::<_, String>(3)?,
-                "priority": r.get::<_, String>(4)?,
-                "status": r.get::<_, String>(5)?,
-                "score": r.get::<_, f64>(6)?,
-                "amount": money(r.get::<_, i64>(7)?),
-                "created_at": r.get::<_, String>(8)?,
-                "resolved_at": r.get::<_, Option<String>>(9)?,
-                "resolution": r.get::<_, Option<String>>(10)?,
+                "id": r.int(0)?,
+                "customer_id": r.int(1)?,
+                "order_id": r.opt_int(2)?,
+                "alert_type": r.text(3)?,
+                "priority": r.text(4)?,
+                "status": r.text(5)?,
+                "score": r.real(6)?,
+                "amount": money(r.int(7)?),
+                "created_at": r.text(8)?,
+                "resolved_at": r.opt_text(9)?,
+                "resolution": r.opt_text(10)?,
             }))
-        })?
-        .collect::<Result<_, _>>()?;
+        })
+        .collect::<Result<_, AnalyticsError>>()?;
     Ok((items, total as u64))
 }
 
 /// The fraud dashboard over a window ending now.
 pub fn fraud_dashboard(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: i64,
     time_range: &str,
     since: &str,
 ) -> Result<Value, AnalyticsError> {
-    let group = |col: &str| -> Result<Value, AnalyticsError> {
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT {col}, COUNT(*) FROM fraud_alerts WHERE tenant_id = ?1 AND created_at >= ?2
-             GROUP BY {col} ORDER BY {col}"
-        ))?;
-        let map: serde_json::Map<String, Value> = st
-            .query_map(params![tenant, since], |r| {
-                Ok((r.get::<_, String>(0)?, json!(r.get::<_, i64>(1)?)))
-            })?
-            .collect::<Result<_, _>>()?;
+    let mut group = |col: &str| -> Result<Value, AnalyticsError> {
+        let map = conn
+            .query(
+                &format!(
+                    "SELECT {col}, COUNT(*) FROM fraud_alerts WHERE tenant_id = ?1 AND created_at >= ?2
+                     GROUP BY {col} ORDER BY {col}"
+                ),
+                args![tenant, since],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, json!(r.int(1)?))))
+            .collect::<Result<serde_json::Map<String, Value>, AnalyticsError>>()?;
         Ok(Value::Object(map))
     };
-    let (total, avg_score, at_risk, open): (i64, Option<f64>, Option<i64>, Option<i64>) = conn
-        .query_row(
-            "SELECT COUNT(*), AVG(score),
-                    SUM(CASE WHEN status IN ('open', 'investigating') THEN amount_cents END),
-                    SUM(status IN ('open', 'investigating'))
-             FROM fraud_alerts WHERE tenant_id = ?1 AND created_at >= ?2",
-            params![tenant, since],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
-    let orders: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM orders WHERE tenant_id = ?1 AND created_at >= ?2",
-        params![tenant, since],
-        |r| r.get(0),
+    let (by_status, by_priority, by_type) =
+        (group("status")?, group("priority")?, group("alert_type")?);
+    let r = conn.query_one(
+        "SELECT COUNT(*), CAST(AVG(score) AS DOUBLE PRECISION),
+                CAST(SUM(CASE WHEN status IN ('open', 'investigating') THEN amount_cents END) AS BIGINT),
+                COUNT(*) FILTER (WHERE status IN ('open', 'investigating'))
+         FROM fraud_alerts WHERE tenant_id = ?1 AND created_at >= ?2",
+        args![tenant, since],
     )?;
-    let mut st = conn.prepare_cached(
-        "SELECT customer_id, COUNT(*), SUM(amount_cents) FROM fraud_alerts
-         WHERE tenant_id = ?1 AND created_at >= ?2 GROUP BY customer_id
-         ORDER BY COUNT(*) DESC, SUM(amount_cents) DESC LIMIT 5",
-    )?;
-    let top: Vec<Value> = st
-        .query_map(params![tenant, since], |r| {
+    let (total, avg_score, at_risk, open) = (r.int(0)?, r.opt_real(1)?, r.opt_int(2)?, r.int(3)?);
+    let orders = conn
+        .query_one(
+            "SELECT COUNT(*) FROM orders WHERE tenant_id = ?1 AND created_at >= ?2",
+            args![tenant, since],
+        )?
+        .int(0)?;
+    let top = conn
+        .query(
+            "SELECT customer_id, COUNT(*), CAST(SUM(amount_cents) AS BIGINT) FROM fraud_alerts
+             WHERE tenant_id = ?1 AND created_at >= ?2 GROUP BY customer_id
+             ORDER BY COUNT(*) DESC, SUM(amount_cents) DESC, customer_id LIMIT 5",
+            args![tenant, since],
+        )?
+        .iter()
+        .map(|r| {
             Ok(json!({
-                "customer_id": r.get::<_, i64>(0)?,
-                "alerts": r.get::<_, i64>(1)?,
-                "amount": money(r.get::<_, i64>(2)?),
+                "customer_id": r.int(0)?,
+                "alerts": r.int(1)?,
+                "amount": money(r.int(2)?),
             }))
-        })?
-        .collect::<Result<_, _>>()?;
+        })
+        .collect::<Result<Vec<Value>, AnalyticsError>>()?;
     Ok(json!({
         "time_range": time_range,
         "since": since,
         "total_alerts": total,
-        "open_alerts": open.unwrap_or(0),
+        "open_alerts": open,
         "alert_rate_percent": round(100.0 * total as f64 / orders.max(1) as f64, 3),
         "average_score": avg_score.map(|s| round(s, 3)),
         "amount_at_risk": money(at_risk.unwrap_or(0)),
-        "by_status": group("status")?,
-        "by_priority": group("priority")?,
-        "by_type": group("alert_type")?,
+        "by_status": by_status,
+        "by_priority": by_priority,
+        "by_type": by_type,
         "top_customers": top,
     }))
 }
 
 /// Counts for a live stream over the window since `since`.
 pub fn stream_metrics(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: i64,
     stream_type: &str,
     time_window: &str,
@@ -895,20 +886,20 @@ pub fn stream_metrics(
 ) -> Result<Value, AnalyticsError> {
     let (sql, unit) = match stream_type {
         "payments" => (
-            "SELECT COUNT(*), COALESCE(SUM(total_cents), 0) FROM orders WHERE tenant_id = ?1 AND created_at >= ?2",
+            "SELECT COUNT(*), CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) FROM orders WHERE tenant_id = ?1 AND created_at >= ?2",
             "payments",
         ),
         "fraud" => (
-            "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM fraud_alerts WHERE tenant_id = ?1 AND created_at >= ?2",
+            "SELECT COUNT(*), CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM fraud_alerts WHERE tenant_id = ?1 AND created_at >= ?2",
             "alerts",
         ),
         _ => (
-            "SELECT COUNT(*), COALESCE(SUM(total_cents), 0) FROM orders WHERE tenant_id = ?1 AND created_at >= ?2",
+            "SELECT COUNT(*), CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) FROM orders WHERE tenant_id = ?1 AND created_at >= ?2",
             "orders",
         ),
     };
-    let (count, amount): (i64, i64) =
-        conn.query_row(sql, params![tenant, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let r = conn.query_one(sql, args![tenant, since])?;
+    let (count, amount) = (r.int(0)?, r.int(1)?);
     Ok(json!({
         "stream_type": stream_type,
         "time_window": time_window,
@@ -922,33 +913,36 @@ pub fn stream_metrics(
 
 /// Headline business figures over the window since `since` (a timestamp) / `since_day`.
 pub fn business_metrics(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     tenant: i64,
     time_window: &str,
     since: &str,
     since_day: &str,
 ) -> Result<Value, AnalyticsError> {
-    let (orders, revenue, buyers): (i64, i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(total_cents), 0), COUNT(DISTINCT customer_id)
+    let r = conn.query_one(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(total_cents), 0) AS BIGINT), COUNT(DISTINCT customer_id)
          FROM orders WHERE tenant_id = ?1 AND created_at >= ?2",
-        params![tenant, since],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        args![tenant, since],
     )?;
-    let new_customers: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM customers WHERE tenant_id = ?1 AND first_order_date >= ?2",
-        params![tenant, since_day],
-        |r| r.get(0),
+    let (orders, revenue, buyers) = (r.int(0)?, r.int(1)?, r.int(2)?);
+    let new_customers = conn
+        .query_one(
+            "SELECT COUNT(*) FROM customers WHERE tenant_id = ?1 AND first_order_date >= ?2",
+            args![tenant, since_day],
+        )?
+        .int(0)?;
+    let r = conn.query_one(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE stage = 4) FROM sessions
+         WHERE tenant_id = ?1 AND day >= ?2",
+        args![tenant, since_day],
     )?;
-    let (sessions, ordered): (i64, Option<i64>) = conn.query_row(
-        "SELECT COUNT(*), SUM(stage = 4) FROM sessions WHERE tenant_id = ?1 AND day >= ?2",
-        params![tenant, since_day],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let open_alerts: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM fraud_alerts WHERE tenant_id = ?1 AND status IN ('open', 'investigating')",
-        params![tenant],
-        |r| r.get(0),
-    )?;
+    let (sessions, ordered) = (r.int(0)?, r.int(1)?);
+    let open_alerts = conn
+        .query_one(
+            "SELECT COUNT(*) FROM fraud_alerts WHERE tenant_id = ?1 AND status IN ('open', 'investigating')",
+            args![tenant],
+        )?
+        .int(0)?;
     Ok(json!({
         "time_window": time_window,
         "since": since,
@@ -957,7 +951,7 @@ pub fn business_metrics(
         "average_order_value": if orders > 0 { round(money(revenue) / orders as f64, 2) } else { 0.0 },
         "buyers": buyers,
         "new_customers": new_customers,
-        "conversion_rate_percent": round(100.0 * ordered.unwrap_or(0) as f64 / sessions.max(1) as f64, 2),
+        "conversion_rate_percent": round(100.0 * ordered as f64 / sessions.max(1) as f64, 2),
         "open_fraud_alerts": open_alerts,
     }))
 }
@@ -994,7 +988,7 @@ pub struct CreatedOrder {
 /// customer's totals and segment. Checks everything before writing anything.
 #[allow(clippy::too_many_arguments)]
 pub fn create_order(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     reference: &Reference,
     tenant: i64,
     customer_id: i64,
@@ -1003,56 +997,72 @@ pub fn create_order(
     today: Date,
     created_at: &str,
 ) -> Result<CreatedOrder, AnalyticsError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    type CustomerRow = (
-        i64,
-        String,
-        i64,
-        i64,
-        Option<String>,
-        Option<String>,
-        String,
-    );
-    let customer: Option<CustomerRow> = tx
-        .query_row(
-            "SELECT region_id, signup_date, orders_count, lifetime_value_cents, first_order_date,
-                    last_order_date, segment
-             FROM customers WHERE tenant_id = ?1 AND id = ?2",
-            params![tenant, customer_id],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            },
+    conn.transaction(|tx| {
+        create_order_in(
+            tx,
+            reference,
+            tenant,
+            customer_id,
+            region,
+            lines,
+            today,
+            created_at,
         )
-        .optional()?;
-    let Some((home_region, signup, count, value, first, _last, old_segment)) = customer else {
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_order_in(
+    tx: &mut dyn Conn,
+    reference: &Reference,
+    tenant: i64,
+    customer_id: i64,
+    region: Option<&str>,
+    lines: &[NewLine],
+    today: Date,
+    created_at: &str,
+) -> Result<CreatedOrder, AnalyticsError> {
+    // `FOR UPDATE` in PostgreSQL: two orders of one customer must not both add to the
+    // totals read here. (SQLite's `BEGIN IMMEDIATE` already serialises writers.)
+    let lock = if tx.dialect() == Dialect::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let customer = tx.query_opt(
+        &format!(
+            "SELECT region_id, signup_date, orders_count, lifetime_value_cents, first_order_date,
+                    segment
+             FROM customers WHERE tenant_id = ?1 AND id = ?2{lock}"
+        ),
+        args![tenant, customer_id],
+    )?;
+    let Some(r) = customer else {
         return Err(AnalyticsError::invalid(
             "customer_id",
             "unknown_customer",
             format!("no customer {customer_id} in this tenant"),
         ));
     };
+    let (home_region, signup, count, value, first, old_segment) = (
+        r.int(0)?,
+        r.text(1)?,
+        r.int(2)?,
+        r.int(3)?,
+        r.opt_text(4)?,
+        r.text(5)?,
+    );
     let region_id = match region {
         None => home_region,
         Some(r) => reference.region(Some(r))?.unwrap_or(home_region),
     };
     let mut priced = Vec::with_capacity(lines.len());
     for (i, l) in lines.iter().enumerate() {
-        let product: Option<(i64, i64)> = tx
-            .query_row(
-                "SELECT category_id, price_cents FROM products WHERE tenant_id = ?1 AND id = ?2",
-                params![tenant, l.product_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((category, price)) = product else {
+        let product = tx.query_opt(
+            "SELECT category_id, price_cents FROM products WHERE tenant_id = ?1 AND id = ?2",
+            args![tenant, l.product_id],
+        )?;
+        let Some(product) = product else {
             return Err(AnalyticsError::invalid(
                 &format!("items[{i}].product_id"),
                 "unknown_product",
@@ -1061,19 +1071,20 @@ pub fn create_order(
         };
         priced.push((
             l.product_id,
-            category,
-            l.unit_price_cents.unwrap_or(price),
+            product.int(0)?,
+            l.unit_price_cents.map_or_else(|| product.int(1), Ok)?,
             l.quantity,
         ));
     }
     let total: i64 = priced.iter().map(|(_, _, p, q)| p * q).sum();
     let day = today.to_string();
-    tx.execute(
-        "INSERT INTO orders (tenant_id, customer_id, region_id, order_date, created_at, total_cents)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![tenant, customer_id, region_id, day, created_at, total],
-    )?;
-    let order_id = tx.last_insert_rowid();
+    let order_id = tx
+        .query_one(
+            "INSERT INTO orders (tenant_id, customer_id, region_id, order_date, created_at, total_cents)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            args![tenant, customer_id, region_id, &day, created_at, total],
+        )?
+        .int(0)?;
     let mut items = Vec::new();
     let mut categories = Vec::new();
     for (pid, cat, price, q) in &priced {
@@ -1081,7 +1092,7 @@ pub fn create_order(
             "INSERT INTO order_lines (order_id, tenant_id, product_id, category_id, region_id,
                  order_date, quantity, unit_price_cents)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![order_id, tenant, pid, cat, region_id, day, q, price],
+            args![order_id, tenant, *pid, *cat, region_id, &day, *q, *price],
         )?;
         let slug = reference.category_slug(*cat).to_owned();
         if !categories.contains(&slug) {
@@ -1097,7 +1108,7 @@ pub fn create_order(
     }
     tx.execute(
         "INSERT INTO sessions (tenant_id, customer_id, day, stage) VALUES (?1, ?2, ?3, 4)",
-        params![tenant, customer_id, day],
+        args![tenant, customer_id, &day],
     )?;
     let first = first
         .as_deref()
@@ -1117,9 +1128,8 @@ pub fn create_order(
              lifetime_value_cents = lifetime_value_cents + ?2,
              first_order_date = COALESCE(first_order_date, ?3), last_order_date = ?3, segment = ?4
          WHERE id = ?1",
-        params![customer_id, total, day, segment],
+        args![customer_id, total, &day, segment],
     )?;
-    tx.commit()?;
     let region = reference.region_code(region_id).to_owned();
     Ok(CreatedOrder {
         body: json!({
@@ -1152,27 +1162,42 @@ pub struct Resolved {
 
 /// Resolves an open alert and recomputes its customer's risk level, in one transaction.
 pub fn resolve_alert(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     tenant: i64,
     alert_id: i64,
     resolution: &str,
     note: Option<&str>,
     at: &str,
 ) -> Result<Resolved, AnalyticsError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let row: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT customer_id, status FROM fraud_alerts WHERE tenant_id = ?1 AND id = ?2",
-            params![tenant, alert_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((customer_id, status)) = row else {
+    conn.transaction(|tx| resolve_alert_in(tx, tenant, alert_id, resolution, note, at))
+}
+
+fn resolve_alert_in(
+    tx: &mut dyn Conn,
+    tenant: i64,
+    alert_id: i64,
+    resolution: &str,
+    note: Option<&str>,
+    at: &str,
+) -> Result<Resolved, AnalyticsError> {
+    let lock = if tx.dialect() == Dialect::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = tx.query_opt(
+        &format!(
+            "SELECT customer_id, status FROM fraud_alerts WHERE tenant_id = ?1 AND id = ?2{lock}"
+        ),
+        args![tenant, alert_id],
+    )?;
+    let Some(row) = row else {
         return Err(AnalyticsError::not_found(
             "alert_id",
             format!("no fraud alert {alert_id} in this tenant"),
         ));
     };
+    let (customer_id, status) = (row.int(0)?, row.text(1)?);
     if status == "resolved" || status == "false_positive" {
         return Err(AnalyticsError::conflict(
             "already_resolved",
@@ -1186,19 +1211,19 @@ pub fn resolve_alert(
     };
     tx.execute(
         "UPDATE fraud_alerts SET status = ?2, resolved_at = ?3, resolution = ?4, note = ?5 WHERE id = ?1",
-        params![alert_id, new_status, at, resolution, note],
+        args![alert_id, new_status, at, resolution, note],
     )?;
-    let open: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM fraud_alerts WHERE customer_id = ?1 AND status IN ('open', 'investigating')",
-        params![customer_id],
-        |r| r.get(0),
-    )?;
+    let open = tx
+        .query_one(
+            "SELECT COUNT(*) FROM fraud_alerts WHERE customer_id = ?1 AND status IN ('open', 'investigating')",
+            args![customer_id],
+        )?
+        .int(0)?;
     let new_risk = risk_level(open as u32);
     let changed = tx.execute(
         "UPDATE customers SET risk_level = ?2 WHERE id = ?1 AND risk_level <> ?2",
-        params![customer_id, new_risk],
+        args![customer_id, new_risk],
     )? > 0;
-    tx.commit()?;
     Ok(Resolved {
         body: json!({
             "id": alert_id,

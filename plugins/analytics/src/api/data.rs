@@ -300,7 +300,9 @@ pub struct DataApi(pub Arc<State>);
 impl DataApi {
     async fn read<F>(&self, f: F) -> Result<Value, AnalyticsError>
     where
-        F: FnOnce(&rusqlite::Connection, &State) -> Result<Value, AnalyticsError> + Send + 'static,
+        F: FnOnce(&mut dyn crate::sql::Conn, &State) -> Result<Value, AnalyticsError>
+            + Send
+            + 'static,
     {
         let state = self.0.clone();
         self.0.db.read(move |c| f(c, &state)).await
@@ -746,9 +748,7 @@ impl DataApi {
             let db_ok = self
                 .0
                 .db
-                .read(|c| {
-                    Ok(c.query_row("SELECT COUNT(*) FROM tenants", [], |r| r.get::<_, i64>(0))?)
-                })
+                .read(|c| c.query_one("SELECT COUNT(*) FROM tenants", &[])?.int(0))
                 .await
                 .is_ok();
             let db_ms = started.elapsed().as_secs_f64() * 1000.0;
