@@ -381,6 +381,27 @@ async fn pages_share_entries_end_empty_warn_when_deep_and_cursors_walk_everythin
         "no page = page 1, size 100: {}",
         default.cache
     );
+    // The seed's trailing slash (FastAPI redirects it): a 308 to the same list, whose entry
+    // it then shares.
+    let raw = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(api.larder.url("/api/v1/customers/?page=1&size=100"))
+        .bearer_auth(&api.acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 308);
+    assert_eq!(
+        raw.headers()["location"],
+        "/api/v1/customers?page=1&size=100"
+    );
+    let slashed = api
+        .get("/api/v1/customers/?page=1&size=100", &api.acme)
+        .await;
+    assert!(hit(&slashed), "{}", slashed.cache);
+    assert_eq!(slashed.body, default.body);
     let p = &default.body["pagination"];
     assert_eq!(p["page"], 1);
     assert_eq!(

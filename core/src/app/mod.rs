@@ -541,6 +541,21 @@ impl Parts<'_> {
                     limiters.push(l.clone());
                     route_limiters.push(l);
                 }
+                let cors = plugin.and_then(|h| h.cors.clone());
+                if path != "/" && !path.ends_with('/') {
+                    // `/items/` for `/items`, as FastAPI, Django and Rails answer: clients of
+                    // the services a plugin re-creates keep working, and share the entries
+                    // of the one spelling that is cached. The redirect is a route like the
+                    // others (same admission, same permissions), so it says nothing to a
+                    // caller the route would refuse.
+                    let mut twin = self.pipeline(op, slash_redirect(), None, None);
+                    twin.admission.limiters = route_limiters.clone();
+                    twin.admission.cors = cors.clone();
+                    by_path
+                        .entry(format!("{path}/"))
+                        .or_default()
+                        .push((method.clone(), Arc::new(twin)));
+                }
                 let mut pipeline = self.pipeline(
                     op,
                     endpoint,
@@ -548,7 +563,7 @@ impl Parts<'_> {
                     Some(Arc::new(Meter::new(&op.plugin, &op.method, &op.path))),
                 );
                 pipeline.admission.limiters = route_limiters;
-                pipeline.admission.cors = plugin.and_then(|h| h.cors.clone());
+                pipeline.admission.cors = cors;
                 pipeline
             };
             by_path
@@ -603,6 +618,23 @@ impl Parts<'_> {
                 .map(|p| p.plugin.clone()),
         }
     }
+}
+
+/// A permanent redirect from a plugin route's spelling with a trailing slash to the route:
+/// 308 keeps the method and the body.
+fn slash_redirect() -> BoxEndpoint<'static> {
+    make_sync(|req: poem::Request| {
+        let path = req.uri().path().trim_end_matches('/');
+        let location = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        Response::builder()
+            .status(poem::http::StatusCode::PERMANENT_REDIRECT)
+            .header(poem::http::header::LOCATION, location)
+            .finish()
+    })
+    .boxed()
 }
 
 impl Parts<'_> {
