@@ -826,3 +826,38 @@ async fn postgres_serves_the_same_answers_as_sqlite_and_keeps_its_data_across_re
     let health = pg.get("/api/v1/realtime/system-health", &pg.acme).await;
     assert_eq!(health.body["database"]["ok"], true, "{}", health.body);
 }
+
+#[tokio::test]
+async fn all_built_in_plugins_start_together_in_one_documented_api() {
+    let api = Api::start_config(
+        config("")
+            .replace("aliexpress: { enabled: false }", "aliexpress: {}")
+            .replace("booking: { enabled: false }", "booking: {}"),
+    );
+    let doc: Value = reqwest::get(api.larder.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/analytics/revenue",
+        "/api/v1/customers",
+        "/api/v2/services",
+        "/api/products/search",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} not in the document"
+        );
+    }
+    // Answers are documented by type, not as free-form JSON.
+    let revenue = &doc["paths"]["/api/v1/analytics/revenue"]["get"]["responses"]["200"];
+    assert_eq!(
+        revenue["content"]["application/json; charset=utf-8"]["schema"]["$ref"],
+        "#/components/schemas/AnalyticsRevenueReport",
+        "{revenue}"
+    );
+    let page = &doc["components"]["schemas"]["AnalyticsPagination"]["properties"];
+    assert!(page.get("next_cursor").is_some(), "{page}");
+}

@@ -7,7 +7,12 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::{Enum, OpenApi};
 use serde_json::{Value, json};
 
-use super::{Reply, envelope, page_params, tenant_of};
+use super::schema::{
+    AlertPage, BusinessMetrics, CohortReport, CustomerDetail, CustomerPage, FraudDashboard,
+    FunnelReport, ProductReport, RecommendationReport, RevenueReport, SegmentReport, StreamMetrics,
+    SystemHealth,
+};
+use super::{Reply, envelope, page_params, reply, tenant_of};
 use crate::State;
 use crate::error::AnalyticsError;
 use crate::model::{RISK_LEVELS, SEGMENTS, parse_range};
@@ -343,7 +348,7 @@ impl DataApi {
         region: Query<Option<String>>,
         /// Category slug (`electronics`, `home`, ...) or `all` (default).
         category: Query<Option<String>>,
-    ) -> Reply<Value> {
+    ) -> Reply<RevenueReport> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let (s, e) = date_range(start_date.0, end_date.0)?;
@@ -359,7 +364,7 @@ impl DataApi {
             })
             .await
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// Customers grouped by segment, with counts, value and (optionally) predicted churn.
@@ -375,7 +380,7 @@ impl DataApi {
         segment_type: Query<Option<SegmentType>>,
         /// Add each segment's predicted churn rate (default false).
         include_predictions: Query<Option<bool>>,
-    ) -> Reply<Value> {
+    ) -> Reply<SegmentReport> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let kind = enum_text(&segment_type.0.unwrap_or(SegmentType::Rfm));
@@ -384,7 +389,7 @@ impl DataApi {
             self.read(move |c, _| store::segments(c, tenant, &kind, predictions, today))
                 .await
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// The top 50 products over a window ending today, with growth against the window
@@ -405,7 +410,7 @@ impl DataApi {
         time_range: Query<Option<TimeRange>>,
         /// Add a recommendation per product (default false).
         include_recommendations: Query<Option<bool>>,
-    ) -> Reply<Value> {
+    ) -> Reply<ProductReport> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let category = self.0.reference.category(category.0.as_deref())?;
@@ -427,7 +432,7 @@ impl DataApi {
             })
             .await
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// Cohorts of customers by their first order's month or week, and their retention or
@@ -448,7 +453,7 @@ impl DataApi {
         cohort_type: Query<Option<CohortType>>,
         /// What to show (default `retention`).
         metric: Query<Option<CohortMetric>>,
-    ) -> Reply<Value> {
+    ) -> Reply<CohortReport> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let (s, e) = date_range(start_date.0, end_date.0)?;
@@ -457,7 +462,7 @@ impl DataApi {
             self.read(move |c, _| store::cohorts(c, tenant, &kind, s, e, &metric))
                 .await
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// The purchase funnel over a date range, optionally for one customer segment.
@@ -477,7 +482,7 @@ impl DataApi {
         funnel_type: Query<Option<FunnelType>>,
         /// Customer segment or `all` (default).
         segment: Query<Option<String>>,
-    ) -> Reply<Value> {
+    ) -> Reply<FunnelReport> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let (s, e) = date_range(start_date.0, end_date.0)?;
@@ -486,7 +491,7 @@ impl DataApi {
             self.read(move |c, _| store::funnel(c, tenant, &kind, s, e, segment.as_deref()))
                 .await
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// Customers, paginated: by `page`/`size` (the seed's envelope) or, for deep pages, by
@@ -513,7 +518,7 @@ impl DataApi {
         size: Query<Option<u64>>,
         /// Continue after this cursor instead of using `page`.
         cursor: Query<Option<String>>,
-    ) -> Reply<Value> {
+    ) -> Reply<CustomerPage> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let segment = one_of("segment", segment.0, SEGMENTS)?;
@@ -605,7 +610,7 @@ impl DataApi {
             });
             Ok(body)
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// One customer of the caller's tenant, with recent orders. The e-mail is masked.
@@ -614,7 +619,7 @@ impl DataApi {
         method = "get",
         operation_id = "get_customer"
     )]
-    async fn customer(&self, req: &poem::Request, customer_id: Path<i64>) -> Reply<Value> {
+    async fn customer(&self, req: &poem::Request, customer_id: Path<i64>) -> Reply<CustomerDetail> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let id = customer_id.0;
@@ -628,7 +633,7 @@ impl DataApi {
             })
             .await
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// Recommendations for one customer: products, offers or retention actions.
@@ -644,7 +649,7 @@ impl DataApi {
         /// Kind (default `products`).
         #[oai(name = "type")]
         kind: Query<Option<RecommendationType>>,
-    ) -> Reply<Value> {
+    ) -> Reply<RecommendationReport> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let id = customer_id.0;
@@ -662,7 +667,7 @@ impl DataApi {
             })
             .await
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// Fraud alerts, newest first, in the seed's pagination envelope.
@@ -684,7 +689,7 @@ impl DataApi {
         page: Query<Option<u64>>,
         /// Items per page, 1–1000 (default 100).
         size: Query<Option<u64>>,
-    ) -> Reply<Value> {
+    ) -> Reply<AlertPage> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let (page, size) = page_params(page.0, size.0)?;
@@ -708,7 +713,7 @@ impl DataApi {
                 .await?;
             Ok(envelope(items, total, page, size))
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// Fraud figures over a window ending now: counts by status, priority and type, amount
@@ -723,7 +728,7 @@ impl DataApi {
         req: &poem::Request,
         /// Window (default `24h`).
         time_range: Query<Option<Window>>,
-    ) -> Reply<Value> {
+    ) -> Reply<FraudDashboard> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let w = time_range.0.unwrap_or(Window::H24);
@@ -732,7 +737,7 @@ impl DataApi {
             self.read(move |c, _| store::fraud_dashboard(c, tenant, &name, &since))
                 .await
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// The service's own health: database latency, cache store, uptime.
@@ -741,7 +746,7 @@ impl DataApi {
         method = "get",
         operation_id = "system_health"
     )]
-    async fn system_health(&self, req: &poem::Request) -> Reply<Value> {
+    async fn system_health(&self, req: &poem::Request) -> Reply<SystemHealth> {
         let run = async {
             tenant_of(&self.0, req)?;
             let started = std::time::Instant::now();
@@ -765,7 +770,7 @@ impl DataApi {
                 "checked_at": self.0.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
             }))
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// Events per minute on a live stream over a short window ending now.
@@ -781,7 +786,7 @@ impl DataApi {
         stream_type: Query<Option<StreamType>>,
         /// Window (default `5m`).
         time_window: Query<Option<StreamWindow>>,
-    ) -> Reply<Value> {
+    ) -> Reply<StreamMetrics> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let w = time_window.0.unwrap_or(StreamWindow::M5);
@@ -799,7 +804,7 @@ impl DataApi {
             })
             .await
         };
-        run.await.into()
+        reply(run.await)
     }
 
     /// Headline figures over a window ending now: orders, revenue, buyers, new customers,
@@ -814,7 +819,7 @@ impl DataApi {
         req: &poem::Request,
         /// Window (default `24h`).
         time_window: Query<Option<Window>>,
-    ) -> Reply<Value> {
+    ) -> Reply<BusinessMetrics> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let w = time_window.0.unwrap_or(Window::H24);
@@ -823,7 +828,7 @@ impl DataApi {
             self.read(move |c, _| store::business_metrics(c, tenant, &name, &since, &since_day))
                 .await
         };
-        run.await.into()
+        reply(run.await)
     }
 }
 

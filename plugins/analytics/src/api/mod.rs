@@ -7,13 +7,14 @@
 
 pub mod cache_admin;
 pub mod data;
+pub mod schema;
 pub mod writes;
 
 use std::sync::Arc;
 
 use larder_plugin::{PluginApi, principal_of};
 use poem_openapi::payload::Json;
-use poem_openapi::types::ToJSON;
+use poem_openapi::types::{ParseFromJSON, ToJSON};
 use poem_openapi::{ApiResponse, Object};
 use serde_json::{Value, json};
 
@@ -180,6 +181,28 @@ impl<T: ToJSON> From<Result<T, AnalyticsError>> for Created<T> {
             },
         }
     }
+}
+
+/// Reads a built answer into its documented type ([`schema`]): an answer that does not fit
+/// is a bug, answered 500 with what did not fit rather than sent undocumented.
+fn typed<T: ParseFromJSON>(v: Value) -> Result<T, AnalyticsError> {
+    T::parse_from_json(Some(v)).map_err(|e| {
+        AnalyticsError::internal(format!(
+            "the answer does not match its documented type {}: {}",
+            T::name(),
+            e.into_message()
+        ))
+    })
+}
+
+/// A 200 answer in its documented type.
+pub fn reply<T: ParseFromJSON + ToJSON>(r: Result<Value, AnalyticsError>) -> Reply<T> {
+    r.and_then(typed).into()
+}
+
+/// A 201 answer in its documented type.
+pub fn created<T: ParseFromJSON + ToJSON>(r: Result<Value, AnalyticsError>) -> Created<T> {
+    r.and_then(typed).into()
 }
 
 /// The caller's tenant, from the verified principal only: `(id, slug)`.

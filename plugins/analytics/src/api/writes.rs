@@ -7,9 +7,9 @@ use std::sync::Arc;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
-use serde_json::Value;
 
-use super::{Created, Reply, tenant_of};
+use super::schema::{OrderReceipt, ResolvedAlert};
+use super::{Created, Reply, created, reply, tenant_of};
 use crate::State;
 use crate::error::AnalyticsError;
 use crate::events;
@@ -137,7 +137,11 @@ impl WritesApi {
         method = "post",
         operation_id = "create_order"
     )]
-    async fn create_order(&self, req: &poem::Request, body: Json<NewOrder>) -> Created<Value> {
+    async fn create_order(
+        &self,
+        req: &poem::Request,
+        body: Json<NewOrder>,
+    ) -> Created<OrderReceipt> {
         let run = async {
             let (tenant, slug) = tenant_of(&self.0, req)?;
             let order = body.0;
@@ -171,7 +175,7 @@ impl WritesApi {
             events::order_created(&self.0.ctx, &slug, &made, &today.to_string());
             Ok(made.body)
         };
-        run.await.into()
+        created(run.await)
     }
 
     /// Closes an open fraud alert of the caller's tenant. Purges the tenant's alert lists
@@ -186,7 +190,7 @@ impl WritesApi {
         req: &poem::Request,
         alert_id: Path<i64>,
         body: Json<ResolveAlert>,
-    ) -> Reply<Value> {
+    ) -> Reply<ResolvedAlert> {
         let run = async {
             let (tenant, slug) = tenant_of(&self.0, req)?;
             let id = alert_id.0;
@@ -207,6 +211,6 @@ impl WritesApi {
             events::alert_resolved(&self.0.ctx, &slug, id, &done);
             Ok(done.body)
         };
-        run.await.into()
+        reply(run.await)
     }
 }
