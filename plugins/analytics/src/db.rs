@@ -267,6 +267,13 @@ pub fn is_complete(conn: &mut dyn Conn) -> Result<bool, AnalyticsError> {
         .is_some())
 }
 
+/// A `meta` value, when the database has it.
+pub fn meta(conn: &mut dyn Conn, key: &str) -> Result<Option<String>, AnalyticsError> {
+    conn.query_opt("SELECT value FROM meta WHERE key = ?1", crate::args![key])?
+        .map(|r| r.text(0))
+        .transpose()
+}
+
 /// Drops the tables of a PostgreSQL schema left half-filled (the generation runs in one
 /// transaction, so only a schema from elsewhere or an older version gets here).
 pub fn clear_pg_schema(conn: &mut dyn Conn) -> Result<(), AnalyticsError> {
@@ -339,7 +346,7 @@ pub struct Db {
     inner: Arc<Inner>,
 }
 
-type BoxConn = Box<dyn Conn>;
+type BoxConn = Box<dyn Conn + Send>;
 
 struct Inner {
     location: Location,

@@ -14,7 +14,7 @@ use crate::config::DatasetConfig;
 use crate::db::{COMPLETE, INDEXES};
 use crate::error::AnalyticsError;
 use crate::model::{risk_level, segment_of};
-use crate::sql::{Arg, Conn, Dialect, PgConn};
+use crate::sql::{Arg, Conn, Dialect, PgConn, SqliteRef};
 use jiff::ToSpan;
 use jiff::civil::Date;
 use rand::{Rng as _, SeedableRng};
@@ -176,29 +176,35 @@ pub trait Bulk {
     fn flush(&mut self) -> Result<(), AnalyticsError>;
 }
 
-/// Prepared inserts into SQLite (inside the generation's transaction, they cost microseconds).
+/// Prepared inserts into SQLite (inside the generation's transaction, they cost microseconds),
+/// one statement per table held for the whole load.
 pub struct SqliteBulk<'a> {
-    conn: &'a mut rusqlite::Connection,
-    sql: Vec<String>,
+    conn: SqliteRef<'a>,
+    statements: Vec<rusqlite::Statement<'a>>,
 }
 
 impl<'a> SqliteBulk<'a> {
-    /// Inserts through `conn`.
-    pub fn new(conn: &'a mut rusqlite::Connection) -> Self {
-        Self {
-            conn,
-            sql: Table::ALL.iter().map(|t| t.insert_sql()).collect(),
-        }
+    /// Inserts through `conn`; the tables are created first, so the inserts can be prepared.
+    pub fn new(conn: &'a rusqlite::Connection) -> Result<Self, AnalyticsError> {
+        conn.execute_batch(crate::db::SCHEMA)?;
+        let statements = Table::ALL
+            .iter()
+            .map(|t| conn.prepare(&t.insert_sql()))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            conn: SqliteRef(conn),
+            statements,
+        })
     }
 }
 
 impl Bulk for SqliteBulk<'_> {
     fn conn(&mut self) -> &mut dyn Conn {
-        self.conn
+        &mut self.conn
     }
 
     fn row(&mut self, table: Table, row: &[Arg]) -> Result<(), AnalyticsError> {
-        Conn::execute(self.conn, &self.sql[table as usize], row)?;
+        self.statements[table as usize].execute(rusqlite::params_from_iter(row))?;
         Ok(())
     }
 
@@ -281,6 +287,22 @@ impl Bulk for PgBulk<'_> {
     }
 }
 
+/// Bumped whenever the generator makes different rows for the same settings.
+const GENERATOR_VERSION: u32 = 1;
+
+/// What decides the rows, as stored in `meta.dataset`: a database whose fingerprint differs
+/// from the config's was made for other settings (or by another generator) and is rebuilt.
+pub fn fingerprint(seed: u64, config: &DatasetConfig) -> String {
+    format!(
+        "generator {GENERATOR_VERSION}, seed {seed}, {} tenants, {} customers and {} products per tenant, {} order lines, {} days",
+        config.tenants,
+        config.customers_per_tenant,
+        config.products_per_tenant,
+        config.order_lines,
+        config.days
+    )
+}
+
 /// What a generation made, for the start-up log.
 #[derive(Debug, Clone, Copy)]
 pub struct Generated {
@@ -330,8 +352,10 @@ pub fn fill(
             bulk.conn().batch("COMMIT")?;
             // PostgreSQL: VACUUM also marks the pages all-visible, so the covering indexes
             // answer without reading the table.
+            // SQLite: fold the write-ahead log (as big as the file by now) back in, so
+            // the dataset takes its size once on disk.
             bulk.conn().batch(match dialect {
-                Dialect::Sqlite => "ANALYZE",
+                Dialect::Sqlite => "ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);",
                 Dialect::Postgres => "VACUUM ANALYZE",
             })?;
             Ok(made)
@@ -661,8 +685,13 @@ fn fill_rows(
         }
     }
     conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('seed', ?1), ('anchor_day', ?2), ('order_lines', ?3)",
-        args![seed.to_string(), today.to_string(), out.order_lines.to_string()],
+        "INSERT INTO meta (key, value) VALUES ('seed', ?1), ('anchor_day', ?2), ('order_lines', ?3), ('dataset', ?4)",
+        args![
+            seed.to_string(),
+            today.to_string(),
+            out.order_lines.to_string(),
+            fingerprint(seed, config)
+        ],
     )?;
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, 'yes')",

@@ -214,6 +214,46 @@ fn open(config: &AnalyticsConfig, today: Date, now_secs: u32) -> Result<Db, Anal
     Ok(db)
 }
 
+/// Whether an existing database can be served: completely generated, for these settings.
+/// Says why when it cannot (it is then rebuilt), and warns when its rows end days before
+/// today (it is kept: it may hold orders written since).
+fn usable(
+    conn: &mut dyn sql::Conn,
+    config: &AnalyticsConfig,
+    today: Date,
+    location: &dyn std::fmt::Display,
+) -> Result<bool, AnalyticsError> {
+    if !db::is_complete(conn)? {
+        tracing::warn!(
+            database = %location,
+            "analytics: the database holds no completely generated dataset (an interrupted start?); rebuilding it"
+        );
+        return Ok(false);
+    }
+    let want = generate::fingerprint(config.seed, &config.dataset);
+    let have = db::meta(conn, "dataset")?.unwrap_or_else(|| "(not recorded)".into());
+    if have != want {
+        tracing::warn!(
+            database = %location,
+            made_for = %have,
+            settings = %want,
+            "analytics: the database was generated for other settings; rebuilding it"
+        );
+        return Ok(false);
+    }
+    if let Some(anchor) = db::meta(conn, "anchor_day")?.and_then(|d| d.parse::<Date>().ok())
+        && anchor < today
+    {
+        tracing::warn!(
+            database = %location,
+            generated_on = %anchor,
+            days_ago = (today - anchor).get_days(),
+            "analytics: the generated rows end on the day the database was made; later days hold only orders written since (remove the database to generate one ending today)"
+        );
+    }
+    Ok(true)
+}
+
 fn generating(location: &dyn std::fmt::Display, config: &AnalyticsConfig) {
     tracing::info!(
         database = %location,
@@ -233,20 +273,17 @@ fn open_sqlite(
     let path = &config.database;
     if path.exists() {
         let mut conn = db::open_writer(path)?;
-        if db::is_complete(&mut conn)? {
+        let location = path.display();
+        if usable(&mut conn, config, today, &location)? {
             return Ok((Db::sqlite(path, conn, readers)?, None));
         }
         drop(conn);
-        tracing::warn!(
-            database = %path.display(),
-            "analytics: the database was not completely generated (an interrupted start?); rebuilding it"
-        );
         db::remove_files(path)?;
     }
-    let mut conn = db::open_writer(path)?;
+    let conn = db::open_writer(path)?;
     generating(&path.display(), config);
     let made = generate::fill(
-        &mut generate::SqliteBulk::new(&mut conn),
+        &mut generate::SqliteBulk::new(&conn)?,
         config.seed,
         &config.dataset,
         today,
@@ -275,13 +312,9 @@ fn open_postgres(
         server: db::pg_server(&pg),
         schema: schema.clone(),
     };
-    if db::is_complete(&mut conn)? {
+    if usable(&mut conn, config, today, &location)? {
         return Ok((Db::postgres(&pg, schema, conn, readers)?, None));
     }
-    tracing::warn!(
-        database = %location,
-        "analytics: the schema holds no complete dataset; (re)building it"
-    );
     db::clear_pg_schema(&mut conn)?;
     generating(&location, config);
     let made = generate::fill(
@@ -476,5 +509,23 @@ mod tests {
         assert_eq!(fingerprint(&cut.database), first);
         let mut c = rusqlite::Connection::open(&cut.database).unwrap();
         assert!(db::is_complete(&mut c).unwrap());
+
+        // The same file opened with other settings is rebuilt for them, not served as is.
+        let mut bigger = a.clone();
+        bigger.dataset.order_lines = 4_000;
+        drop(open(&bigger, today, 36_000).unwrap());
+        let rebuilt = fingerprint(&a.database);
+        assert!(rebuilt.0 >= 4_000 && rebuilt != first, "{rebuilt:?}");
+        // Opened again with those settings, it is kept (with what was written since).
+        rusqlite::Connection::open(&a.database)
+            .unwrap()
+            .execute_batch("INSERT INTO meta (key, value) VALUES ('written_since', 'yes')")
+            .unwrap();
+        drop(open(&bigger, today, 36_000).unwrap());
+        let mut c = rusqlite::Connection::open(&a.database).unwrap();
+        assert_eq!(
+            db::meta(&mut c, "written_since").unwrap().as_deref(),
+            Some("yes")
+        );
     }
 }

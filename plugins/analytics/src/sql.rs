@@ -208,7 +208,7 @@ impl Row {
 
 /// A connection to either engine. Queries take `&mut self` because a PostgreSQL client
 /// needs it; SQLite connections keep their prepared statements the same way.
-pub trait Conn: Send {
+pub trait Conn {
     /// The engine.
     fn dialect(&self) -> Dialect;
     /// Runs a query and collects its rows.
@@ -259,38 +259,72 @@ impl Conn for rusqlite::Connection {
     }
 
     fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, AnalyticsError> {
-        let mut st = self.prepare_cached(sql)?;
-        let n = st.column_count();
-        let mut rows = st.query(rusqlite::params_from_iter(args))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let mut cells = Vec::with_capacity(n);
-            for i in 0..n {
-                cells.push(match r.get_ref(i)? {
-                    ValueRef::Null => Cell::Null,
-                    ValueRef::Integer(v) => Cell::Int(v),
-                    ValueRef::Real(v) => Cell::Real(v),
-                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(_) => {
-                        return Err(AnalyticsError::internal(format!(
-                            "database column {i} is a blob"
-                        )));
-                    }
-                });
-            }
-            out.push(Row(cells));
-        }
-        Ok(out)
+        sqlite_query(self, sql, args)
     }
 
     fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, AnalyticsError> {
-        let mut st = self.prepare_cached(sql)?;
-        Ok(st.execute(rusqlite::params_from_iter(args))? as u64)
+        Ok(self
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(args))? as u64)
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), AnalyticsError> {
         Ok(self.execute_batch(sql)?)
     }
+}
+
+/// A SQLite connection borrowed shared, so statements prepared on it can be held beside it
+/// (the generator's bulk inserts).
+pub struct SqliteRef<'a>(pub &'a rusqlite::Connection);
+
+impl Conn for SqliteRef<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn query(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, AnalyticsError> {
+        sqlite_query(self.0, sql, args)
+    }
+
+    fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, AnalyticsError> {
+        Ok(self
+            .0
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(args))? as u64)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), AnalyticsError> {
+        Ok(self.0.execute_batch(sql)?)
+    }
+}
+
+fn sqlite_query(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[Arg],
+) -> Result<Vec<Row>, AnalyticsError> {
+    let mut st = conn.prepare_cached(sql)?;
+    let n = st.column_count();
+    let mut rows = st.query(rusqlite::params_from_iter(args))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut cells = Vec::with_capacity(n);
+        for i in 0..n {
+            cells.push(match r.get_ref(i)? {
+                ValueRef::Null => Cell::Null,
+                ValueRef::Integer(v) => Cell::Int(v),
+                ValueRef::Real(v) => Cell::Real(v),
+                ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(_) => {
+                    return Err(AnalyticsError::internal(format!(
+                        "database column {i} is a blob"
+                    )));
+                }
+            });
+        }
+        out.push(Row(cells));
+    }
+    Ok(out)
 }
 
 impl rusqlite::ToSql for Arg {
