@@ -64,6 +64,46 @@ pub enum Paths {
         /// Number of ids.
         keys: u64,
     },
+    /// Requests prepared in advance (each its own path and headers), taken in `order`.
+    List {
+        /// The requests.
+        items: Arc<Vec<Listed>>,
+        /// Which one each request is.
+        order: Order,
+    },
+}
+
+/// One prepared request of [`Paths::List`].
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// Path and query.
+    pub path: String,
+    /// Header lines sent with it (each `name: value\r\n`), after the spec's own.
+    pub headers: String,
+}
+
+impl Listed {
+    /// `path` with these headers.
+    pub fn new(path: String, headers: &[(&str, &str)]) -> Self {
+        Self {
+            path,
+            headers: headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}\r\n"))
+                .collect(),
+        }
+    }
+}
+
+/// How [`Paths::List`] picks.
+#[derive(Clone)]
+pub enum Order {
+    /// In list order, each once over all connections; the run ends when the list does.
+    Once,
+    /// In list order, starting over at the end.
+    Cycle,
+    /// Item `i` with Zipf probability of id `i` (item 0 the most popular).
+    Zipf(Arc<Zipf>),
 }
 
 /// One load run.
@@ -427,8 +467,10 @@ async fn drive(spec: Spec) -> anyhow::Result<LoadResult> {
     })
 }
 
-fn next_path(shared: &Shared, rng: &mut Rng) -> String {
-    match &shared.spec.paths {
+/// Writes the next request's path and its own header lines (if any) into `req`; `false`
+/// when a [`Order::Once`] list is used up.
+fn next_request(shared: &Shared, rng: &mut Rng, req: &mut Vec<u8>, extra: &mut String) -> bool {
+    let path = match &shared.spec.paths {
         Paths::Fixed(p) => p.clone(),
         Paths::Unique { prefix, .. } => {
             let id = shared.next_unique.get();
@@ -437,7 +479,28 @@ fn next_path(shared: &Shared, rng: &mut Rng) -> String {
         }
         Paths::Zipf { prefix, zipf } => format!("{prefix}{}", zipf.sample(rng)),
         Paths::Uniform { prefix, keys } => format!("{prefix}{}", rng.next_u64() % keys),
-    }
+        Paths::List { items, order } => {
+            let i = match order {
+                Order::Once | Order::Cycle => {
+                    let i = shared.next_unique.get();
+                    shared.next_unique.set(i + 1);
+                    match order {
+                        Order::Once if i as usize >= items.len() => return false,
+                        _ => i as usize % items.len().max(1),
+                    }
+                }
+                Order::Zipf(zipf) => zipf.sample(rng) as usize,
+            };
+            let Some(item) = items.get(i) else {
+                return false;
+            };
+            req.extend_from_slice(item.path.as_bytes());
+            extra.push_str(&item.headers);
+            return true;
+        }
+    };
+    req.extend_from_slice(path.as_bytes());
+    true
 }
 
 /// Wakes paced connections at their intended send times.
@@ -507,6 +570,8 @@ async fn connection(index: u64, shared: Rc<Shared>, pacer: Option<Rc<Pacer>>) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut req: Vec<u8> = Vec::with_capacity(512);
     let mut extra = String::new();
+    // A listed request's own header lines.
+    let mut own = String::new();
     for (k, v) in &spec.headers {
         extra.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -544,13 +609,16 @@ async fn connection(index: u64, shared: Rc<Shared>, pacer: Option<Rc<Pacer>>) {
         {
             break;
         }
-        shared.issued.set(shared.issued.get() + 1);
-        let path = next_path(&shared, &mut rng);
         req.clear();
         req.extend_from_slice(b"GET ");
-        req.extend_from_slice(path.as_bytes());
+        own.clear();
+        if !next_request(&shared, &mut rng, &mut req, &mut own) {
+            break;
+        }
+        shared.issued.set(shared.issued.get() + 1);
         req.extend_from_slice(b" HTTP/1.1\r\nHost: bench\r\n");
         req.extend_from_slice(extra.as_bytes());
+        req.extend_from_slice(own.as_bytes());
         req.extend_from_slice(b"\r\n");
         let sent = Instant::now();
         let result = tokio::time::timeout(spec.timeout, async {

@@ -41,7 +41,7 @@ pub struct Args {
     quick: bool,
     /// Scenarios to run (default: all): ceiling, l1-hit, l1-hit-traced, l1-hit-auth, l2-hit,
     /// miss, zipf,
-    /// stampede, swr, compression, invalidation, redis-outage, memory.
+    /// stampede, swr, compression, invalidation, redis-outage, memory, analytics.
     #[arg(long = "scenario", value_name = "NAME", num_args = 1..)]
     scenarios: Vec<String>,
     /// Where the report and charts go.
@@ -72,6 +72,11 @@ pub struct LarderOpts {
     pub env: Vec<(String, String)>,
     /// Extra top-level config sections (YAML), appended to the generated file.
     pub config: String,
+    /// The built-in `analytics` plugin on this SQLite file (its policy copied next to the
+    /// bench's); `None` = the plugin disabled, as `aliexpress` and `booking` always are.
+    pub analytics: Option<PathBuf>,
+    /// How long `/ready` may take (plugins started, start-up warm jobs done).
+    pub ready_timeout: Duration,
 }
 
 impl LarderOpts {
@@ -82,6 +87,8 @@ impl LarderOpts {
             redis: None,
             env: Vec::new(),
             config: String::new(),
+            analytics: None,
+            ready_timeout: Duration::from_secs(10),
         }
     }
 
@@ -141,6 +148,8 @@ pub struct Ctx {
     pub outage_duration: Duration,
     /// L1 budget of the memory scenario.
     pub memory_budget: u64,
+    /// Where the analytics scenario keeps its generated SQLite dataset, across runs.
+    pub analytics_dir: PathBuf,
 }
 
 impl Ctx {
@@ -182,6 +191,20 @@ impl Ctx {
             policies.join("bench.yaml"),
         )
         .context("copying plugins/bench/policy.yaml")?;
+        let analytics = match &o.analytics {
+            Some(db) => {
+                std::fs::copy(
+                    self.root.join("policies/analytics.yaml"),
+                    policies.join("analytics.yaml"),
+                )
+                .context("copying policies/analytics.yaml")?;
+                format!(
+                    "  analytics:\n    settings: {{ database: {} }}\n",
+                    yaml_str(&db.to_string_lossy())
+                )
+            }
+            None => "  analytics: { enabled: false }\n".into(),
+        };
         let lib = self.bin.join("liblarder_bench_plugin.so");
         let storage = match &o.redis {
             Some(url) => format!(
@@ -192,7 +215,7 @@ impl Ctx {
             None => "  mode: memory\n".into(),
         };
         let config = format!(
-            "listen: 127.0.0.1:0\npolicies: {policies}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  bench:\n    library: {lib}\n    prefix: /bench\n    settings: {{ payload_bytes: {pb}, slow_ms: {slow} }}\nstorage:\n  l1_capacity_bytes: {l1}\n{storage}{extra}",
+            "listen: 127.0.0.1:0\npolicies: {policies}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n{analytics}  bench:\n    library: {lib}\n    prefix: /bench\n    settings: {{ payload_bytes: {pb}, slow_ms: {slow} }}\nstorage:\n  l1_capacity_bytes: {l1}\n{storage}{extra}",
             policies = yaml_str(&policies.to_string_lossy()),
             lib = yaml_str(&lib.to_string_lossy()),
             pb = self.payload_bytes,
@@ -223,9 +246,14 @@ impl Ctx {
             }
         }
         cmd.envs(o.env.iter().map(|(k, v)| (k, v)));
-        let s = Server::spawn(cmd, self.pinning.as_ref().map(|p| p.server.clone()))?;
-        // Ready means plugins started; the address line comes after that, but be sure.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let s = Server::spawn_within(
+            cmd,
+            self.pinning.as_ref().map(|p| p.server.clone()),
+            o.ready_timeout.max(Duration::from_secs(60)),
+        )?;
+        // Ready means plugins started and start-up warm jobs done; the address line comes
+        // after the plugins started, but be sure.
+        let deadline = Instant::now() + o.ready_timeout;
         while !http::get(s.addr, "/ready").is_ok_and(|r| r.head.status == 200) {
             if Instant::now() > deadline {
                 bail!("larder never became ready; its log:\n{}", s.logs());
@@ -380,6 +408,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Quick stays at 32 MiB: below that, fixed costs (allocator arenas, runtime, metrics)
         // are a visible share of the growth and the ratio says less about entries.
         memory_budget: if q { 32 << 20 } else { 128 << 20 },
+        analytics_dir: target.join("bench-data"),
     };
     let selected: Vec<String> = if args.scenarios.is_empty() {
         scenarios::ALL.iter().map(|s| (*s).to_owned()).collect()

@@ -331,8 +331,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Spawns `cmd` (stdout/stderr piped) and waits for its listening line.
-    pub fn spawn(mut cmd: Command, cores: Option<Vec<usize>>) -> anyhow::Result<Self> {
+    /// Spawns `cmd` (stdout/stderr piped) and waits for its listening line (a minute).
+    pub fn spawn(cmd: Command, cores: Option<Vec<usize>>) -> anyhow::Result<Self> {
+        Self::spawn_within(cmd, cores, Duration::from_secs(60))
+    }
+
+    /// [`Server::spawn`], waiting up to `wait` for the listening line (plugins start
+    /// before it: the analytics plugin may first generate its dataset).
+    pub fn spawn_within(
+        mut cmd: Command,
+        cores: Option<Vec<usize>>,
+        wait: Duration,
+    ) -> anyhow::Result<Self> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -362,7 +372,7 @@ impl Server {
             }
         });
         let mut proc = Proc::new(child);
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        match rx.recv_timeout(wait) {
             Ok(a) => Ok(Self {
                 proc,
                 addr: a.parse().context("parsing the listening address")?,

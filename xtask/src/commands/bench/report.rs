@@ -257,6 +257,13 @@ impl Report {
                 None,
             ),
             (
+                "analytics hit ratio",
+                "analytics_hit_ratio.svg",
+                "Analytics Zipf mix: hit ratio over time (after the start-up warm jobs)",
+                "%",
+                None,
+            ),
+            (
                 "outage req/s",
                 "redis_outage.svg",
                 "Redis outage: throughput over time (red: killed, green: back)",

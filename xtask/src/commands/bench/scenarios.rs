@@ -3,12 +3,14 @@
 //! chart series and a JSON section in the [`Report`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::load::{self, Paths, Spec};
+use super::load::{self, Listed, Order, Paths, Spec};
 use super::procs::{self, Server};
 use super::report::{Bar, Report, Row, Series};
 use super::zipf::{self, Zipf};
@@ -16,7 +18,7 @@ use super::{ADMIN_KEY, Ctx, LarderOpts};
 use super::{http, otlp};
 
 /// Every scenario, in run order.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     "ceiling",
     "l1-hit",
     "l1-hit-traced",
@@ -30,6 +32,7 @@ pub const ALL: [&str; 13] = [
     "invalidation",
     "redis-outage",
     "memory",
+    "analytics",
 ];
 
 /// Runs one scenario by name.
@@ -48,6 +51,7 @@ pub fn run(name: &str, ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()>
         "invalidation" => invalidation(ctx, report),
         "redis-outage" => redis_outage(ctx, report),
         "memory" => memory(ctx, report),
+        "analytics" => analytics(ctx, report),
         other => bail!("unknown scenario `{other}`; known: {}", ALL.join(", ")),
     }
 }
@@ -1499,4 +1503,1005 @@ fn memory(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         json!({"budget_bytes": budget, "rss_before_bytes": rss0, "fills": fills, "growth_ratio": ratio}),
     );
     Ok(())
+}
+
+/// The HS256 secret the `analytics` scenario's Larder verifies with.
+const ANALYTICS_SECRET: &str = "bench-analytics-hs256-secret-0123456789abcdef";
+/// The generated dataset's tenants (the plugin's default of 4).
+const ANALYTICS_TENANTS: [&str; 4] = ["acme", "globex", "initech", "umbrella"];
+/// Region codes of the dataset.
+const ANALYTICS_REGIONS: [&str; 4] = ["na", "eu", "apac", "latam"];
+/// Category slugs of the dataset.
+const ANALYTICS_CATEGORIES: [&str; 8] = [
+    "electronics",
+    "home",
+    "fashion",
+    "sports",
+    "beauty",
+    "toys",
+    "books",
+    "grocery",
+];
+/// What the analytics requests accept, as a browser's `fetch` would.
+const ANALYTICS_ACCEPT: &str = "gzip, deflate, br";
+/// A request of the analytics scenario taking longer fails.
+const ANALYTICS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Stored requests the cached runs cycle through.
+const ANALYTICS_CACHED_KEYS: usize = 64;
+/// Zipf exponent of the mix.
+const ANALYTICS_ZIPF_S: f64 = 1.0;
+/// The policy rule of the revenue route.
+const REVENUE_RULE: &str = "analytics-revenue";
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's
+/// `civil_from_days`).
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// (year, month, day) → days since 1970-01-01 (`days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+}
+
+/// `YYYY-MM-DD` of a day number.
+fn day_text(days: i64) -> String {
+    let (y, m, d) = civil(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// First day of the calendar month `back` months before `today`'s.
+fn month_start(today: i64, back: i64) -> i64 {
+    let (y, m, _) = civil(today);
+    let idx = y * 12 + (m - 1) - back;
+    days_from_civil(idx.div_euclid(12), idx.rem_euclid(12) + 1, 1)
+}
+
+/// Last day of that month.
+fn month_end(today: i64, back: i64) -> i64 {
+    month_start(today, back - 1) - 1
+}
+
+/// One analytics request: a path, asked as one tenant.
+#[derive(Clone)]
+struct TenantReq {
+    path: String,
+    tenant: usize,
+}
+
+/// The bearer tokens, one per tenant (`Authorization` values), and the load's requests.
+struct AnalyticsAuth {
+    bearer: Vec<String>,
+}
+
+impl AnalyticsAuth {
+    fn new() -> anyhow::Result<Self> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let bearer = ANALYTICS_TENANTS
+            .iter()
+            .map(|t| {
+                let token = jsonwebtoken::encode(
+                    &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                    &json!({"sub": format!("bench-{t}"), "tid": t, "permissions": ["analytics:read"], "iat": now, "exp": now + 86_400}),
+                    &jsonwebtoken::EncodingKey::from_secret(ANALYTICS_SECRET.as_bytes()),
+                )?;
+                Ok(format!("Bearer {token}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { bearer })
+    }
+
+    fn listed(&self, reqs: &[TenantReq]) -> Arc<Vec<Listed>> {
+        Arc::new(
+            reqs.iter()
+                .map(|r| {
+                    Listed::new(
+                        r.path.clone(),
+                        &[
+                            ("Authorization", self.bearer[r.tenant].as_str()),
+                            ("Accept-Encoding", ANALYTICS_ACCEPT),
+                        ],
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, addr: SocketAddr, r: &TenantReq) -> anyhow::Result<http::Reply> {
+        let reply = http::request(
+            addr,
+            "GET",
+            &r.path,
+            &[
+                ("Authorization", self.bearer[r.tenant].as_str()),
+                ("Accept-Encoding", ANALYTICS_ACCEPT),
+            ],
+            None,
+        )?;
+        if reply.head.status != 200 {
+            bail!(
+                "GET {} as tenant {}: status {} (200 expected): {}",
+                r.path,
+                ANALYTICS_TENANTS[r.tenant],
+                reply.head.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        Ok(reply)
+    }
+
+    /// Asks `r` until it is answered from the cache: at most twice (a miss that stores,
+    /// then the hit). Returns whether it was a hit at once.
+    fn stored(&self, addr: SocketAddr, r: &TenantReq) -> anyhow::Result<bool> {
+        let first = self.get(addr, r)?;
+        if first.is_hit() {
+            return Ok(true);
+        }
+        // The store may finish just after the answer: give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let again = self.get(addr, r)?;
+            if again.is_hit() {
+                return Ok(false);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "GET {} as tenant {} is never answered from the cache: Cache-Status `{}`, then `{}` (is policies/analytics.yaml loaded?)",
+                    r.path,
+                    ANALYTICS_TENANTS[r.tenant],
+                    first.head.cache_status.unwrap_or_default(),
+                    again.head.cache_status.unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Revenue over `len`-day ranges ending `k` days before today (`k` = 1..=`shifts`), every
+/// tenant, no region or category filter (a filter makes the query cheaper: fewer rows to
+/// group). Every request is a key of its own, so each is a miss when first asked; the
+/// ranges end before today, so none is one of the warm jobs' (which end today).
+fn revenue_misses(today: i64, len: i64, granularity: &str, shifts: i64) -> Vec<TenantReq> {
+    let mut out = Vec::new();
+    for k in 1..=shifts {
+        for tenant in 0..ANALYTICS_TENANTS.len() {
+            out.push(TenantReq {
+                path: format!(
+                    "/api/v1/analytics/revenue?start_date={}&end_date={}&granularity={granularity}",
+                    day_text(today - k - len + 1),
+                    day_text(today - k)
+                ),
+                tenant,
+            });
+        }
+    }
+    out
+}
+
+/// Popularity of the `i`-th most popular value of one parameter.
+fn rank_weight(i: usize) -> f64 {
+    1.0 / (i as f64 + 1.0)
+}
+
+/// Every combination of `dims` (each a list of query fragments, most popular first, `""`
+/// meaning the parameter left out), with the product of their rank weights.
+fn combos(dims: &[Vec<String>]) -> Vec<(f64, String)> {
+    let mut out = vec![(1.0, String::new())];
+    for d in dims {
+        out = out
+            .iter()
+            .flat_map(|(w, q)| {
+                d.iter()
+                    .enumerate()
+                    .map(move |(i, v)| (w * rank_weight(i), format!("{q}{v}")))
+            })
+            .collect();
+    }
+    out
+}
+
+fn frags(name: &str, values: &[&str], omit_first: bool) -> Vec<String> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if i == 0 && omit_first {
+                String::new()
+            } else {
+                format!("&{name}={v}")
+            }
+        })
+        .collect()
+}
+
+/// The routes of the mix, most popular first: (name, path, query dimensions).
+fn mix_families(today: i64) -> Vec<(&'static str, &'static str, Vec<Vec<String>>)> {
+    let d = day_text;
+    let regions: Vec<&str> = std::iter::once("all")
+        .chain(ANALYTICS_REGIONS.iter().copied())
+        .collect();
+    let categories: Vec<&str> = std::iter::once("all")
+        .chain(ANALYTICS_CATEGORIES.iter().copied())
+        .collect();
+    // Revenue: dashboards' ranges first (last 30 days, last 7, month to date, ...), then
+    // calendar months going back; each with the granularities that suit it.
+    let mut ranges: Vec<(i64, i64, &[&str])> = vec![
+        (today - 29, today, &["daily", "weekly"]),
+        (today - 6, today, &["daily"]),
+        (month_start(today, 0), today, &["daily", "weekly"]),
+        (today - 89, today, &["weekly", "daily", "monthly"]),
+        (
+            month_start(today, 1),
+            month_end(today, 1),
+            &["daily", "weekly"],
+        ),
+        (today - 364, today, &["monthly", "weekly", "daily"]),
+    ];
+    for back in 2..=12 {
+        ranges.push((
+            month_start(today, back),
+            month_end(today, back),
+            &["daily", "weekly"],
+        ));
+    }
+    let revenue_ranges: Vec<Vec<String>> = ranges
+        .iter()
+        .map(|(s, e, gs)| {
+            gs.iter()
+                .map(|g| format!("start_date={}&end_date={}&granularity={g}", d(*s), d(*e)))
+                .collect()
+        })
+        .collect();
+    // One dimension whose i-th range carries its own granularities: flatten ranges and
+    // granularities with the product of both ranks as the weight.
+    let mut revenue: Vec<(f64, String)> = Vec::new();
+    for (i, gs) in revenue_ranges.iter().enumerate() {
+        for (j, q) in gs.iter().enumerate() {
+            revenue.push((rank_weight(i) * rank_weight(j), q.clone()));
+        }
+    }
+    revenue.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let revenue_dim: Vec<String> = revenue.into_iter().map(|(_, q)| q).collect();
+    let windows = |n: i64| format!("start_date={}&end_date={}", d(today - n + 1), d(today));
+    vec![
+        (
+            "revenue",
+            "/api/v1/analytics/revenue?",
+            vec![
+                revenue_dim,
+                frags("region", &regions, true),
+                frags("category", &categories, true),
+            ],
+        ),
+        (
+            "products",
+            "/api/v1/analytics/products/performance?",
+            vec![
+                frags("time_range", &["30d", "7d", "90d", "1y"], false),
+                frags("sort_by", &["revenue", "units", "growth"], false),
+                frags("category", &categories, true),
+                frags("include_recommendations", &["false", "true"], true),
+            ],
+        ),
+        (
+            "fraud dashboard",
+            "/api/v1/fraud/dashboard?",
+            vec![frags("time_range", &["24h", "7d", "1h", "30d"], false)],
+        ),
+        (
+            "customer list",
+            "/api/v1/customers?",
+            vec![
+                frags(
+                    "sort_by",
+                    &["lifetime_value", "recent", "id", "orders"],
+                    false,
+                ),
+                frags(
+                    "segment",
+                    &[
+                        "all",
+                        "champions",
+                        "loyal",
+                        "at_risk",
+                        "potential",
+                        "new",
+                        "prospect",
+                        "hibernating",
+                    ],
+                    true,
+                ),
+                (1..=10)
+                    .map(|p| {
+                        if p == 1 {
+                            String::new()
+                        } else {
+                            format!("&page={p}")
+                        }
+                    })
+                    .collect(),
+            ],
+        ),
+        (
+            "segments",
+            "/api/v1/analytics/customers/segments?",
+            vec![
+                frags(
+                    "segment_type",
+                    &["rfm", "value", "behavior", "lifecycle"],
+                    false,
+                ),
+                frags("include_predictions", &["false", "true"], true),
+            ],
+        ),
+        (
+            "business metrics",
+            "/api/v1/realtime/business-metrics?",
+            vec![frags("time_window", &["24h", "7d", "1h", "30d"], false)],
+        ),
+        (
+            "fraud alerts",
+            "/api/v1/fraud/alerts?",
+            vec![
+                frags("status", &["open", "all", "investigating"], false)
+                    .into_iter()
+                    .map(|f| if f == "&status=all" { String::new() } else { f })
+                    .collect(),
+                frags("priority", &["all", "critical", "high"], true),
+                vec![String::new(), "&page=2".into(), "&page=3".into()],
+            ],
+        ),
+        (
+            "funnels",
+            "/api/v1/analytics/funnels?",
+            vec![
+                vec![windows(30), windows(7), windows(90)],
+                frags("funnel_type", &["purchase", "checkout"], true),
+                frags("segment", &["all", "champions", "at_risk", "new"], true),
+            ],
+        ),
+        (
+            "cohorts",
+            "/api/v1/analytics/cohort-analysis?",
+            vec![
+                vec![
+                    format!(
+                        "start_date={}&end_date={}",
+                        d(month_start(today, 6)),
+                        d(month_end(today, 1))
+                    ),
+                    format!(
+                        "start_date={}&end_date={}",
+                        d(month_start(today, 12)),
+                        d(month_end(today, 1))
+                    ),
+                ],
+                frags("cohort_type", &["monthly", "weekly"], true),
+                frags("metric", &["retention", "revenue"], true),
+            ],
+        ),
+    ]
+}
+
+/// The mix: every route's combinations for every tenant, ranked by popularity (route rank
+/// × each parameter's rank × tenant rank), most popular first, for a Zipf over ranks.
+/// Returns the requests and, per route, how many keys it has.
+fn mix_requests(today: i64) -> (Vec<TenantReq>, Vec<(&'static str, usize)>) {
+    let mut all: Vec<(f64, TenantReq)> = Vec::new();
+    let mut sizes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (rank, (name, base, dims)) in mix_families(today).into_iter().enumerate() {
+        let mut n = 0;
+        for (w, q) in combos(&dims) {
+            let q = q.trim_start_matches('&');
+            let path = format!("{base}{q}");
+            let path = path.trim_end_matches('?').to_owned();
+            for tenant in 0..ANALYTICS_TENANTS.len() {
+                if seen.insert((path.clone(), tenant)) {
+                    n += 1;
+                    all.push((
+                        rank_weight(rank) * w * rank_weight(tenant),
+                        TenantReq {
+                            path: path.clone(),
+                            tenant,
+                        },
+                    ));
+                }
+            }
+        }
+        sizes.push((name, n));
+    }
+    // Stable: equal weights keep the order above.
+    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    (all.into_iter().map(|(_, r)| r).collect(), sizes)
+}
+
+/// A per-rule counter of `/admin/cache/stats`, summed over the analytics rules.
+fn analytics_counter(st: &Value, field: &str) -> u64 {
+    st["rules"]
+        .as_object()
+        .map(|rules| {
+            rules
+                .iter()
+                .filter(|(name, _)| name.starts_with("analytics-"))
+                .map(|(_, r)| r[field].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Every request answered, none refused: a 4xx means a wrong parameter or token, so the
+/// figures would not be the API's.
+fn check_answers(r: &load::LoadResult, what: &str) -> anyhow::Result<()> {
+    if r.requests == 0 {
+        bail!("{what}: no request completed in the measured window");
+    }
+    if r.status_4xx > 0 || r.failed * 100 > r.requests {
+        bail!(
+            "{what}: of {} requests {} answered 4xx and {} failed ({} without an answer: I/O error or timeout); every one must answer 200",
+            r.requests,
+            r.status_4xx,
+            r.failed,
+            r.io_errors,
+        );
+    }
+    Ok(())
+}
+
+/// FNV-1a, 64 bits: a fingerprint that is the same in every build.
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The dataset file for today and this generator. The plugin anchors the generated rows on
+/// the day it makes them (orders up to that day), so a file from another day would leave
+/// recent ranges empty and cheap; and it reuses any complete file, whatever version of the
+/// generator made it, so the name carries a fingerprint of the generator's sources too.
+/// Other `analytics-*` files under `dir` are removed.
+fn analytics_db(
+    dir: &std::path::Path,
+    root: &std::path::Path,
+    today: i64,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut h = 0xcbf2_9ce4_8422_2325;
+    for f in ["generate.rs", "db.rs", "config.rs", "model.rs"] {
+        if let Ok(text) = std::fs::read(root.join("plugins/analytics/src").join(f)) {
+            h = fnv1a(f.as_bytes(), h);
+            h = fnv1a(&text, h);
+        }
+    }
+    let name = format!("analytics-{}-{:08x}.db", day_text(today), h as u32);
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("analytics-") && !n.starts_with(&name) {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+        }
+    }
+    Ok(dir.join(name))
+}
+
+/// One revenue shape measured uncached, then cached at the same connections and at the
+/// bench's.
+struct RevenueShape {
+    name: &'static str,
+    uncached: load::LoadResult,
+    /// Hits at the uncached run's connections: the latency to compare.
+    cached_few: load::LoadResult,
+    /// Hits at `--conns`: the throughput.
+    cached: load::LoadResult,
+    keys: usize,
+    /// Passes over the list (purged in between).
+    passes: usize,
+    /// Entries those purges removed.
+    purged: u64,
+    origin_calls: u64,
+    origin_calls_cached: u64,
+    already_stored: usize,
+    cached_keys: usize,
+}
+
+/// A closed-loop run over `items`; returns it and the analytics origin calls it caused.
+fn analytics_run(
+    ctx: &Ctx,
+    server: &Server,
+    conns: usize,
+    (warmup, duration): (Duration, Duration),
+    items: Arc<Vec<Listed>>,
+    order: Order,
+) -> anyhow::Result<(load::LoadResult, u64)> {
+    let mut s = spec(ctx, server, conns, duration, Paths::List { items, order });
+    s.warmup = warmup;
+    s.timeout = ANALYTICS_TIMEOUT;
+    let before = analytics_counter(&stats(server.addr)?, "origin_calls");
+    // A `Once` list used up before the end: the rate is over the time it lasted.
+    let r = load::run(s)?;
+    let calls = analytics_counter(&stats(server.addr)?, "origin_calls").saturating_sub(before);
+    Ok((r, calls))
+}
+
+/// Consecutive runs as one: counts and histograms summed, the rate over their summed
+/// windows, the timelines end to end.
+fn merge_runs(runs: Vec<load::LoadResult>) -> anyhow::Result<load::LoadResult> {
+    let mut it = runs.into_iter();
+    let mut m = it.next().context("no run")?;
+    let mut cpu = m.server_cpu_us_per_req.map(|c| c * m.requests as f64);
+    let mut busy = m.server_cores_busy.map(|b| b * m.seconds);
+    for r in it {
+        let offset = m.seconds;
+        m.requests += r.requests;
+        m.failed += r.failed;
+        m.io_errors += r.io_errors;
+        m.status_4xx += r.status_4xx;
+        m.hits += r.hits;
+        m.stale += r.stale;
+        m.body_bytes += r.body_bytes;
+        m.hist
+            .add(&r.hist)
+            .map_err(|e| anyhow::anyhow!("merging histograms: {e:?}"))?;
+        cpu = cpu
+            .zip(r.server_cpu_us_per_req)
+            .map(|(a, c)| a + c * r.requests as f64);
+        busy = busy
+            .zip(r.server_cores_busy)
+            .map(|(a, b)| a + b * r.seconds);
+        m.timeline.extend(r.timeline.into_iter().map(|mut b| {
+            b.t += offset;
+            b
+        }));
+        m.seconds += r.seconds;
+    }
+    m.rps = m.requests as f64 / m.seconds.max(1e-9);
+    m.latency = load::Percentiles::of(&m.hist);
+    m.server_cpu_us_per_req = cpu.map(|c| c / m.requests.max(1) as f64);
+    m.server_cores_busy = busy.map(|b| b / m.seconds.max(1e-9));
+    Ok(m)
+}
+
+fn revenue_shape(
+    ctx: &Ctx,
+    server: &Server,
+    auth: &AnalyticsAuth,
+    name: &'static str,
+    reqs: &[TenantReq],
+    few: usize,
+) -> anyhow::Result<RevenueShape> {
+    // Uncached: each request a key of its own, in list order, each asked once. A short
+    // warm-up (it uses keys up too) for the SQLite page cache and the token cache. When the
+    // list is used up before the measured time is, the tenants' revenue entries are purged
+    // and the list is asked again, until the time is up.
+    let items = auth.listed(reqs);
+    let tags: Vec<String> = ANALYTICS_TENANTS
+        .iter()
+        .map(|t| format!("revenue:{t}"))
+        .collect();
+    let (mut runs, mut origin_calls, mut purged) = (Vec::new(), 0, 0);
+    let mut warmup = ctx.warmup.min(Duration::from_millis(500));
+    let mut left = ctx.duration;
+    loop {
+        let (r, calls) =
+            analytics_run(ctx, server, few, (warmup, left), items.clone(), Order::Once)?;
+        origin_calls += calls;
+        left = left.saturating_sub(Duration::from_secs_f64(r.seconds));
+        runs.push(r);
+        if left < Duration::from_millis(500) {
+            break;
+        }
+        let v = invalidate(server.addr, &json!({ "tags": tags }))?;
+        let removed = v["removed"].as_u64().unwrap_or(0);
+        if removed == 0 {
+            bail!(
+                "analytics revenue {name}: purging the tags {tags:?} removed nothing ({v}), so the list cannot be asked again uncached"
+            );
+        }
+        purged += removed;
+        warmup = Duration::ZERO;
+    }
+    let passes = runs.len();
+    let uncached = merge_runs(runs)?;
+    let what = format!("analytics revenue {name}, uncached");
+    check_answers(&uncached, &what)?;
+    if uncached.hits > 0 {
+        bail!(
+            "{what}: {} of {} answers were cache hits, but every request was a key of its own",
+            uncached.hits,
+            uncached.requests
+        );
+    }
+    eprintln!(
+        "  {what}: {:.1} req/s, p50 {:.1} ms, p99 {:.1} ms ({} requests, {} origin calls, {passes} pass(es) over the list)",
+        uncached.rps,
+        uncached.latency.p50 / 1000.0,
+        uncached.latency.p99 / 1000.0,
+        uncached.requests,
+        origin_calls
+    );
+
+    // Cached: the first of those requests (all asked above), now stored.
+    let n = ANALYTICS_CACHED_KEYS.min(uncached.requests as usize);
+    let stored = &reqs[..n];
+    let mut already_stored = 0;
+    for r in stored {
+        already_stored += usize::from(auth.stored(server.addr, r)?);
+    }
+    let items = auth.listed(stored);
+    let (cached_few, calls_few) = analytics_run(
+        ctx,
+        server,
+        few,
+        (ctx.warmup, ctx.duration),
+        items.clone(),
+        Order::Cycle,
+    )?;
+    let (cached, calls) = analytics_run(
+        ctx,
+        server,
+        ctx.conns,
+        (ctx.warmup, ctx.duration),
+        items,
+        Order::Cycle,
+    )?;
+    for (r, calls, conns) in [(&cached_few, calls_few, few), (&cached, calls, ctx.conns)] {
+        let what = format!("analytics revenue {name}, cached, {conns} connections");
+        check_answers(r, &what)?;
+        if r.hit_ratio() < 0.99 {
+            bail!(
+                "{what}: only {} of {} answers were cache hits ({calls} origin calls), though all {n} keys were stored",
+                r.hits,
+                r.requests,
+            );
+        }
+    }
+    Ok(RevenueShape {
+        name,
+        uncached,
+        cached_few,
+        cached,
+        keys: reqs.len(),
+        passes,
+        purged,
+        origin_calls,
+        origin_calls_cached: calls_few + calls,
+        already_stored,
+        cached_keys: n,
+    })
+}
+
+/// Per-rule counters of the analytics rules, `after` minus `before`.
+fn analytics_rule_deltas(before: &Value, after: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(rules) = after["rules"].as_object() {
+        for (name, r) in rules.iter().filter(|(n, _)| n.starts_with("analytics-")) {
+            let mut d = serde_json::Map::new();
+            if let Some(fields) = r.as_object() {
+                for (f, v) in fields {
+                    let was = before["rules"][name][f].as_u64().unwrap_or(0);
+                    d.insert(
+                        f.clone(),
+                        json!(v.as_u64().unwrap_or(0).saturating_sub(was)),
+                    );
+                }
+            }
+            out.insert(name.clone(), Value::Object(d));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The `analytics` plugin over its generated SQLite dataset (a million order lines): the
+/// revenue route uncached and cached (a 30-day daily and a one-year weekly range), then a
+/// Zipf mix over realistic parameters of nine read routes and four tenants.
+fn analytics(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
+    let today = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        / 86_400) as i64;
+    let db = analytics_db(&ctx.analytics_dir, &ctx.root, today)?;
+    let existed = db.exists();
+    if !existed {
+        eprintln!(
+            "  no dataset for today yet: Larder generates {} (a million order lines; seconds to a minute)",
+            db.display()
+        );
+    }
+    let opts = LarderOpts {
+        config: format!(
+            "security:\n  auth:\n    jwt:\n      - {{ algorithms: [HS256], secret: \"{ANALYTICS_SECRET}\" }}\n"
+        ),
+        analytics: Some(db.clone()),
+        // Generation (first start of the day) and the start-up warm jobs (52 requests).
+        ready_timeout: Duration::from_secs(300),
+        ..LarderOpts::memory()
+    };
+    // One connection per server core: the origin is CPU-bound SQLite, so more would only
+    // queue, and the uncached latency would be queueing rather than the query's.
+    let few = ctx
+        .pinning
+        .as_ref()
+        .map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |p| p.server.len(),
+        )
+        .clamp(1, 4);
+    let auth = AnalyticsAuth::new()?;
+    let steal0 = steal_ms();
+    let t = Instant::now();
+    let server = ctx.larder(opts.clone())?;
+    let start_s = t.elapsed().as_secs_f64();
+    let generated = server.logs().contains("generating the dataset");
+    eprintln!(
+        "  larder ready in {start_s:.1} s (dataset {})",
+        if generated { "generated" } else { "reused" }
+    );
+    // Every route of the mix answers 200 with the tokens, and its second answer is a hit.
+    let (mix, sizes) = mix_requests(today);
+    let mut checked = Vec::new();
+    for family in mix_families(today) {
+        let base = family.1.trim_end_matches('?');
+        // The route's least popular request: checked on this Larder, and the mix runs on
+        // a fresh one anyway.
+        let r = mix
+            .iter()
+            .rev()
+            .find(|r| r.path.split('?').next() == Some(base))
+            .with_context(|| format!("no request of {base} in the mix"))?;
+        auth.stored(server.addr, r)
+            .with_context(|| format!("checking {} ({})", family.0, r.path))?;
+        checked.push(r.path.clone());
+    }
+
+    // The one-year ranges reach back at most 90 days more than the data (1 % fewer rows
+    // per 4 days of shift); at a few requests a second only the first dozens are asked.
+    let year = revenue_misses(today, 365, "weekly", 90);
+    let month = revenue_misses(today, 30, "daily", 335);
+    let shapes = [
+        revenue_shape(ctx, &server, &auth, "30 days daily", &month, few)?,
+        revenue_shape(ctx, &server, &auth, "1 year weekly", &year, few)?,
+    ];
+    let st_revenue = stats(server.addr)?;
+    server.stop();
+    let steal1 = steal_ms();
+
+    for sh in &shapes {
+        let (u, f, c) = (&sh.uncached, &sh.cached_few, &sh.cached);
+        report.row(Row::from_load(
+            &format!("analytics revenue {}, uncached", sh.name),
+            &format!(
+                "SQLite origin, 4 tenants, a key of its own per request ({} requests measured over {} distinct ranges{}): {} origin calls with the warm-up's{}",
+                u.requests,
+                sh.keys,
+                if sh.passes > 1 {
+                    format!(
+                        ", asked in {} passes, the {} entries stored purged by tag between them",
+                        sh.passes, sh.purged
+                    )
+                } else {
+                    ", each asked once".into()
+                },
+                sh.origin_calls,
+                u.server_cpu_us_per_req
+                    .map(|c| format!(", {:.1} ms server CPU/req", c / 1000.0))
+                    .unwrap_or_default()
+            ),
+            u,
+        ));
+        report.row(Row::from_load(
+            &format!("analytics revenue {}, cached", sh.name),
+            &format!(
+                "the first {} of those requests, stored (scope: tenant), same connections: {:.1}% hits; p50 {:.0}× lower, {:.0}× the req/s{}",
+                sh.cached_keys,
+                f.hit_ratio() * 100.0,
+                u.latency.p50 / f.latency.p50.max(1e-9),
+                f.rps / u.rps.max(1e-9),
+                f.server_cpu_us_per_req
+                    .map(|c| format!(", {c:.0} µs server CPU/req"))
+                    .unwrap_or_default()
+            ),
+            f,
+        ));
+        report.row(Row::from_load(
+            &format!("analytics revenue {}, cached", sh.name),
+            &format!(
+                "the same at {} connections: {:.1}% hits, {} origin calls in both cached runs; {:.0}× the uncached req/s{}",
+                ctx.conns,
+                c.hit_ratio() * 100.0,
+                sh.origin_calls_cached,
+                c.rps / u.rps.max(1e-9),
+                c.server_cpu_us_per_req
+                    .map(|c| format!(", {c:.0} µs server CPU/req"))
+                    .unwrap_or_default()
+            ),
+            c,
+        ));
+    }
+
+    // The mix, on a fresh Larder: only the start-up warm jobs' entries are stored.
+    let t = Instant::now();
+    let server = ctx.larder(opts)?;
+    let restart_s = t.elapsed().as_secs_f64();
+    let st0 = stats(server.addr)?;
+    let keys = mix.len();
+    let mut s = spec(
+        ctx,
+        &server,
+        ctx.conns,
+        ctx.zipf_duration,
+        Paths::List {
+            items: auth.listed(&mix),
+            order: Order::Zipf(Arc::new(Zipf::new(keys, ANALYTICS_ZIPF_S))),
+        },
+    );
+    s.warmup = Duration::ZERO;
+    s.bucket = Duration::from_millis(500);
+    s.timeout = ANALYTICS_TIMEOUT;
+    let r = load::run(s)?;
+    let st1 = stats(server.addr)?;
+    server.stop();
+    let steal2 = steal_ms();
+    let steal = (
+        steal0.zip(steal1).map(|(a, b)| b - a),
+        steal1.zip(steal2).map(|(a, b)| b - a),
+    );
+    check_answers(&r, "analytics zipf mix")?;
+    if r.hits == 0 {
+        bail!(
+            "analytics zipf mix: no answer was a cache hit in {} requests",
+            r.requests
+        );
+    }
+    let delta = |f: &str| analytics_counter(&st1, f).saturating_sub(analytics_counter(&st0, f));
+    let (origin, hits, coalesced) = (
+        delta("origin_calls"),
+        delta("hits_l1") + delta("hits_l2"),
+        delta("coalesced_waits"),
+    );
+    let stats_ratio = hits as f64 / ((hits + origin + coalesced) as f64).max(1.0);
+    let tail: Vec<_> = r.timeline.iter().skip(r.timeline.len() / 2).collect();
+    let (tr, th) = tail
+        .iter()
+        .fold((0, 0), |(a, b), x| (a + x.requests, b + x.hits));
+    let steady = if tr > 0 { th as f64 / tr as f64 } else { 0.0 };
+    report.row(Row::from_load(
+        "analytics zipf mix",
+        &format!(
+            "{keys} keys (9 routes × 4 tenants: ranges, granularities, regions, categories, sorts, pages), s={ANALYTICS_ZIPF_S}, after the start-up warm jobs: hit {:.1}% (2nd half {:.1}%), {origin} origin calls ({:.0}/s), {coalesced} coalesced",
+            r.hit_ratio() * 100.0,
+            steady * 100.0,
+            origin as f64 / r.seconds.max(1e-9),
+        ),
+        &r,
+    ));
+    report.series.push(Series::new(
+        "analytics hit ratio",
+        r.timeline
+            .iter()
+            .map(|b| {
+                (
+                    b.t,
+                    if b.requests > 0 {
+                        b.hits as f64 / b.requests as f64 * 100.0
+                    } else {
+                        0.0
+                    },
+                )
+            })
+            .collect(),
+    ));
+    report.note(format!(
+        "analytics: the built-in plugin over its generated SQLite dataset (a million order lines, 4 tenants), kept in {} — one file per UTC day and generator version (the plugin anchors the rows on the day it generates them, so an older file would leave recent ranges empty, and it reuses any complete file); {} this run, Larder ready in {start_s:.1} s (generation if any, then the start-up warm jobs), {restart_s:.1} s for the second start. Every request carries an HS256 bearer token of its tenant (`analytics:read`) and `Accept-Encoding: {ANALYTICS_ACCEPT}` as a browser does (entries are stored br-compressed, so a hit is sent as stored); the shipped policies/analytics.yaml is copied into the bench's policy folder. Uncached = a key of its own per request (the same-length range shifted back a day at a time, ending before today, per tenant, no filter), each asked once (when the list is used up before the time is, the tenants' revenue entries are purged by tag and it is asked again), {few} connection(s), one per server core: Larder ignores a client's `Cache-Control: no-cache` unless the rule sets `bypass: {{ no_cache: true }}`, which the analytics rules do not. Cached = the first {ANALYTICS_CACHED_KEYS} of those requests, stored, cycled over {few} and over {} connections, closed loop. The Zipf mix ranks every combination by popularity (route, then each parameter's values, then tenant) and draws ranks with Zipf s={ANALYTICS_ZIPF_S}, {} connections, on a fresh Larder, {:.0} s from the start; its hit ratio from Cache-Status is {:.1}%, from /admin/cache/stats {:.1}% ({hits} hits, {origin} origin calls, {coalesced} coalesced waits). In a closed loop a connection waiting on a miss asks nothing else, and with half the answers misses costing tens to hundreds of ms of SQLite on the server's core, all connections soon wait on misses: the mix's throughput is the origin's, and its p99 the queue of misses. VM steal (time this VM's cores were runnable but not run): {} over the revenue runs, {} over the mix; these figures move by up to half from one run to the next here.",
+        ctx.analytics_dir.display(),
+        if generated {
+            "generated"
+        } else {
+            "reused"
+        },
+        ctx.conns,
+        ctx.conns,
+        ctx.zipf_duration.as_secs_f64(),
+        r.hit_ratio() * 100.0,
+        stats_ratio * 100.0,
+        steal_text(steal.0),
+        steal_text(steal.1),
+    ));
+    let shape_json = |sh: &RevenueShape| {
+        json!({
+            "uncached": sh.uncached, "cached_same_connections": sh.cached_few, "cached": sh.cached,
+            "distinct_keys_available": sh.keys, "passes_over_the_list": sh.passes, "purged_between_passes": sh.purged,
+            "origin_calls_uncached": sh.origin_calls, "origin_calls_cached": sh.origin_calls_cached,
+            "cached_keys": sh.cached_keys, "cached_keys_already_stored": sh.already_stored,
+            "speedup_rps_same_connections": sh.cached_few.rps / sh.uncached.rps.max(1e-9),
+            "speedup_p50_same_connections": sh.uncached.latency.p50 / sh.cached_few.latency.p50.max(1e-9),
+            "speedup_rps": sh.cached.rps / sh.uncached.rps.max(1e-9),
+        })
+    };
+    report.section(
+        "analytics",
+        json!({
+            "dataset": {"path": db, "existed_before": existed, "generated": generated, "ready_seconds": start_s, "restart_ready_seconds": restart_s},
+            "uncached_method": "distinct keys (same-length date range shifted back a day at a time, per tenant, no filter), each asked once per pass; between passes the tenants' revenue entries are purged by tag (POST /admin/cache/invalidate); Larder has no client bypass for these rules",
+            "uncached_connections": few,
+            "accept_encoding": ANALYTICS_ACCEPT,
+            "vm_steal_ms": {"revenue_runs": steal.0, "zipf_mix": steal.1},
+            "revenue_30d_daily": shape_json(&shapes[0]),
+            "revenue_1y_weekly": shape_json(&shapes[1]),
+            "revenue_rule_stats": st_revenue["rules"][REVENUE_RULE],
+            "checked_routes": checked,
+            "zipf_mix": {
+                "keys": keys, "exponent": ANALYTICS_ZIPF_S, "keys_per_route": sizes.iter().map(|(n, k)| json!({"route": n, "keys": k})).collect::<Vec<_>>(),
+                "top_requests": mix.iter().take(20).map(|r| json!({"tenant": ANALYTICS_TENANTS[r.tenant], "path": r.path})).collect::<Vec<_>>(),
+                "load": r, "hit_ratio": r.hit_ratio(), "hit_ratio_second_half": steady,
+                "stats_delta": {"hits": hits, "origin_calls": origin, "coalesced_waits": coalesced, "hit_ratio": stats_ratio},
+                "rule_stats_delta": analytics_rule_deltas(&st0, &st1),
+            },
+        }),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_round_trip() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(day_text(20_516), "2026-03-04");
+        for days in -800_000..800_000 {
+            let (y, m, d) = civil(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        let today = days_from_civil(2026, 3, 4);
+        assert_eq!(day_text(month_start(today, 0)), "2026-03-01");
+        assert_eq!(day_text(month_start(today, 3)), "2025-12-01");
+        assert_eq!(day_text(month_end(today, 1)), "2026-02-28");
+        assert_eq!(day_text(month_end(today, 3)), "2025-12-31");
+    }
+
+    #[test]
+    fn analytics_requests_are_distinct_and_ranked() {
+        let today = days_from_civil(2026, 3, 4);
+        let (mix, sizes) = mix_requests(today);
+        assert_eq!(sizes.iter().map(|(_, n)| n).sum::<usize>(), mix.len());
+        let first = &mix[0];
+        assert_eq!(
+            (first.path.as_str(), first.tenant),
+            (
+                "/api/v1/analytics/revenue?start_date=2026-02-03&end_date=2026-03-04&granularity=daily",
+                0
+            )
+        );
+        assert!(
+            mix.iter()
+                .all(|r| !r.path.contains("?&") && !r.path.ends_with('?'))
+        );
+        let misses = revenue_misses(today, 30, "daily", 335);
+        let distinct: std::collections::HashSet<_> =
+            misses.iter().map(|r| (&r.path, r.tenant)).collect();
+        assert_eq!(distinct.len(), misses.len());
+        assert_eq!(
+            misses[0].path,
+            "/api/v1/analytics/revenue?start_date=2026-02-02&end_date=2026-03-03&granularity=daily"
+        );
+    }
 }
