@@ -13,7 +13,7 @@ const TODAY: &str = "2026-03-04";
 
 fn config(extra: &str) -> String {
     format!(
-        "server:\n  clock_start: \"{NOW_TEXT}\"\nsecurity:\n  admin_keys:\n    - {{ key: \"{ADMIN}\", role: write }}\n  auth:\n    jwt:\n      - algorithms: [HS256]\n        secret: \"{}\"\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  analytics:\n    settings:\n      database: analytics.db\n      deep_page_offset: 100\n{extra}",
+        "server:\n  clock_start: \"{NOW_TEXT}\"\nsecurity:\n  admin_keys:\n    - {{ key: \"{ADMIN}\", role: write }}\n  auth:\n    jwt:\n      - algorithms: [HS256]\n        secret: \"{}\"\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n  analytics:\n    rate_limit: {{ per_second: 0, per_minute: 0 }}\n    settings:\n      database: analytics.db\n      deep_page_offset: 100\n{extra}",
         auth::HS_SECRET
     )
 }
@@ -861,4 +861,31 @@ async fn all_built_in_plugins_start_together_in_one_documented_api() {
     );
     let page = &doc["components"]["schemas"]["AnalyticsPagination"]["properties"];
     assert!(page.get("next_cursor").is_some(), "{page}");
+}
+
+#[tokio::test]
+async fn the_seeds_rate_limit_is_the_default_per_client() {
+    let api = Api::start_config(
+        config("").replace("    rate_limit: { per_second: 0, per_minute: 0 }\n", ""),
+    );
+    let path = "/api/v1/realtime/system-health";
+    for i in 0..100 {
+        let got = api.get(path, &api.acme).await;
+        assert_eq!(got.status, 200, "request {i}: {}", got.body);
+    }
+    let r = reqwest::Client::new()
+        .get(api.larder.url(path))
+        .bearer_auth(&api.acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited", "{body}");
 }

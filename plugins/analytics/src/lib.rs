@@ -42,8 +42,8 @@ use std::time::Instant;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use larder_plugin::{
-    CACHE_MANAGE, EventSpec, Plugin, PluginApi, PluginContext, PluginError, PluginInit,
-    RoutePermission, WarmRequest, WarmSourceSpec,
+    CACHE_MANAGE, EventSpec, HttpDefaults, Plugin, PluginApi, PluginContext, PluginError,
+    PluginInit, RoutePermission, WarmRequest, WarmSourceSpec,
 };
 
 pub use config::AnalyticsConfig;
@@ -406,6 +406,16 @@ impl Plugin for AnalyticsPlugin {
 
     fn events(&self) -> Vec<EventSpec> {
         events::specs()
+    }
+
+    /// The seed's limit: 100 requests a minute per client (its IP unless the operator's
+    /// `rate_limit.per` says otherwise), answered 429 with `Retry-After`; an uncached query
+    /// costs tens to hundreds of milliseconds of database time.
+    fn http_defaults(&self) -> HttpDefaults {
+        HttpDefaults {
+            rate_per_minute: Some(100),
+            ..HttpDefaults::default()
+        }
     }
 
     fn permissions(&self) -> Vec<RoutePermission> {

@@ -198,8 +198,10 @@ impl Ctx {
                     policies.join("analytics.yaml"),
                 )
                 .context("copying policies/analytics.yaml")?;
+                // Off: the plugin's default (the seed's 100 a minute per client) would
+                // refuse a load generator after its first hundred requests.
                 format!(
-                    "  analytics:\n    settings: {{ database: {} }}\n",
+                    "  analytics:\n    rate_limit: {{ per_second: 0, per_minute: 0 }}\n    settings: {{ database: {} }}\n",
                     yaml_str(&db.to_string_lossy())
                 )
             }
