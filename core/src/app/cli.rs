@@ -151,15 +151,12 @@ pub fn main() -> ExitCode {
             };
             let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             match runtime().block_on(App::build_with_policies(loaded, &registry, paths)) {
-                Ok((app, _)) => {
-                    println!(
-                        "{name}: ok; policies {}: ok ({} rules, {} routes)",
-                        shown.join(", "),
-                        app.engine.policy().rules().len(),
-                        app.operations.len()
-                    );
-                    ExitCode::SUCCESS
-                }
+                Ok((app, _)) => emit(&format!(
+                    "{name}: ok; policies {}: ok ({} rules, {} routes)\n",
+                    shown.join(", "),
+                    app.engine.policy().rules().len(),
+                    app.operations.len()
+                )),
                 Err(e) => {
                     eprintln!("{e}");
                     ExitCode::FAILURE
@@ -207,10 +204,7 @@ pub fn main() -> ExitCode {
             }
             match runtime().block_on(App::build(loaded, &registry)) {
                 Ok((app, _)) => match app.explain(&req) {
-                    Ok(explanation) => {
-                        println!("{explanation}");
-                        ExitCode::SUCCESS
-                    }
+                    Ok(explanation) => emit(&format!("{explanation}\n")),
                     Err(e) => {
                         eprintln!("{e}");
                         ExitCode::FAILURE
@@ -225,15 +219,27 @@ pub fn main() -> ExitCode {
                 Err(d) => return report(&StartError::Invalid(d)),
             };
             match runtime().block_on(App::build(loaded, &registry)) {
-                Ok((app, _)) => {
-                    match format {
-                        Format::Json => println!("{}", app.openapi_json),
-                        Format::Yaml => print!("{}", app.openapi_yaml),
-                    }
-                    ExitCode::SUCCESS
-                }
+                Ok((app, _)) => match format {
+                    Format::Json => emit(&format!("{}\n", app.openapi_json)),
+                    Format::Yaml => emit(&app.openapi_yaml),
+                },
                 Err(e) => report(&e),
             }
+        }
+    }
+}
+
+/// Writes a command's output. A reader that stops early (`larder openapi | head`) is not an
+/// error: the output was wanted only that far. `println!` would panic there.
+fn emit(text: &str) -> ExitCode {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write the output: {e}");
+            ExitCode::FAILURE
         }
     }
 }
