@@ -485,3 +485,56 @@ async fn a_booked_slot_is_never_shown_free_by_a_cache_that_honours_cache_control
     browser.get(&shop, profile, 2).await;
     assert!(browser.holds(profile), "the user's own browser may keep it");
 }
+
+#[tokio::test]
+async fn the_hit_rate_counts_every_rule_and_the_seeds_low_rate_alert_fires() {
+    let shop = Shop::start(WEDNESDAY);
+    let report = || async {
+        let r = shop
+            .c
+            .get(shop.larder.url("/api/v2/cache/performance-report"))
+            .header("x-admin-key", READ_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    // Misses: days past the warm window, each asked once.
+    for barber in 1..=3 {
+        for offset in 8..40 {
+            let (status, _) = shop.slots(barber, shop.day(offset)).await;
+            assert!(!hit(&status), "{status}");
+        }
+    }
+    let low = report().await;
+    let rate = low["hit_rate"]
+        .as_f64()
+        .expect("a hit rate once rules answered");
+    assert!(rate < 0.4, "{low}");
+    assert!(
+        low["alerts"][0]
+            .as_str()
+            .is_some_and(|a| a.starts_with("low hit rate")),
+        "{low}"
+    );
+    // Hits: the same day again and again.
+    for _ in 0..400 {
+        let (status, _) = shop.slots(1, shop.day(8)).await;
+        assert!(hit(&status), "{status}");
+    }
+    let good = report().await;
+    assert!(good["hit_rate"].as_f64().unwrap() > 0.6, "{good}");
+    assert_eq!(good["alerts"], json!([]), "{good}");
+    let metrics: Value = shop
+        .c
+        .get(shop.larder.url("/api/v2/cache/metrics"))
+        .header("x-admin-key", READ_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metrics["hit_rate"], good["hit_rate"], "{metrics}");
+}

@@ -105,6 +105,21 @@ pub struct HttpDefaults {
     pub operation_limits: Vec<OperationLimit>,
 }
 
+/// Hits (from L1, from L2, stale answers served) and misses, summed over the rules of a
+/// [`PluginContext::cache_stats`] answer: what a seed's "hit rate" of its cache means.
+/// The top level of that answer has no such totals (its counters are per rule).
+pub fn rule_hits_and_misses(stats: &serde_json::Value) -> (u64, u64) {
+    let (mut hits, mut misses) = (0, 0);
+    if let Some(rules) = stats.get("rules").and_then(serde_json::Value::as_object) {
+        for r in rules.values() {
+            let n = |k: &str| r.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            hits += n("hits_l1") + n("hits_l2") + n("stale_served");
+            misses += n("misses");
+        }
+    }
+    (hits, misses)
+}
+
 /// A rate limit for one route, per client.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperationLimit {

@@ -26,7 +26,7 @@ pub use api::PluginApi;
 pub use context::{
     CacheHealth, Event, EventSpec, Host, HttpDefaults, Invalidation, KeyListing, ListedKey,
     LoadedValue, NamedRuleSpec, OperationLimit, PluginContext, WarmRequest, WarmSourceSpec,
-    is_wildcard_only,
+    is_wildcard_only, rule_hits_and_misses,
 };
 pub use identity::{
     CACHE_MANAGE, CACHE_READ, Principal, PrincipalKind, RoutePermission, principal_of,

@@ -132,14 +132,7 @@ impl CacheAdminApi {
             let started = Instant::now();
             let health = self.0.ctx.cache_health().await;
             let probe_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let (mut hits, mut misses) = (0u64, 0u64);
-            if let Some(rules) = stats.get("rules").and_then(Value::as_object) {
-                for r in rules.values() {
-                    let n = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
-                    hits += n("hits_l1") + n("hits_l2") + n("stale_served");
-                    misses += n("misses");
-                }
-            }
+            let (hits, misses) = larder_plugin::rule_hits_and_misses(&stats);
             let total = hits + misses;
             let hit_rate = if total > 0 {
                 round(100.0 * hits as f64 / total as f64, 1)

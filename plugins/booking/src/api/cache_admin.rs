@@ -173,11 +173,10 @@ fn timing(mut samples: Vec<f64>, hits: u32) -> Timing {
     }
 }
 
-/// Hit rate from the core's stats, when they carry hit and miss counts.
+/// Hit rate (0–1) over this plugin's rules, once they have answered anything.
 fn hit_rate(stats: &Value) -> Option<f64> {
-    let hits = stats.get("hits")?.as_f64()?;
-    let misses = stats.get("misses")?.as_f64()?;
-    (hits + misses > 0.0).then(|| hits / (hits + misses))
+    let (hits, misses) = larder_plugin::rule_hits_and_misses(stats);
+    (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
 }
 
 impl CacheAdminApi {
