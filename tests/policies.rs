@@ -170,3 +170,34 @@ fn outside_the_repository_the_compiled_in_policies_apply() {
         .unwrap_or(0);
     assert!(rules >= 10, "the shipped rules were not loaded: {text}");
 }
+
+#[test]
+fn checking_explaining_and_documenting_leave_no_trace() {
+    // Every built-in plugin on its default settings — analytics even on a PostgreSQL URL
+    // nothing answers at — and each inspecting command: no database file is created, no
+    // dataset generated, no server connected to.
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["check"][..],
+        &["explain", "GET", "/api/v2/services"],
+        &["openapi"],
+    ] {
+        let out = std::process::Command::new(&artifacts().larder)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("LARDER_CONFIG")
+            .env("LARDER_POLICIES", workspace_root().join("policies"))
+            .env(
+                "LARDER_PLUGINS__ANALYTICS__SETTINGS__DATABASE_URL",
+                "postgres://nobody@127.0.0.1:1/nothing",
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+}

@@ -304,6 +304,12 @@ pub trait Host: Send + Sync {
     /// the clock at (`server.clock_start`, for tests and demos). Policies' `today` and
     /// entry ages read the same clock.
     fn now(&self) -> SystemTime;
+
+    /// Whether the plugins are built only to be looked at (`larder check`, `explain`,
+    /// `openapi`), never to serve.
+    fn inspecting(&self) -> bool {
+        false
+    }
 }
 
 /// The core's services, as a plugin sees them. Cheap to clone; keep one in your state.
@@ -429,6 +435,14 @@ impl PluginContext {
     /// plugin agrees with the policies (`today`) and runs at a chosen instant under test.
     pub fn now(&self) -> SystemTime {
         self.host.now()
+    }
+
+    /// True when the plugin is built only so its routes, rules and documents can be read
+    /// (`larder check`, `larder explain`, `larder openapi`): no request will be served, so
+    /// [`crate::Plugin::new`] should leave no trace — create no files, generate no data,
+    /// connect to nothing — and still mount the same routes.
+    pub fn inspecting(&self) -> bool {
+        self.host.inspecting()
     }
 
     /// Spawns a background task on the server's runtime. Use this rather than

@@ -150,7 +150,7 @@ pub fn main() -> ExitCode {
                 paths
             };
             let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            match runtime().block_on(App::build_with_policies(loaded, &registry, paths)) {
+            match runtime().block_on(App::inspect(loaded, &registry, Some(paths))) {
                 Ok((app, _)) => emit(&format!(
                     "{name}: ok; policies {}: ok ({} rules, {} routes)\n",
                     shown.join(", "),
@@ -202,7 +202,7 @@ pub fn main() -> ExitCode {
                     }
                 }
             }
-            match runtime().block_on(App::build(loaded, &registry)) {
+            match runtime().block_on(App::inspect(loaded, &registry, None)) {
                 Ok((app, _)) => match app.explain(&req) {
                     Ok(explanation) => emit(&format!("{explanation}\n")),
                     Err(e) => {
@@ -218,7 +218,7 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(d) => return report(&StartError::Invalid(d)),
             };
-            match runtime().block_on(App::build(loaded, &registry)) {
+            match runtime().block_on(App::inspect(loaded, &registry, None)) {
                 Ok((app, _)) => match format {
                     Format::Json => emit(&format!("{}\n", app.openapi_json)),
                     Format::Yaml => emit(&app.openapi_yaml),

@@ -151,15 +151,28 @@ impl App {
         registry: &PluginRegistry,
     ) -> Result<(Self, Arc<Server>), StartError> {
         let paths = vec![config.config.policies.clone()];
-        Self::build_with_policies(config, registry, paths).await
+        Self::assemble(config, registry, paths, false).await
     }
 
-    /// Like [`App::build`], with the policies read from `policy_paths` (folders or files)
-    /// instead of the config's folder (`larder check FILES`).
-    pub async fn build_with_policies(
+    /// Builds the application only to look at it (`larder check`, `explain`, `openapi`):
+    /// the same routes, rules and documents, with the plugins told they are inspected
+    /// ([`larder_plugin::PluginContext::inspecting`]) so that checking creates no database
+    /// and generates no data. The policies come from `policy_paths` (folders or files) when
+    /// given, else from the config's folder.
+    pub async fn inspect(
+        config: LoadedConfig,
+        registry: &PluginRegistry,
+        policy_paths: Option<Vec<PathBuf>>,
+    ) -> Result<(Self, Arc<Server>), StartError> {
+        let paths = policy_paths.unwrap_or_else(|| vec![config.config.policies.clone()]);
+        Self::assemble(config, registry, paths, true).await
+    }
+
+    async fn assemble(
         config: LoadedConfig,
         registry: &PluginRegistry,
         policy_paths: Vec<PathBuf>,
+        inspecting: bool,
     ) -> Result<(Self, Arc<Server>), StartError> {
         // An unparseable `clock_start` is reported by `check`; the wall clock stands in.
         let clock = config.config.server.clock().unwrap_or_default();
@@ -169,7 +182,7 @@ impl App {
             tracing::warn!(clock_start = %at, "the server's clock starts at a chosen instant, not the wall time");
         }
         let tasks = TaskTracker::new();
-        let host = CoreHost::new(tasks.clone(), clock);
+        let host = CoreHost::new(tasks.clone(), clock, inspecting);
         let plugins = plugins::build(&config, resolved, host.clone()).await?;
 
         let ready = Arc::new(AtomicBool::new(false));

@@ -73,6 +73,7 @@ fn handling_for() -> Option<String> {
 /// Services shared by all plugins of one server.
 pub struct CoreHost {
     tasks: TaskTracker,
+    inspecting: bool,
     clock: larder_store::Clock,
     engine: OnceLock<Arc<Engine>>,
     /// Rules each plugin used by name, for its stats alias.
@@ -81,10 +82,12 @@ pub struct CoreHost {
 
 impl CoreHost {
     /// A host whose background tasks are tracked by `tasks` (closed and awaited at shutdown)
-    /// and whose "now" is `clock`, the one the cache engine is built with.
-    pub fn new(tasks: TaskTracker, clock: larder_store::Clock) -> Arc<Self> {
+    /// and whose "now" is `clock`, the one the cache engine is built with; `inspecting` when
+    /// the server is built only to be looked at.
+    pub fn new(tasks: TaskTracker, clock: larder_store::Clock, inspecting: bool) -> Arc<Self> {
         Arc::new(Self {
             tasks,
+            inspecting,
             clock,
             engine: OnceLock::new(),
             used: Default::default(),
@@ -109,6 +112,10 @@ fn namespaced(plugin: &str, key: &str) -> String {
 impl Host for CoreHost {
     fn now(&self) -> std::time::SystemTime {
         self.clock.now()
+    }
+
+    fn inspecting(&self) -> bool {
+        self.inspecting
     }
 
     fn get_or_load(

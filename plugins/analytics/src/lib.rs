@@ -214,6 +214,15 @@ fn open(config: &AnalyticsConfig, today: Date, now_secs: u32) -> Result<Db, Anal
     Ok(db)
 }
 
+/// An empty database in memory, for a plugin that is only inspected (`larder check`, ...):
+/// the same routes, and no file, no generation, no connection to a server.
+fn open_empty() -> Result<Db, AnalyticsError> {
+    let path = std::path::Path::new("file:larder-analytics-inspect?mode=memory&cache=shared");
+    let conn = db::open_writer(path)?;
+    conn.execute_batch(db::SCHEMA)?;
+    Db::sqlite(path, conn, 1)
+}
+
 /// Whether an existing database can be served: completely generated, for these settings.
 /// Says why when it cannot (it is then rebuilt), and warns when its rows end days before
 /// today (it is kept: it may hold orders written since).
@@ -379,12 +388,17 @@ impl Plugin for AnalyticsPlugin {
             + zoned.time().minute() as u32 * 60
             + zoned.time().second() as u32;
         let open_config = config.clone();
-        let db = tokio::task::spawn_blocking(move || open(&open_config, today, now_secs))
-            .await
-            .map_err(|e| {
-                PluginError::failed(format!("analytics: opening the database failed: {e}"))
-            })?
-            .map_err(|e| PluginError::failed(format!("analytics: {e}")))?;
+        let inspecting = init.context.inspecting();
+        let db = tokio::task::spawn_blocking(move || {
+            if inspecting {
+                open_empty()
+            } else {
+                open(&open_config, today, now_secs)
+            }
+        })
+        .await
+        .map_err(|e| PluginError::failed(format!("analytics: opening the database failed: {e}")))?
+        .map_err(|e| PluginError::failed(format!("analytics: {e}")))?;
         let reference = db
             .read(Reference::load)
             .await

@@ -35,6 +35,7 @@ pub mod slots;
 pub mod store;
 pub mod time;
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use larder_plugin::{
@@ -171,7 +172,14 @@ impl Plugin for BookingPlugin {
         if !(0.0..=1.0).contains(&config.dataset.occupancy) {
             return Err(setting("dataset.occupancy", "must be between 0.0 and 1.0"));
         }
-        let path = config.database.clone();
+        // Inspected (`larder check`, ...): an empty database in memory, so checking leaves no
+        // file behind; the routes are the same.
+        let inspecting = init.context.inspecting();
+        let path = if inspecting {
+            PathBuf::from("file:larder-booking-inspect?mode=memory&cache=shared")
+        } else {
+            config.database.clone()
+        };
         let readers = config.read_connections.clamp(1, 32) as usize;
         let gen_config = config.clone();
         let today = clock.today();
@@ -182,10 +190,13 @@ impl Plugin for BookingPlugin {
         .await
         .map_err(|e| PluginError::failed(format!("booking: opening the database failed: {e}")))?
         .map_err(|e| PluginError::failed(format!("booking: {e}")))?;
-        let generated = db
-            .write(move |conn| generate::fill(conn, &gen_config, today))
-            .await
-            .map_err(|e| PluginError::failed(format!("booking: filling the database: {e}")))?;
+        let generated = if inspecting {
+            None
+        } else {
+            db.write(move |conn| generate::fill(conn, &gen_config, today))
+                .await
+                .map_err(|e| PluginError::failed(format!("booking: filling the database: {e}")))?
+        };
         if let Some(stats) = generated {
             tracing::info!(
                 database = %db.path().display(),
