@@ -322,6 +322,9 @@ fn restore_scalar_keys(node: &mut SpannedNode, text: &str) {
 pub fn prune(root: &mut SpannedNode, violations: &[(FieldPath, Option<String>)]) -> bool {
     let mut items: Vec<(String, usize)> = Vec::new();
     let mut sections: Vec<String> = Vec::new();
+    // A bad TTL class drops that class only: the others still compile, so rules naming
+    // them are checked too.
+    let mut classes: Vec<String> = Vec::new();
     for (path, unknown) in violations {
         if let Some(field) = unknown {
             if let Some(Node::Map(entries)) = node_at_mut(root, path).map(|n| &mut n.value) {
@@ -336,6 +339,7 @@ pub fn prune(root: &mut SpannedNode, violations: &[(FieldPath, Option<String>)])
             {
                 items.push((s.clone(), *i))
             }
+            [Seg::Key(s), Seg::Key(name), ..] if s == "ttl_classes" => classes.push(name.clone()),
             [Seg::Key(s), ..] => sections.push(s.clone()),
             _ => return false,
         }
@@ -348,6 +352,9 @@ pub fn prune(root: &mut SpannedNode, violations: &[(FieldPath, Option<String>)])
         {
             v.remove(i);
         }
+    }
+    if let Some(Node::Map(entries)) = root.value.get_mut("ttl_classes").map(|n| &mut n.value) {
+        entries.retain(|(k, _)| !classes.iter().any(|c| k.value.as_str() == Some(c.as_str())));
     }
     if let Node::Map(entries) = &mut root.value {
         entries.retain(|(k, _)| {

@@ -202,3 +202,42 @@ fn conditional_tags_need_a_tag_and_a_request_condition() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn one_bad_ttl_class_is_one_error_and_the_other_classes_still_work() {
+    let text = r#"version: 1
+ttl_classes:
+  short: 5 minutes
+  long: 1h
+rules:
+  - name: slots
+    match: { plugin: booking, operation: available_slots }
+    ttl: short
+  - name: services
+    match: { plugin: booking, operation: list_services }
+    ttl: short
+  - name: barbers
+    match: { plugin: booking, operation: list_barbers }
+    ttl: lnog
+"#;
+    let sources = vec![(PathBuf::from("policies/p.yaml"), text.to_owned())];
+    let catalog = catalog()
+        .route("booking", "list_services", "GET", "/api/v2/services")
+        .route("booking", "list_barbers", "GET", "/api/v2/barbers");
+    let diags = PolicySet::load_sources(&sources, Some(&catalog)).unwrap_err();
+    // The bad value is reported once, not again at each rule that names `short`; `long`
+    // survives, so a misspelling of it is still caught, with the right suggestion.
+    let messages: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "unknown duration unit `minutes` in `5 minutes`; use ms, s, m, h or d".to_owned(),
+            "unknown TTL class `lnog`".to_owned(),
+        ],
+        "{diags}"
+    );
+    assert_eq!(
+        diags.iter().nth(1).and_then(|d| d.hint.clone()).as_deref(),
+        Some("did you mean `long`?")
+    );
+}

@@ -101,6 +101,8 @@ impl Compiler<'_> {
         }
         match classes.get(t) {
             Some(d) => Some((*d, format!("class {t}"))),
+            // Its definition's error is reported; the policy fails to load anyway.
+            None if self.broken_ttl_classes.contains(t) => None,
             None => {
                 let hint = did_you_mean(t, classes.keys().map(String::as_str)).or_else(|| {
                     if classes.is_empty() {

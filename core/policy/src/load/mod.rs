@@ -129,6 +129,9 @@ struct Compiler<'c> {
     catalog: Option<&'c Catalog>,
     files: Vec<File>,
     diags: Vec<Diagnostic>,
+    /// TTL classes whose definition was reported invalid: a rule naming one is not told
+    /// the class is unknown as well (one mistake, one error).
+    broken_ttl_classes: std::collections::BTreeSet<String>,
 }
 
 /// Where something was defined, for "first defined at" hints.
@@ -140,6 +143,7 @@ impl<'c> Compiler<'c> {
             catalog,
             files: Vec::new(),
             diags: Vec::new(),
+            broken_ttl_classes: Default::default(),
         }
     }
 

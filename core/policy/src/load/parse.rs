@@ -38,6 +38,14 @@ impl Compiler<'_> {
                 .iter()
                 .map(|v| (v.path.clone(), v.unknown_field.clone()))
                 .collect();
+            for (p, unknown) in &paths {
+                if let (None, [source::Seg::Key(s), source::Seg::Key(name), ..]) =
+                    (unknown, p.0.as_slice())
+                    && s == "ttl_classes"
+                {
+                    self.broken_ttl_classes.insert(name.clone());
+                }
+            }
             for v in violations {
                 self.diag_at(path, text, v.location, v.message, v.hint);
             }
