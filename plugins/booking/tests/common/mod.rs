@@ -136,7 +136,15 @@ impl Host for TestHost {
         let entries = self.cache.lock().unwrap().len();
         let plugin = plugin.to_owned();
         Box::pin(async move {
-            serde_json::json!({ "plugin": plugin, "entries": entries, "hits": 3, "misses": 1 })
+            // The core's shape: counters per rule, none at the top level.
+            serde_json::json!({
+                "plugin": plugin,
+                "entries": entries,
+                "rules": {
+                    "booking-slots": { "hits_l1": 2, "hits_l2": 0, "stale_served": 0, "misses": 1 },
+                    "booking-services": { "hits_l1": 0, "hits_l2": 1, "stale_served": 0, "misses": 0 },
+                },
+            })
         })
     }
 
