@@ -643,11 +643,17 @@ struct PgSchema(String);
 
 impl PgSchema {
     fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        Self(format!("larder_test_{}_{nanos}", std::process::id()))
+        use std::hash::{BuildHasher as _, Hasher as _};
+        // The process id keeps concurrent tests apart; the random part, a schema left by a
+        // killed run whose id came round again.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Self(format!(
+            "larder_test_{}_{:08x}",
+            std::process::id(),
+            random as u32
+        ))
     }
 
     /// Runs SQL on a thread of its own: the blocking client starts a runtime, which cannot
