@@ -49,6 +49,16 @@ impl Dialect {
         }
     }
 
+    /// What a `SELECT` inside a write ends with so the rows it read stay as read until the
+    /// commit: `FOR UPDATE` in PostgreSQL; nothing in SQLite, whose `BEGIN IMMEDIATE`
+    /// already lets one writer in at a time.
+    pub fn lock_rows(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE",
+        }
+    }
+
     fn begin(self) -> &'static str {
         match self {
             // Take the write lock now: a deferred transaction that reads first can fail to

@@ -1022,13 +1022,8 @@ fn create_order_in(
     today: Date,
     created_at: &str,
 ) -> Result<CreatedOrder, AnalyticsError> {
-    // `FOR UPDATE` in PostgreSQL: two orders of one customer must not both add to the
-    // totals read here. (SQLite's `BEGIN IMMEDIATE` already serialises writers.)
-    let lock = if tx.dialect() == Dialect::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    // Two orders of one customer must not both add to the totals read here.
+    let lock = tx.dialect().lock_rows();
     let customer = tx.query_opt(
         &format!(
             "SELECT region_id, signup_date, orders_count, lifetime_value_cents, first_order_date,
@@ -1180,11 +1175,7 @@ fn resolve_alert_in(
     note: Option<&str>,
     at: &str,
 ) -> Result<Resolved, AnalyticsError> {
-    let lock = if tx.dialect() == Dialect::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    let lock = tx.dialect().lock_rows();
     let row = tx.query_opt(
         &format!(
             "SELECT customer_id, status FROM fraud_alerts WHERE tenant_id = ?1 AND id = ?2{lock}"

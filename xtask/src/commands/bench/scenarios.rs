@@ -210,6 +210,24 @@ fn wrk_compare(ctx: &Ctx, server: &Server, ours: &load::LoadResult) -> Value {
 }
 
 /// The median (the mean of the middle two for an even count).
+/// A run's hit ratio (%) per timeline bucket, for a chart.
+fn hit_ratio_series(name: &str, r: &load::LoadResult) -> Series {
+    Series::new(
+        name,
+        r.timeline
+            .iter()
+            .map(|b| {
+                let ratio = if b.requests > 0 {
+                    b.hits as f64 / b.requests as f64 * 100.0
+                } else {
+                    0.0
+                };
+                (b.t, ratio)
+            })
+            .collect(),
+    )
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -1012,22 +1030,7 @@ fn zipf_mix(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         ),
         &r,
     ));
-    report.series.push(Series::new(
-        "zipf hit ratio",
-        r.timeline
-            .iter()
-            .map(|b| {
-                (
-                    b.t,
-                    if b.requests > 0 {
-                        b.hits as f64 / b.requests as f64 * 100.0
-                    } else {
-                        0.0
-                    },
-                )
-            })
-            .collect(),
-    ));
+    report.series.push(hit_ratio_series("zipf hit ratio", &r));
     let l1_entries = st["l1_entries"].as_u64().unwrap_or(0);
     let mut pcts = vec![1.0, 2.5, 5.0, 10.0, 20.0];
     let live_pct = l1_entries as f64 / keys as f64 * 100.0;
@@ -2392,22 +2395,9 @@ fn analytics(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         ),
         &r,
     ));
-    report.series.push(Series::new(
-        "analytics hit ratio",
-        r.timeline
-            .iter()
-            .map(|b| {
-                (
-                    b.t,
-                    if b.requests > 0 {
-                        b.hits as f64 / b.requests as f64 * 100.0
-                    } else {
-                        0.0
-                    },
-                )
-            })
-            .collect(),
-    ));
+    report
+        .series
+        .push(hit_ratio_series("analytics hit ratio", &r));
     report.note(format!(
         "analytics: the built-in plugin over its generated SQLite dataset (a million order lines, 4 tenants), kept in {} — one file per UTC day and generator version (the plugin anchors the rows on the day it generates them, so an older file would leave recent ranges empty, and it reuses any complete file); {} this run, Larder ready in {start_s:.1} s (generation if any, then the start-up warm jobs), {restart_s:.1} s for the second start. Every request carries an HS256 bearer token of its tenant (`analytics:read`) and `Accept-Encoding: {ANALYTICS_ACCEPT}` as a browser does (entries are stored br-compressed, so a hit is sent as stored); the shipped policies/analytics.yaml is copied into the bench's policy folder. Uncached = a key of its own per request (the same-length range shifted back a day at a time, ending before today, per tenant, no filter), each asked once (when the list is used up before the time is, the tenants' revenue entries are purged by tag and it is asked again), {few} connection(s), one per server core: Larder ignores a client's `Cache-Control: no-cache` unless the rule sets `bypass: {{ no_cache: true }}`, which the analytics rules do not. Cached = the first {ANALYTICS_CACHED_KEYS} of those requests, stored, cycled over {few} and over {} connections, closed loop. The Zipf mix ranks every combination by popularity (route, then each parameter's values, then tenant) and draws ranks with Zipf s={ANALYTICS_ZIPF_S}, {} connections, on a fresh Larder, {:.0} s from the start; its hit ratio from Cache-Status is {:.1}%, from /admin/cache/stats {:.1}% ({hits} hits, {origin} origin calls, {coalesced} coalesced waits). In a closed loop a connection waiting on a miss asks nothing else, and with half the answers misses costing tens to hundreds of ms of SQLite on the server's core, all connections soon wait on misses: the mix's throughput is the origin's, and its p99 the queue of misses. VM steal (time this VM's cores were runnable but not run): {} over the revenue runs, {} over the mix; these figures move by up to half from one run to the next here.",
         ctx.analytics_dir.display(),
