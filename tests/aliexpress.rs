@@ -340,3 +340,64 @@ async fn without_credentials_every_route_answers_from_mock_mode() {
         .unwrap();
     assert!(gpt["openapi"].as_str().unwrap().starts_with("3."));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warming_passes_the_internal_key_and_clients_still_need_it() {
+    const KEY: &str = "internal-secret-123";
+    const ADMIN_READ: &str = "read-key-0123456789abcdef";
+    let gw = FakeGateway::start(APP_KEY, SECRET).await.unwrap();
+    let larder = start(
+        &gw,
+        SECRET,
+        &[
+            ("ALIEXPRESS_INTERNAL_KEY", KEY),
+            ("LARDER_ADMIN_READ_KEY", ADMIN_READ),
+        ],
+        unlimited(),
+        &shipped_policies(),
+    );
+    let c = reqwest::Client::new();
+    // The start-up categories job: every one of its requests gets past the key.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let jobs: Value = c
+            .get(larder.url("/admin/cache/jobs"))
+            .header("x-admin-key", ADMIN_READ)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let job = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == "aliexpress-categories")
+            .cloned()
+            .unwrap();
+        if job["runs"].as_u64().unwrap_or(0) >= 1 {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the job never ran: {job}");
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(job["last_errors"], 0, "{job}\n{}", larder.logs());
+    // Clients still need the key; with it, the categories come from what warming loaded.
+    let calls = gw.calls(methods::CATEGORIES);
+    assert!(calls >= 1, "warming loaded nothing");
+    let r = c.get(larder.url("/api/categories")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(larder.url("/api/categories"))
+        .header("x-internal-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        gw.calls(methods::CATEGORIES),
+        calls,
+        "not served from the cache"
+    );
+}

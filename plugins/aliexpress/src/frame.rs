@@ -18,7 +18,7 @@ use poem_openapi::registry::{MetaApi, Registry};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use larder_plugin::PluginContext;
+use larder_plugin::{PluginContext, PrincipalKind, principal_of};
 
 use crate::config::Secret;
 use crate::reply::{ApiError, FRAME, Frame};
@@ -99,7 +99,10 @@ impl Endpoint for FramedEndpoint {
         let request_id = frame.request_id.clone();
         let mut response = FRAME
             .scope(frame, async {
-                if let Some(expected) = &self.key {
+                // The server's own warm requests pass: the core marks them with a warming
+                // principal, which no client can present.
+                let warming = principal_of(&req).is_some_and(|p| p.kind == PrincipalKind::Warming);
+                if let Some(expected) = self.key.as_ref().filter(|_| !warming) {
                     let given = req
                         .headers()
                         .get(INTERNAL_KEY_HEADER)

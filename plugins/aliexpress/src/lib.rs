@@ -56,6 +56,9 @@ use crate::source::Source;
 /// Name of the warm source that loads the category tree.
 pub const WARM_CATEGORIES: &str = "categories";
 
+/// Who the warming job's requests are made as.
+const WARM_PRINCIPAL: &str = "warm:aliexpress";
+
 /// The plugin.
 pub struct AliexpressPlugin {
     state: Arc<State>,
@@ -230,19 +233,20 @@ impl Plugin for AliexpressPlugin {
                 "plugin `aliexpress` has no warm source `{name}`; it has `{WARM_CATEGORIES}`"
             )));
         }
-        // Loading through the cache here fills it even if the job's requests cannot get past
-        // the internal key; the requests then refresh the per-route entries.
         let all = self
             .state
             .all_categories()
             .await
             .map_err(|e| PluginError::failed(format!("warming categories failed: {e}")))?;
-        let mut requests = vec![WarmRequest::get("/api/categories")];
+        // Sent as the server's own warming principal, which the internal-key check lets
+        // through (no client can present one: the core sets it only on its warm requests).
+        let warm = |path: String| WarmRequest::get(path).as_principal(WARM_PRINCIPAL, None, &[]);
+        let mut requests = vec![warm("/api/categories".into())];
         requests.extend(
             all.value
                 .iter()
                 .filter(|c| c.parent_category_id.is_none())
-                .map(|c| WarmRequest::get(format!("/api/categories/{}/children", c.category_id))),
+                .map(|c| warm(format!("/api/categories/{}/children", c.category_id))),
         );
         Ok(requests)
     }
