@@ -1042,7 +1042,10 @@ impl Cache {
             } else {
                 hits as f64 / served as f64
             },
-            origin_calls_saved: counters.coalesced_waits + counters.lock_waits,
+            origin_calls_saved: hits
+                + counters.stale_served
+                + counters.coalesced_waits
+                + counters.lock_waits,
             counters,
             l1_bytes: inner.l1.bytes(),
             l1_capacity_bytes: inner.l1.capacity(),

@@ -243,7 +243,9 @@ pub struct StatsSnapshot {
     pub counters: CountersSnapshot,
     /// Fresh hits / (hits + origin-bound misses), over both layers; 0 with no traffic.
     pub hit_rate: f64,
-    /// Origin calls avoided by coalescing (waits that did not call the origin).
+    /// Answers given without calling the origin: fresh hits from either layer, stale
+    /// answers served, and callers that waited for another's origin call (coalesced, or
+    /// behind the cross-instance lock) instead of making their own.
     pub origin_calls_saved: u64,
     /// Bytes held in L1 (by the same weight used for the budget).
     pub l1_bytes: u64,

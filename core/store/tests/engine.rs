@@ -55,6 +55,23 @@ async fn thousand_concurrent_misses_call_the_origin_once() {
         999,
         "{snap:?}"
     );
+    // Every caller but the one that called the origin was an origin call saved.
+    assert_eq!(snap.origin_calls_saved, 999);
+}
+
+#[tokio::test]
+async fn every_hit_is_an_origin_call_saved() {
+    let cache = memory_cache().await;
+    let opts = CallOptions::default();
+    for _ in 0..4 {
+        cache
+            .get_or_load("k", &opts, || async { Loaded::Store(body(1)) })
+            .await
+            .unwrap();
+    }
+    let snap = cache.snapshot();
+    assert_eq!((snap.counters.origin_calls, snap.counters.hits_l1), (1, 3));
+    assert_eq!(snap.origin_calls_saved, 3, "{snap:?}");
 }
 
 #[tokio::test(start_paused = true)]
