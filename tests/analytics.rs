@@ -832,6 +832,32 @@ async fn postgres_serves_the_same_answers_as_sqlite_and_keeps_its_data_across_re
     same(&sqlite, &pg, "/api/v1/customers/3").await;
     let health = pg.get("/api/v1/realtime/system-health", &pg.acme).await;
     assert_eq!(health.body["database"]["ok"], true, "{}", health.body);
+
+    // The database server closes the plugin's sessions (a restart, an administrator): a
+    // request that meets a closed session fails, the next ones open it again.
+    let app = format!("larder analytics {}", schema.0);
+    let closed = schema.sql(move |c| {
+        c.query_one(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+    });
+    assert!(closed >= 2, "{closed} sessions closed");
+    let mut failed = 0;
+    for day in 1..=20 {
+        // A range of its own each time, so every request reaches the database.
+        let path =
+            format!("/api/v1/analytics/revenue?start_date=2026-01-01&end_date=2026-02-{day:02}");
+        let got = pg.get(&path, &pg.acme).await;
+        if got.status == 200 {
+            break;
+        }
+        assert_eq!(got.status, 500, "{}", got.body);
+        failed += 1;
+        assert!(failed < 10, "the plugin never opened its sessions again");
+    }
 }
 
 #[tokio::test]

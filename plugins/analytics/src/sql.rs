@@ -350,15 +350,30 @@ impl rusqlite::ToSql for Arg {
 }
 
 /// A PostgreSQL connection with its prepared statements (the store's queries are few and
-/// repeated, so each is parsed and planned once per connection).
+/// repeated, so each is parsed and planned once per connection). A connection the server
+/// closed (a restart, an administrator) is opened again by the next call.
 pub struct PgConn {
     client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
+    config: postgres::Config,
+    schema: String,
 }
 
 impl PgConn {
     /// Connects and makes `schema` the only one unqualified names resolve in.
     pub fn connect(config: &postgres::Config, schema: &str) -> Result<Self, AnalyticsError> {
+        Ok(Self {
+            client: Self::open(config, schema)?,
+            statements: HashMap::new(),
+            config: config.clone(),
+            schema: schema.to_owned(),
+        })
+    }
+
+    fn open(config: &postgres::Config, schema: &str) -> Result<postgres::Client, AnalyticsError> {
+        // Named after the schema, so an operator can tell these sessions apart.
+        let mut config = config.clone();
+        config.application_name(&format!("larder analytics {schema}"));
         let mut client = config
             .connect(postgres::NoTls)
             .map_err(|e| AnalyticsError::internal(format!("cannot connect to PostgreSQL: {e}")))?;
@@ -372,13 +387,22 @@ impl PgConn {
                 s = quote_ident(schema)
             ))
             .map_err(pg_error)?;
-        Ok(Self {
-            client,
-            statements: HashMap::new(),
-        })
+        Ok(client)
+    }
+
+    /// Opens the connection again if the server closed it. The call that met the closing
+    /// has failed already; this one and the next get a fresh session.
+    fn alive(&mut self) -> Result<(), AnalyticsError> {
+        if self.client.is_closed() {
+            tracing::warn!(schema = %self.schema, "analytics: the PostgreSQL connection was closed; opening it again");
+            self.client = Self::open(&self.config, &self.schema)?;
+            self.statements.clear();
+        }
+        Ok(())
     }
 
     fn prepare(&mut self, sql: &str) -> Result<postgres::Statement, AnalyticsError> {
+        self.alive()?;
         if let Some(st) = self.statements.get(sql) {
             return Ok(st.clone());
         }
@@ -398,6 +422,7 @@ impl PgConn {
         data: &[u8],
     ) -> Result<(), AnalyticsError> {
         use std::io::Write as _;
+        self.alive()?;
         let mut w = self
             .client
             .copy_in(&format!("COPY {table} ({columns}) FROM STDIN"))
@@ -428,6 +453,7 @@ impl Conn for PgConn {
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), AnalyticsError> {
+        self.alive()?;
         self.client.batch_execute(sql).map_err(pg_error)
     }
 }
