@@ -401,3 +401,41 @@ async fn warming_passes_the_internal_key_and_clients_still_need_it() {
         "not served from the cache"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_parameters_are_dropped_and_share_the_search_entry() {
+    let gw = FakeGateway::start(APP_KEY, SECRET).await.unwrap();
+    let larder = start(&gw, SECRET, &[], unlimited(), &shipped_policies());
+    let c = reqwest::Client::new();
+    let (s, first, _) = search_get(&c, &larder).await;
+    assert_eq!(s, 200, "{first}");
+    let calls = gw.calls(methods::PRODUCT_QUERY);
+    // The seed's clients send parameters they leave empty: the same search, not a 400.
+    let r = c
+        .get(larder.url(
+            "/api/products/search?keywords=phone%20case&category_ids=&min_sale_price=&page_size=10&sort=SALE_PRICE_ASC&max_sale_price=",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["metadata"]["cache_hit"], true, "{body}");
+    let r = c
+        .post(larder.url("/api/products/search"))
+        .json(&json!({"keywords": "phone case", "category_ids": "", "page_size": 10, "sort": "SALE_PRICE_ASC"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["metadata"]["cache_hit"], true, "{body}");
+    assert_eq!(gw.calls(methods::PRODUCT_QUERY), calls);
+    // A parameter with a value is still checked.
+    let r = c
+        .get(larder.url("/api/products/search?keywords=lamp&category_ids=44,abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

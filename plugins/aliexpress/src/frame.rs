@@ -55,6 +55,7 @@ impl<A: OpenApi> OpenApi for Framed<A> {
             .map(|k| Arc::new(Sha256::digest(k.expose().as_bytes()).to_vec()));
         for (path, methods) in inner {
             let guarded = path.starts_with("/api/");
+            let products = path.starts_with("/api/products");
             let slot = table.entry(path).or_default();
             for (method, endpoint) in methods {
                 let wrapped = FramedEndpoint {
@@ -62,6 +63,7 @@ impl<A: OpenApi> OpenApi for Framed<A> {
                     integration: self.integration,
                     ctx: self.ctx.clone(),
                     key: if guarded { key.clone() } else { None },
+                    drop_empty: products,
                 };
                 slot.insert(method, wrapped.boxed());
             }
@@ -76,6 +78,18 @@ struct FramedEndpoint {
     /// SHA-256 of the required key: comparing digests in constant time hides both the
     /// content and the length of the key.
     key: Option<Arc<Vec<u8>>>,
+    /// Drop empty query parameters (`category_ids=`) before they are parsed: SPEC 2.1's
+    /// product routes treat an empty parameter as absent (the seed's clients send them).
+    drop_empty: bool,
+}
+
+/// `query` without its empty parameters (`a=&b=1&c` → `b=1`); `None` when nothing is left.
+fn without_empty(query: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 /// Whether `given` is the key whose SHA-256 is `expected`, in constant time.
@@ -88,7 +102,28 @@ pub fn key_matches(expected_digest: &[u8], given: Option<&[u8]>) -> bool {
 impl Endpoint for FramedEndpoint {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        if self.drop_empty
+            && let Some(query) = req.uri().query()
+        {
+            let kept = without_empty(query);
+            if kept.as_deref() != Some(query) {
+                let path_and_query = match kept {
+                    Some(q) => format!("{}?{q}", req.uri().path()),
+                    None => req.uri().path().to_owned(),
+                };
+                let mut parts = req.uri().clone().into_parts();
+                parts.path_and_query = path_and_query.parse().ok();
+                if let Ok(uri) = poem::http::Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                    // Operations read their parameters from the parsed query the mount
+                    // attached, not from the URI: parse it again, as the mount does.
+                    let query: Vec<(String, String)> = req.params().unwrap_or_default();
+                    req.extensions_mut()
+                        .insert(poem_openapi::__private::UrlQuery(query));
+                }
+            }
+        }
         let frame = Frame::new(
             req.headers()
                 .get("x-request-id")
@@ -125,6 +160,16 @@ impl Endpoint for FramedEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_parameters_are_dropped() {
+        assert_eq!(
+            without_empty("keywords=lamp&category_ids=&min_sale_price=&page_size=10").as_deref(),
+            Some("keywords=lamp&page_size=10")
+        );
+        assert_eq!(without_empty("category_ids=&flag"), None);
+        assert_eq!(without_empty("a=1").as_deref(), Some("a=1"));
+    }
 
     #[test]
     fn keys_compare_by_digest() {

@@ -43,8 +43,9 @@ pub struct SearchRequest {
     /// Words to search for. Required unless `category_ids` is given.
     #[oai(validator(max_length = 200))]
     pub keywords: Option<String>,
-    /// Comma-separated category ids to search in, e.g. `"44,509"`.
-    #[oai(validator(pattern = r"^\s*\d+\s*(,\s*\d+\s*)*$", max_length = 200))]
+    /// Comma-separated category ids to search in, e.g. `"44,509"`; empty is the same as
+    /// absent.
+    #[oai(validator(pattern = r"^(\s*\d+\s*(,\s*\d+\s*)*)?$", max_length = 200))]
     pub category_ids: Option<String>,
     /// Page number, from 1.
     #[oai(
