@@ -431,11 +431,24 @@ async fn empty_parameters_are_dropped_and_share_the_search_entry() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["metadata"]["cache_hit"], true, "{body}");
     assert_eq!(gw.calls(methods::PRODUCT_QUERY), calls);
-    // A parameter with a value is still checked.
+    // A parameter with a value is still checked, and a body field of the wrong JSON type
+    // is refused rather than turned into text.
     let r = c
         .get(larder.url("/api/products/search?keywords=lamp&category_ids=44,abc"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    for body in [json!({"keywords": 123}), json!({"category_ids": true})] {
+        let r = c
+            .post(larder.url("/api/products/search"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let got: Value = r.json().await.unwrap();
+        assert_eq!(got["success"], false, "{got}");
+    }
+    assert_eq!(gw.calls(methods::PRODUCT_QUERY), calls);
 }

@@ -20,7 +20,7 @@ use crate::client::UpstreamError;
 use crate::config::Settings;
 use crate::model::{
     AffiliateLinks, CacheCleared, Categories, Category, CategoryChildren, DetailsRequest,
-    LinksRequest, Product, ProductDetails, ProductPage, SearchRequest, Sort, Status,
+    LinksRequest, Product, ProductDetails, ProductPage, SearchRequest, Sort, Status, Text,
     default_page_no, default_page_size,
 };
 use crate::query::{self, Invalid, ProductQuery, digest};
@@ -233,8 +233,8 @@ fn search_request(
     max_sale_price: Option<f64>,
 ) -> SearchRequest {
     SearchRequest {
-        keywords,
-        category_ids,
+        keywords: keywords.map(Text),
+        category_ids: category_ids.map(Text),
         page_no,
         page_size,
         sort,

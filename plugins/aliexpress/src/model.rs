@@ -36,17 +36,73 @@ impl Sort {
     }
 }
 
+/// A body field that must be a JSON string. poem-openapi's `String` also takes a number or
+/// a boolean and turns it into text; SPEC 1.7 wants `{"keywords": 123}` refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl poem_openapi::types::Type for Text {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        String::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        String::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for Text {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value.unwrap_or_default() {
+            serde_json::Value::String(s) => Ok(Self(s)),
+            other => Err(poem_openapi::types::ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl poem_openapi::types::ToJSON for Text {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
+}
+
 /// A product search (also the hot-products query).
 #[derive(Object, Debug, Clone, Default)]
 #[oai(rename = "AliexpressSearchRequest", example)]
 pub struct SearchRequest {
     /// Words to search for. Required unless `category_ids` is given.
     #[oai(validator(max_length = 200))]
-    pub keywords: Option<String>,
+    pub keywords: Option<Text>,
     /// Comma-separated category ids to search in, e.g. `"44,509"`; empty is the same as
     /// absent.
     #[oai(validator(pattern = r"^(\s*\d+\s*(,\s*\d+\s*)*)?$", max_length = 200))]
-    pub category_ids: Option<String>,
+    pub category_ids: Option<Text>,
     /// Page number, from 1.
     #[oai(
         default = "default_page_no",
