@@ -121,12 +121,16 @@ impl Granularity {
     }
 }
 
-/// Optional region and category conditions, appended to `args`.
-fn filters(region: Option<i64>, category: Option<i64>, args: &mut Vec<Arg>) -> String {
+/// ` AND column = ?N` for each optional filter that is set, its value appended to `args`
+/// (so `N` is its position).
+fn and_equal<T: Into<Arg>>(
+    filters: impl IntoIterator<Item = (&'static str, Option<T>)>,
+    args: &mut Vec<Arg>,
+) -> String {
     let mut sql = String::new();
-    for (column, v) in [("region_id", region), ("category_id", category)] {
+    for (column, v) in filters {
         if let Some(v) = v {
-            args.push(Arg::Int(v));
+            args.push(v.into());
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
         }
     }
@@ -146,7 +150,10 @@ pub fn revenue(
     category: Option<i64>,
 ) -> Result<Value, AnalyticsError> {
     let mut args = args![tenant, start.to_string(), end.to_string()].to_vec();
-    let extra = filters(region, category, &mut args);
+    let extra = and_equal(
+        [("region_id", region), ("category_id", category)],
+        &mut args,
+    );
     // Days first, then buckets of days: an order has one date, so its day's distinct orders
     // add up to the bucket's, and the bucket expression runs once a day rather than once a
     // line.
@@ -290,7 +297,7 @@ pub fn product_performance(
     let previous = current.checked_sub(days.days()).unwrap_or(current);
     let (p, c, t) = (previous.to_string(), current.to_string(), today.to_string());
     let mut args = args![tenant, p, c, t].to_vec();
-    let extra = filters(None, category, &mut args);
+    let extra = and_equal([("category_id", category)], &mut args);
     let order = match sort_by {
         "units" => "units DESC",
         "growth" => "growth DESC",
@@ -519,13 +526,10 @@ pub fn customers(
 ) -> Result<CustomerPage, AnalyticsError> {
     let (col, desc) = customer_sort(conn.dialect(), sort_by);
     let mut args = args![tenant].to_vec();
-    let mut where_ = String::from("tenant_id = ?1");
-    for (column, v) in [("segment", segment), ("risk_level", risk)] {
-        if let Some(v) = v {
-            args.push(v.into());
-            where_.push_str(&format!(" AND {column} = ?{}", args.len()));
-        }
-    }
+    let where_ = format!(
+        "tenant_id = ?1{}",
+        and_equal([("segment", segment), ("risk_level", risk)], &mut args)
+    );
     let total = conn
         .query_one(
             &format!("SELECT COUNT(*) FROM customers WHERE {where_}"),
@@ -756,17 +760,17 @@ pub fn fraud_alerts(
     size: u64,
 ) -> Result<(Vec<Value>, u64), AnalyticsError> {
     let mut args = args![tenant].to_vec();
-    let mut where_ = String::from("tenant_id = ?1");
-    for (col, v) in [
-        ("status", status),
-        ("priority", priority),
-        ("alert_type", alert_type),
-    ] {
-        if let Some(v) = v {
-            args.push(v.into());
-            where_.push_str(&format!(" AND {col} = ?{}", args.len()));
-        }
-    }
+    let where_ = format!(
+        "tenant_id = ?1{}",
+        and_equal(
+            [
+                ("status", status),
+                ("priority", priority),
+                ("alert_type", alert_type),
+            ],
+            &mut args
+        )
+    );
     let total = conn
         .query_one(
             &format!("SELECT COUNT(*) FROM fraud_alerts WHERE {where_}"),
