@@ -237,6 +237,35 @@ mod at {
     }
 }
 
+/// The `ttl=` of a `Cache-Status`.
+fn ttl_of(status: &str) -> u64 {
+    status
+        .split("; ")
+        .find_map(|p| p.strip_prefix("ttl="))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no ttl in {status}"))
+}
+
+/// At 21:30 in New York UTC's date is already tomorrow. The policy's `today` is the shop's
+/// (the plugin's zone), so the shop's today keeps its one-minute TTL and its tomorrow the
+/// slots class's five minutes; with UTC dates they got a day and a minute.
+#[tokio::test]
+async fn the_policys_today_is_the_shops_date_in_the_evening() {
+    let shop = Shop::start(TUESDAY_EVENING);
+    assert_eq!(shop.day(0).to_string(), "2026-03-03");
+    for barber in 1..=3 {
+        let (today, _) = shop.slots(barber, shop.day(0)).await;
+        assert!(ttl_of(&today) <= 60, "today: {today}");
+        let (tomorrow, _) = shop.slots(barber, shop.day(1)).await;
+        assert!(
+            (61..=300).contains(&ttl_of(&tomorrow)),
+            "tomorrow: {tomorrow}"
+        );
+        let (yesterday, _) = shop.slots(barber, shop.day(-1)).await;
+        assert!(ttl_of(&yesterday) > 300, "yesterday: {yesterday}");
+    }
+}
+
 #[tokio::test]
 async fn concurrent_creates_for_one_slot_book_it_once() {
     let shop = Shop::start(WEDNESDAY);

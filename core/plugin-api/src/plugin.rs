@@ -104,6 +104,14 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The IANA time zone this plugin's business days are in (a shop's local day), if not
+    /// UTC. Policy conditions on its routes and warming jobs for them read `today` in it
+    /// unless the policy names another zone, so `query.date == today` means the shop's
+    /// today after 19:00 in New York too.
+    fn timezone(&self) -> Option<String> {
+        None
+    }
+
     /// Rate limits and CORS origins this plugin's routes should have unless the operator
     /// configures others (`plugins.<name>.rate_limit`, `plugins.<name>.cors_origins`).
     fn http_defaults(&self) -> HttpDefaults {
@@ -169,6 +177,8 @@ pub trait DynPlugin: Send + Sync {
     fn permissions(&self) -> Vec<RoutePermission>;
     /// See [`Plugin::warm_sources`].
     fn warm_sources(&self) -> Vec<WarmSourceSpec>;
+    /// See [`Plugin::timezone`].
+    fn timezone(&self) -> Option<String>;
     /// See [`Plugin::http_defaults`].
     fn http_defaults(&self) -> HttpDefaults;
     /// See [`Plugin::core_error_body`].
@@ -290,6 +300,10 @@ impl<P: Plugin> DynPlugin for Running<P> {
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {
         abi::catch(|| self.0.warm_sources()).unwrap_or_default()
+    }
+
+    fn timezone(&self) -> Option<String> {
+        abi::catch(|| self.0.timezone()).unwrap_or_default()
     }
 
     fn http_defaults(&self) -> HttpDefaults {

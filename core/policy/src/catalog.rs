@@ -5,6 +5,7 @@
 //! name things that do not exist.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Routes, events and warm sources of every enabled plugin.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -27,6 +28,10 @@ pub struct Catalog {
     /// when an operator disables a built-in plugin.
     #[serde(default)]
     pub disabled_plugins: Vec<String>,
+    /// The IANA time zone a plugin's business days are in (a shop's local day), by plugin:
+    /// its rules' conditions read `today` there unless a rule names another zone.
+    #[serde(default)]
+    pub time_zones: BTreeMap<String, String>,
 }
 
 /// One route.
@@ -137,6 +142,12 @@ impl Catalog {
             plugin: plugin.into(),
             name: name.into(),
         });
+        self
+    }
+
+    /// Says that `plugin`'s days are in `zone`.
+    pub fn time_zone(mut self, plugin: &str, zone: &str) -> Self {
+        self.time_zones.insert(plugin.into(), zone.into());
         self
     }
 

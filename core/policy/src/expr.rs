@@ -384,19 +384,26 @@ enum Val<'a> {
     Time(i64),
 }
 
-/// "Now" for evaluation, in seconds since the Unix epoch (UTC). Always passed in, read from
-/// the server's one clock (`server.clock_start` chooses its start), so that tests and
-/// `larder explain` are deterministic.
+/// "Now" for evaluation: an instant, read from the server's one clock
+/// (`server.clock_start` chooses its start) so that tests and `larder explain` are
+/// deterministic, and the UTC offset in force there in the time zone a rule evaluates in
+/// (UTC unless the rule, its plugin or `defaults` name a zone), which decides the date
+/// `today` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
     /// Seconds since 1970-01-01T00:00:00Z.
     pub unix_secs: i64,
+    /// The zone's offset from UTC at `unix_secs`, in seconds.
+    offset_secs: i32,
 }
 
 impl Clock {
-    /// A fixed instant.
+    /// A fixed instant, its dates in UTC.
     pub fn at(unix_secs: i64) -> Clock {
-        Clock { unix_secs }
+        Clock {
+            unix_secs,
+            offset_secs: 0,
+        }
     }
 
     /// Parses `2025-01-23` or `2025-01-23T10:30:00Z`.
@@ -404,9 +411,21 @@ impl Clock {
         parse_datetime(s).map(Clock::at)
     }
 
-    /// Days since the epoch of the current UTC date.
+    /// The same instant with its dates in `zone`: `today` becomes the zone's date (a
+    /// daylight-saving change moves the offset, not the date arithmetic).
+    pub fn in_zone(self, zone: &jiff::tz::TimeZone) -> Clock {
+        let offset_secs = jiff::Timestamp::from_second(self.unix_secs)
+            .map(|t| zone.to_offset(t).seconds())
+            .unwrap_or(0);
+        Clock {
+            unix_secs: self.unix_secs,
+            offset_secs,
+        }
+    }
+
+    /// Days since the epoch of the current date in the clock's zone.
     pub fn today(self) -> i64 {
-        self.unix_secs.div_euclid(86_400)
+        (self.unix_secs + i64::from(self.offset_secs)).div_euclid(86_400)
     }
 }
 

@@ -51,7 +51,7 @@ pub use policy::{Explanation, PolicySet, RequestMatch, RouteInfo, Trigger};
 pub use request::{CREDENTIAL_HEADERS, Request, RequestView};
 pub use rule::{
     ClientCache, Decision, Invalidation, Rule, RuleMatch, RuleTag, Skip, TagVerdict, TtlCondition,
-    TtlDecision,
+    TtlDecision, Zone,
 };
 pub use spec::{Algorithm, Method, Scope, Store, json_schema};
 pub use template::Template;

@@ -285,6 +285,13 @@ impl PolicySet {
                 statuses: rule.statuses.clone(),
                 invalidation: rule.invalidation(&req),
                 client: rule.client,
+                today: rule.has_conditions().then(|| {
+                    let date = crate::expr::format_date(rule.local(clock).today());
+                    match &rule.timezone {
+                        Some(z) => format!("{date} in {z}"),
+                        None => format!("{date} in UTC"),
+                    }
+                }),
             });
         }
         ex
@@ -459,6 +466,9 @@ pub struct RuleExplanation {
     pub invalidation: Option<Invalidation>,
     /// What downstream caches are told.
     pub client: crate::rule::ClientCache,
+    /// The date `today` is for the rule's conditions, and in which zone (`None` when the
+    /// rule has no condition).
+    pub today: Option<String>,
 }
 
 impl fmt::Display for Explanation {
@@ -503,6 +513,9 @@ impl fmt::Display for Explanation {
                             "  stale:   while-revalidate {}, if-error {}",
                             t.stale_while_revalidate, t.stale_if_error
                         )?;
+                    }
+                    if let Some(today) = &r.today {
+                        writeln!(f, "  today:   {today}")?;
                     }
                     let tags = if r.tags.is_empty() {
                         "(none)".to_owned()

@@ -304,6 +304,43 @@ pub struct Rule {
     pub invalidate: Option<InvalidationTemplates>,
     /// What downstream caches are told.
     pub client: ClientCache,
+    /// The zone its conditions read `today` in; `None` for UTC.
+    pub timezone: Option<Zone>,
+}
+
+/// A named IANA time zone and which setting chose it, for rules whose conditions compare
+/// dates in a shop's or a tenant's local day rather than UTC's.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// The zone.
+    pub zone: jiff::tz::TimeZone,
+    /// Its IANA name (`America/New_York`).
+    pub name: String,
+    /// Where it was set: `rule`, `plugin booking`, `defaults`.
+    pub source: String,
+}
+
+/// Two zones are the same setting when they have the same name and source.
+impl PartialEq for Zone {
+    fn eq(&self, other: &Zone) -> bool {
+        self.name == other.name && self.source == other.source
+    }
+}
+
+impl Zone {
+    /// `clock` with its dates in this zone, or in UTC when there is none.
+    pub fn apply(zone: Option<&Zone>, clock: Clock) -> Clock {
+        match zone {
+            Some(z) => clock.in_zone(&z.zone),
+            None => clock,
+        }
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (from {})", self.name, self.source)
+    }
 }
 
 /// One of a rule's tags: a template, attached to an entry only when its condition (if
@@ -362,6 +399,19 @@ pub struct Decision {
 pub struct TtlCondition(Option<usize>);
 
 impl Rule {
+    /// Whether any condition (a TTL's `when`, a conditional tag, `bypass.when`) is evaluated
+    /// for the rule's requests.
+    pub fn has_conditions(&self) -> bool {
+        !self.ttl.when.is_empty()
+            || self.bypass_when.is_some()
+            || self.tags.iter().any(|t| t.condition.is_some())
+    }
+
+    /// `clock` with its dates in the rule's zone.
+    pub fn local(&self, clock: Clock) -> Clock {
+        Zone::apply(self.timezone.as_ref(), clock)
+    }
+
     fn route_names(&self) -> RouteNames<'_> {
         match &self.matcher {
             RuleMatch::Operation { plugin, operation } => RouteNames {
@@ -415,7 +465,7 @@ impl Rule {
         }
         self.bypass_when
             .as_ref()
-            .is_some_and(|e| e.eval(req, clock))
+            .is_some_and(|e| e.eval(req, self.local(clock)))
     }
 
     /// The cache key, or why the request must not use the cache. Scope and `vary` are part
@@ -465,7 +515,7 @@ impl Rule {
     /// The rendered tags an entry stored for `req` carries: the unconditional ones and the
     /// conditional ones whose condition holds at `clock` (conditions may read `today`).
     pub fn tags(&self, req: &dyn RequestView, clock: Clock) -> Vec<String> {
-        let route = self.route_names();
+        let (route, clock) = (self.route_names(), self.local(clock));
         self.tags
             .iter()
             .filter(|t| t.applies(req, clock))
@@ -476,7 +526,7 @@ impl Rule {
     /// Every tag of the rule rendered for `req`, with whether it would be attached: what
     /// [`Rule::tags`] keeps, and what it leaves out and why (for `larder explain`).
     pub fn tag_verdicts(&self, req: &dyn RequestView, clock: Clock) -> Vec<TagVerdict> {
-        let route = self.route_names();
+        let (route, clock) = (self.route_names(), self.local(clock));
         self.tags
             .iter()
             .map(|t| TagVerdict {
@@ -503,6 +553,10 @@ impl Rule {
 
     /// The request half of [`Rule::ttl`]: which `when` condition holds.
     pub fn ttl_condition(&self, req: &dyn RequestView, clock: Clock) -> TtlCondition {
+        if self.ttl.when.is_empty() {
+            return TtlCondition(None);
+        }
+        let clock = self.local(clock);
         TtlCondition(
             self.ttl
                 .when

@@ -45,6 +45,13 @@ string_format!(
     "A condition: comparisons (== != < <= > >=), `exists X`, `X in [..]`, and/or/not over query.X, path.X, header.X, body.POINTER, tenant, user, method, literals, `today` and `now` (± a duration)."
 );
 string_format!(
+    /// An IANA time zone such as `America/New_York`.
+    TimeZoneText,
+    "TimeZone",
+    "time-zone",
+    "An IANA time zone name such as `America/New_York`, `Europe/Berlin` or `UTC`."
+);
+string_format!(
     /// A TTL: a duration (`5m`) or the name of a TTL class (`real_time`).
     TtlText,
     "TtlValue",
@@ -109,6 +116,9 @@ pub struct Defaults {
     pub bypass: Option<BypassSpec>,
     /// JSON rewriting before storing (default: none).
     pub json: Option<JsonSpec>,
+    /// Time zone in which conditions read `today` and warming's `days` count, for rules
+    /// whose own `timezone` and plugin name none (default `UTC`).
+    pub timezone: Option<TimeZoneText>,
 }
 
 /// A caching rule: which routes it covers and how their responses are cached.
@@ -171,6 +181,10 @@ pub struct RuleSpec {
     /// for `tenant`/`user` scope, and `no-cache` with the ETag (each reuse revalidates,
     /// a cheap 304) when the rule's entries can be purged by tags, keys or patterns.
     pub client: Option<ClientSpec>,
+    /// Time zone in which this rule's conditions (`ttl.when`, conditional tags,
+    /// `bypass.when`) read `today`. Default: the zone its plugin runs in (booking's shop
+    /// zone, for example), else `defaults.timezone`, else `UTC`.
+    pub timezone: Option<TimeZoneText>,
 }
 
 /// The `Cache-Control` clients and shared caches get for a rule's answers.
@@ -521,6 +535,9 @@ pub struct WarmSpec {
     pub batch_size: Option<u32>,
     /// Refuse to expand to more requests than this (default `10000`).
     pub max_requests: Option<u32>,
+    /// Time zone in which `days` parameters count from today. Default: the zone of the
+    /// plugin its requests go to, else `defaults.timezone`, else `UTC`.
+    pub timezone: Option<TimeZoneText>,
 }
 
 /// A request to warm: `"GET /api/v2/services?x={x}"` or the full form.

@@ -6,6 +6,7 @@
 
 use crate::expr::{Clock, format_date};
 use crate::request::{Request, parse_query};
+use crate::rule::Zone;
 use crate::spec::Method;
 use crate::units::Duration;
 use std::collections::BTreeMap;
@@ -286,6 +287,8 @@ pub struct WarmJob {
     pub max_requests: u32,
     /// What to warm.
     pub source: WarmSource,
+    /// The zone its `days` parameters count today in; `None` for UTC.
+    pub timezone: Option<Zone>,
 }
 
 impl WarmJob {
@@ -311,6 +314,7 @@ impl WarmJob {
         let WarmSource::Requests { templates, params } = &self.source else {
             return Vec::new();
         };
+        let clock = Zone::apply(self.timezone.as_ref(), clock);
         let mut out = Vec::new();
         for t in templates {
             let names = t.placeholders();

@@ -393,6 +393,9 @@ fn catalog(
         for w in &p.warm_sources {
             catalog = catalog.warm_source(p.name, &w.name);
         }
+        if let Some(zone) = &p.timezone {
+            catalog = catalog.time_zone(p.name, zone);
+        }
     }
     catalog.disabled_plugins = registry
         .builtin_names()
@@ -712,3 +715,6 @@ impl Parts<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

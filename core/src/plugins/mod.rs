@@ -95,6 +95,8 @@ pub struct LoadedPlugin {
     pub named_rules: Vec<NamedRuleSpec>,
     /// What its routes need.
     pub permissions: Vec<RoutePermission>,
+    /// The zone its days are in, if not UTC.
+    pub timezone: Option<String>,
 }
 
 /// Loads a dynamic plugin library and returns its factory, after checking its declaration.
@@ -273,6 +275,7 @@ pub async fn build(
             warm_sources: plugin.warm_sources(),
             named_rules: plugin.named_rules(),
             permissions: plugin.permissions(),
+            timezone: plugin.timezone(),
             plugin,
         });
     }

@@ -246,6 +246,11 @@ impl Plugin for BookingPlugin {
         ]
     }
 
+    /// The shop's zone: the policy's `query.date == today` is the shop's today.
+    fn timezone(&self) -> Option<String> {
+        Some(self.state().config.timezone.clone())
+    }
+
     /// The benchmark alias burns CPU by design: a few runs a minute at most.
     fn http_defaults(&self) -> HttpDefaults {
         HttpDefaults {

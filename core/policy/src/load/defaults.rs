@@ -5,7 +5,7 @@ use super::{Compiler, Origin};
 use crate::compression::Compression;
 use crate::diag::did_you_mean;
 use crate::expr::Expr;
-use crate::rule::JsonOptions;
+use crate::rule::{JsonOptions, Zone};
 use crate::source::FieldPath;
 use crate::spec::{Defaults, Method, PolicyFile, Scope, Store};
 use crate::units::{Duration, Jitter, Size};
@@ -32,6 +32,7 @@ pub(super) struct ResolvedDefaults {
     pub(super) bypass_no_cache: bool,
     pub(super) bypass_when: Option<Expr>,
     pub(super) json: JsonOptions,
+    pub(super) timezone: Option<Zone>,
 }
 
 impl Compiler<'_> {
@@ -123,6 +124,32 @@ impl Compiler<'_> {
         }
     }
 
+    /// An IANA zone named at `at`; an unknown name is reported with the nearest known one.
+    pub(super) fn zone(
+        &mut self,
+        f: usize,
+        at: &FieldPath,
+        name: &str,
+        source: &str,
+    ) -> Option<Zone> {
+        match jiff::tz::TimeZone::get(name) {
+            Ok(zone) => Some(Zone {
+                zone,
+                name: name.to_owned(),
+                source: source.to_owned(),
+            }),
+            Err(_) => {
+                let known: Vec<String> =
+                    jiff::tz::db().available().map(|n| n.to_string()).collect();
+                let hint = did_you_mean(name, known.iter().map(String::as_str)).or_else(|| {
+                    Some("write an IANA zone name such as `America/New_York` or `UTC`".into())
+                });
+                self.err(f, at, format!("unknown time zone `{name}`"), hint);
+                None
+            }
+        }
+    }
+
     /// `defaults` of `file` (none: the built-in values).
     pub(super) fn resolve_defaults(
         &mut self,
@@ -147,7 +174,12 @@ impl Compiler<'_> {
                 .and_then(|w| self.expr(f, &at.at("bypass").at("when"), &w.0, &[])),
             _ => None,
         };
+        let timezone = match (&d.timezone, file) {
+            (Some(z), Some(f)) => self.zone(f, &at.at("timezone"), &z.0, "defaults"),
+            _ => None,
+        };
         ResolvedDefaults {
+            timezone,
             ttl,
             ttl_source,
             swr: d.stale_while_revalidate.unwrap_or(Duration::ZERO),

@@ -240,7 +240,7 @@ impl<'c> Compiler<'c> {
         };
         self.index_rules(&mut set, rules, &routes);
         self.compile_triggers(&mut set);
-        self.compile_warming(&mut set);
+        self.compile_warming(&mut set, defaults.timezone.as_ref());
         if self.diags.is_empty() {
             Ok(set)
         } else {

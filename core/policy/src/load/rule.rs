@@ -8,7 +8,7 @@ use super::{Compiler, Origin};
 use crate::compression::Compression;
 use crate::diag::did_you_mean;
 use crate::policy::RouteInfo;
-use crate::rule::{ClientCache, JsonOptions, Rule, RuleMatch, RuleTag, TtlPolicy};
+use crate::rule::{ClientCache, JsonOptions, Rule, RuleMatch, RuleTag, TtlPolicy, Zone};
 use crate::source::FieldPath;
 use crate::spec::{CompressionOverride, RuleSpec, Scope, TagSpec, TtlSpec};
 use crate::template::{Template, TemplateContext};
@@ -63,6 +63,19 @@ impl Purges {
                 .iter()
                 .any(|s| s.starts_with(key) || key.starts_with(s.as_str()))
     }
+}
+
+/// The single distinct name of `names`, if there is exactly one.
+fn one<'a>(names: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut found: Option<&str> = None;
+    for n in names {
+        match found {
+            None => found = Some(n),
+            Some(f) if f != n => return None,
+            Some(_) => {}
+        }
+    }
+    found.map(str::to_owned)
 }
 
 /// The text before a template's first variable or a pattern's first wildcard.
@@ -182,6 +195,7 @@ impl Compiler<'_> {
         let scope = r.scope.unwrap_or(d.scope);
         let purgeable = !tags.is_empty() || cx.purges.may_reach(key.as_str());
         let client = self.client(f, &at.at("client"), r, scope, purgeable);
+        let timezone = self.rule_zone(f, at, r, &matcher, cx);
         if self.diags.len() > before {
             return None;
         }
@@ -216,7 +230,54 @@ impl Compiler<'_> {
             compression,
             invalidate,
             client,
+            timezone,
         })
+    }
+
+    /// The zone a rule's conditions read dates in: its own `timezone`, else the zone of the
+    /// one plugin whose routes (or, for a rule used by name, whose code) it serves, else
+    /// `defaults.timezone`; `None` for UTC.
+    fn rule_zone(
+        &mut self,
+        f: usize,
+        at: &FieldPath,
+        r: &RuleSpec,
+        matcher: &RuleMatch,
+        cx: &RuleContext,
+    ) -> Option<Zone> {
+        if let Some(z) = &r.timezone {
+            return self.zone(f, &at.at("timezone"), &z.0, "rule");
+        }
+        let plugin = match matcher {
+            RuleMatch::Operation { plugin, .. } | RuleMatch::Plugin { plugin } => {
+                Some(plugin.clone())
+            }
+            RuleMatch::Path {
+                plugin: Some(plugin),
+                ..
+            } => Some(plugin.clone()),
+            RuleMatch::Path { plugin: None, .. } => one(cx
+                .routes
+                .iter()
+                .filter(|ri| covers(matcher, ri))
+                .map(|ri| ri.plugin.as_str())),
+            RuleMatch::Code => one(self.catalog.into_iter().flat_map(|c| {
+                c.named_rules
+                    .iter()
+                    .filter(|n| n.rule == r.name)
+                    .map(|n| n.plugin.as_str())
+            })),
+        };
+        let zone = plugin.and_then(|p| {
+            let name = self.catalog?.time_zones.get(&p)?.clone();
+            Some((p, name))
+        });
+        match zone {
+            Some((plugin, name)) => {
+                self.zone(f, &at.at("match"), &name, &format!("plugin {plugin}"))
+            }
+            None => cx.defaults.timezone.clone(),
+        }
     }
 
     /// A rule's tags; a conditional tag's condition is checked like a `ttl.when` one.

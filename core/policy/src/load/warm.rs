@@ -6,6 +6,7 @@ use super::{Compiler, Origin};
 use crate::catalog::Catalog;
 use crate::diag::did_you_mean;
 use crate::policy::PolicySet;
+use crate::rule::Zone;
 use crate::source::FieldPath;
 use crate::spec::{Method, ParamScalar, ParamValues, WarmRequestSpec, WarmSpec};
 use crate::units::Duration;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 impl Compiler<'_> {
     /// Adds the warming jobs of all files to `set`. Job names are unique across the set:
     /// the admin API runs a job by name.
-    pub(super) fn compile_warming(&mut self, set: &mut PolicySet) {
+    pub(super) fn compile_warming(&mut self, set: &mut PolicySet, defaults: Option<&Zone>) {
         let mut job_origin: HashMap<String, Origin> = HashMap::new();
         for f in 0..self.files.len() {
             let specs = self.files[f].spec.warming.clone();
@@ -33,7 +34,7 @@ impl Compiler<'_> {
                     continue;
                 }
                 job_origin.insert(w.name.clone(), (f, at.at("name")));
-                if let Some(job) = self.compile_warm(f, &at, w, set) {
+                if let Some(job) = self.compile_warm(f, &at, w, set, defaults) {
                     set.warming.push(Arc::new(job));
                 }
             }
@@ -48,6 +49,7 @@ impl Compiler<'_> {
         at: &FieldPath,
         w: &WarmSpec,
         set: &PolicySet,
+        defaults: Option<&Zone>,
     ) -> Option<WarmJob> {
         let (source, mut ok) = match (&w.source, w.requests.is_empty()) {
             (Some(_), false) => {
@@ -74,7 +76,16 @@ impl Compiler<'_> {
             (Some(s), true) => (self.plugin_source(f, at, w, s)?, true),
             (None, false) => self.request_source(f, at, w, set),
         };
+        let timezone = match &w.timezone {
+            Some(z) => {
+                let zone = self.zone(f, &at.at("timezone"), &z.0, "job");
+                ok &= zone.is_some();
+                zone
+            }
+            None => self.warm_zone(&source, set).or_else(|| defaults.cloned()),
+        };
         let job = WarmJob {
+            timezone,
             name: w.name.clone(),
             description: w.description.clone(),
             file: self.files[f].path.clone(),
@@ -89,6 +100,34 @@ impl Compiler<'_> {
         };
         ok &= self.check_job(f, at, w, &job);
         ok.then_some(job)
+    }
+
+    /// The zone of the one plugin a job warms, if that plugin names one.
+    fn warm_zone(&self, source: &WarmSource, set: &PolicySet) -> Option<Zone> {
+        let cat = self.catalog?;
+        let plugin = match source {
+            WarmSource::Plugin { plugin, .. } => plugin.clone(),
+            WarmSource::Requests { templates, .. } => {
+                let mut plugins = templates.iter().filter_map(|t| {
+                    let probe = probe_path(&t.path);
+                    let found = set
+                        .routes
+                        .find(&probe, &|r| r.0.method == t.method.as_str())?;
+                    Some(found.1.0.plugin.clone())
+                });
+                let first = plugins.next()?;
+                if plugins.any(|p| p != first) {
+                    return None;
+                }
+                first
+            }
+        };
+        let name = cat.time_zones.get(&plugin)?;
+        Some(Zone {
+            zone: jiff::tz::TimeZone::get(name).ok()?,
+            name: name.clone(),
+            source: format!("plugin {plugin}"),
+        })
     }
 
     /// `source: plugin.name`: requests a plugin lists when the job runs.
@@ -239,12 +278,7 @@ impl Compiler<'_> {
         let Some(cat) = self.catalog else {
             return true;
         };
-        let probe = t
-            .path
-            .split('/')
-            .map(|s| if s.contains('{') { "x" } else { s })
-            .collect::<Vec<_>>()
-            .join("/");
+        let probe = probe_path(&t.path);
         let hits = set
             .routes
             .find(&probe, &|r| r.0.method == t.method.as_str())
@@ -382,6 +416,14 @@ impl Compiler<'_> {
         }
         ok
     }
+}
+
+/// A template's path with each placeholder segment standing for one concrete segment.
+fn probe_path(path: &str) -> String {
+    path.split('/')
+        .map(|s| if s.contains('{') { "x" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// What to suggest for an unknown warm source of `plugin`.
