@@ -452,3 +452,93 @@ async fn empty_parameters_are_dropped_and_share_the_search_entry() {
     }
     assert_eq!(gw.calls(methods::PRODUCT_QUERY), calls);
 }
+
+/// The seed's cache aliases answer in the seed's shapes: `/api/cache/stats` with
+/// `cache_stats`, `cache_config` and `performance_impact`; `/api/status` with
+/// `capabilities` and `performance`; `POST /api/cache/clear?pattern=products` clears every
+/// product entry (search, hot, details) and leaves the categories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_cache_aliases_answer_in_the_seeds_shapes() {
+    const ADMIN: &str = "admin-key-0123456789abcdef";
+    let gw = FakeGateway::start(APP_KEY, SECRET).await.unwrap();
+    let larder = start(
+        &gw,
+        SECRET,
+        &[("LARDER_ADMIN_KEY", ADMIN)],
+        unlimited(),
+        &shipped_policies(),
+    );
+    let c = reqwest::Client::new();
+    let get = |path: &str| {
+        let r = c.get(larder.url(path)).header("x-admin-key", ADMIN);
+        async move { r.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let paths = [
+        "/api/products/search?keywords=lamp",
+        "/api/products/hot?keywords=lamp",
+        "/api/products/details/1005006543210987",
+        "/api/categories",
+    ];
+    for path in paths {
+        for _ in 0..2 {
+            let v = get(path).await;
+            assert_eq!(v["success"], true, "{path}: {v}");
+        }
+    }
+
+    let stats = get("/api/cache/stats").await;
+    let d = &stats["data"];
+    // Four routes, each a miss then a hit (the warmed categories: hits both times).
+    let counts = &d["cache_stats"];
+    let (hits, misses) = (
+        counts["hits"].as_u64().unwrap(),
+        counts["misses"].as_u64().unwrap(),
+    );
+    assert!(hits >= 4 && misses >= 3, "{stats}");
+    assert_eq!(counts["total_requests"].as_u64(), Some(hits + misses));
+    let rate = (hits as f64 * 10_000.0 / (hits + misses) as f64).round() / 100.0;
+    assert_eq!(counts["hit_rate_percent"].as_f64(), Some(rate), "{stats}");
+    assert_eq!(d["cache_config"]["redis_connected"], false, "{stats}");
+    assert_eq!(d["cache_config"]["default_ttl"], 3600, "{stats}");
+    assert!(d["cache_config"]["memory_cache_size"].as_u64().unwrap() >= 4);
+    assert_eq!(
+        d["performance_impact"]["estimated_api_calls_saved"].as_u64(),
+        Some(hits),
+        "{stats}"
+    );
+    assert!(d["performance_impact"]["cache_efficiency"].is_string());
+    // Ours too: per-rule counters with their TTLs.
+    assert_eq!(d["rules"]["aliexpress-product-details"]["ttl_secs"], 86_400);
+
+    let status = get("/api/status").await;
+    let s = &status["data"];
+    assert_eq!(s["capabilities"]["intelligent_caching"], true, "{status}");
+    assert_eq!(s["capabilities"]["redis_caching"], false, "{status}");
+    assert_eq!(s["performance"]["caching_enabled"], true, "{status}");
+    assert!(
+        s["performance"]["cache_hit_rate"]
+            .as_str()
+            .is_some_and(|r| r.ends_with('%')),
+        "{status}"
+    );
+    assert!(
+        s["cache_performance"]["cache_stats"].is_object(),
+        "{status}"
+    );
+
+    let r = c
+        .post(larder.url("/api/cache/clear?pattern=products"))
+        .header("x-admin-key", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let cleared: Value = r.json().await.unwrap();
+    assert_eq!(cleared["data"]["pattern"], "products", "{cleared}");
+    assert_eq!(cleared["data"]["cleared_entries"], 3, "{cleared}");
+    for path in &paths[..3] {
+        let v = get(path).await;
+        assert_eq!(v["metadata"]["cache_hit"], false, "{path} survived: {v}");
+    }
+    let v = get("/api/categories").await;
+    assert_eq!(v["metadata"]["cache_hit"], true, "{v}");
+}

@@ -243,6 +243,23 @@ pub struct CacheHealth {
     pub ping_ms: Option<f64>,
 }
 
+/// One warm source's run, from [`PluginContext::warm`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WarmRun {
+    /// The source, as `plugin.source`.
+    pub source: String,
+    /// The warming job that ran it (the policy's, or an ad-hoc one named after the source).
+    pub job: String,
+    /// Requests answered 2xx: entries now warm.
+    pub entries: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// The first failures.
+    pub error_samples: Vec<String>,
+    /// How long the run took, milliseconds.
+    pub duration_ms: u64,
+}
+
 /// Loader handed to the host by [`PluginContext::get_or_load`]: produces the bytes to cache.
 pub type BytesLoader = BoxFuture<'static, Result<Bytes, PluginError>>;
 
@@ -287,6 +304,18 @@ pub trait Host: Send + Sync {
     ) -> BoxFuture<'static, Result<KeyListing, PluginError>> {
         let _ = (plugin, pattern, limit);
         Box::pin(async { Ok(KeyListing::default()) })
+    }
+
+    /// Runs this plugin's warm sources `sources` now, through the server's request pipeline
+    /// as the core's own warming principal (the policy's job for a source when there is
+    /// one, so `/admin/cache/jobs` shows the run); for a plugin's own warm alias route.
+    fn warm(
+        &self,
+        plugin: &str,
+        sources: Vec<String>,
+    ) -> BoxFuture<'static, Result<Vec<WarmRun>, PluginError>> {
+        let _ = (plugin, sources);
+        Box::pin(async { Err(PluginError::failed("this host does not warm")) })
     }
 
     /// Reachability of the cache's shared store; for a plugin's own health alias route.
@@ -388,6 +417,15 @@ impl PluginContext {
     /// to the plugin's namespace: `revenue:*` lists `<plugin>:revenue:*`. At most `limit`.
     pub async fn cache_keys(&self, pattern: &str, limit: usize) -> Result<KeyListing, PluginError> {
         self.host.cache_keys(&self.plugin, pattern, limit).await
+    }
+
+    /// Runs this plugin's warm sources (names as in [`Plugin::warm_sources`]) now and
+    /// waits for them: the requests go through the server like a warming job's.
+    ///
+    /// [`Plugin::warm_sources`]: crate::Plugin::warm_sources
+    pub async fn warm(&self, sources: &[&str]) -> Result<Vec<WarmRun>, PluginError> {
+        let sources = sources.iter().map(|s| s.to_string()).collect();
+        self.host.warm(&self.plugin, sources).await
     }
 
     /// Whether the cache's shared store (Redis) is reachable, and its PING round trip.

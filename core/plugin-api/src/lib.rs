@@ -25,8 +25,8 @@ pub mod plugin;
 pub use api::PluginApi;
 pub use context::{
     CacheHealth, Event, EventSpec, Host, HttpDefaults, Invalidation, KeyListing, ListedKey,
-    LoadedValue, NamedRuleSpec, OperationLimit, PluginContext, WarmRequest, WarmSourceSpec,
-    is_wildcard_only, rule_hits_and_misses,
+    LoadedValue, NamedRuleSpec, OperationLimit, PluginContext, WarmRequest, WarmRun,
+    WarmSourceSpec, is_wildcard_only, rule_hits_and_misses,
 };
 pub use identity::{
     CACHE_MANAGE, CACHE_READ, Principal, PrincipalKind, RoutePermission, principal_of,

@@ -1,6 +1,6 @@
 //! The compiled policy set: immutable, shared as `Arc<PolicySet>`, swapped whole on reload.
 
-use crate::catalog::CatalogRoute;
+use crate::catalog::{Catalog, CatalogRoute};
 use crate::compression::Compression;
 use crate::expr::Clock;
 use crate::path::{PathPattern, Router};
@@ -138,6 +138,11 @@ impl PolicySet {
             route: None,
             params,
         })
+    }
+
+    /// What the set was checked against: the plugins' routes, events, named rules.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// Every rule, in file order.

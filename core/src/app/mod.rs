@@ -211,6 +211,7 @@ impl App {
             Arc::new(Engine::new(cache, policy_paths, catalog).map_err(StartError::Invalid)?);
         host.attach(engine.clone());
         let warmer = Warmer::new(engine.clone(), &plugins);
+        host.attach_warm_runner(warmer.clone());
         let _ = admin.engine.set(engine.clone());
         let _ = admin.warmer.set(warmer.clone());
 

@@ -6,6 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use larder_plugin::WarmRun;
 use larder_policy::{WarmJob, WarmSource};
 use parking_lot::Mutex;
 use poem::http::Method;
@@ -17,6 +19,7 @@ use tracing::Instrument;
 use crate::cache::engine::Engine;
 use crate::http::pipeline::Server;
 use crate::plugins::LoadedPlugin;
+use crate::plugins::host::WarmRunner;
 
 /// One request of a warming job: method, URI, JSON body, and whom it is made as.
 type WarmCall = (
@@ -69,12 +72,14 @@ pub struct Warmer {
     endpoint: OnceLock<Arc<Server>>,
     plugins: BTreeMap<String, (Arc<dyn larder_plugin::DynPlugin>, String)>,
     status: Mutex<BTreeMap<String, JobStatus>>,
+    /// Itself, for the `'static` futures of [`WarmRunner::run_source`].
+    me: OnceLock<std::sync::Weak<Warmer>>,
 }
 
 impl Warmer {
     /// A warmer for these plugins (their warm sources and mount prefixes).
     pub fn new(engine: Arc<Engine>, plugins: &[LoadedPlugin]) -> Arc<Self> {
-        Arc::new(Self {
+        let warmer = Arc::new(Self {
             engine,
             endpoint: OnceLock::new(),
             plugins: plugins
@@ -82,7 +87,10 @@ impl Warmer {
                 .map(|p| (p.name.to_owned(), (p.plugin.clone(), p.prefix.clone())))
                 .collect(),
             status: Mutex::default(),
-        })
+            me: OnceLock::new(),
+        });
+        let _ = warmer.me.set(Arc::downgrade(&warmer));
+        warmer
     }
 
     /// Gives the warmer the application's root endpoint (requests go through the router
@@ -283,5 +291,65 @@ impl Warmer {
         s.last_errors = errors;
         s.last_error_samples = samples;
         Ok(s.clone())
+    }
+}
+
+/// A plugin's warm alias route runs its sources here: the policy's job for the source when
+/// there is one (so `/admin/cache/jobs` shows the run), else a one-off job of the source
+/// with the policy's default limits.
+impl WarmRunner for Warmer {
+    fn run_source(
+        &self,
+        plugin: String,
+        source: String,
+    ) -> BoxFuture<'static, Result<WarmRun, String>> {
+        let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) else {
+            return Box::pin(async { Err("the server is not ready to warm yet".to_owned()) });
+        };
+        Box::pin(async move {
+            let known = me
+                .plugins
+                .get(&plugin)
+                .is_some_and(|(p, _)| p.warm_sources().iter().any(|w| w.name == source));
+            if !known {
+                return Err(format!("plugin `{plugin}` has no warm source `{source}`"));
+            }
+            let wanted = WarmSource::Plugin {
+                plugin: plugin.clone(),
+                name: source.clone(),
+            };
+            let job = me
+                .engine
+                .policy()
+                .warm_jobs()
+                .iter()
+                .find(|j| j.source == wanted)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Arc::new(WarmJob {
+                        name: format!("{plugin}.{source}"),
+                        description: None,
+                        file: Default::default(),
+                        at_startup: false,
+                        ready_after: false,
+                        every: None,
+                        on_demand: true,
+                        concurrency: 4,
+                        batch_size: 100,
+                        max_requests: 10_000,
+                        source: wanted,
+                        timezone: None,
+                    })
+                });
+            let status = me.run(&job).await.map_err(|e| e.to_string())?;
+            Ok(WarmRun {
+                source: format!("{plugin}.{source}"),
+                job: job.name.clone(),
+                entries: status.last_entries,
+                errors: status.last_errors,
+                error_samples: status.last_error_samples,
+                duration_ms: status.last_duration_ms.unwrap_or(0),
+            })
+        })
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use larder_plugin::context::{BytesLoader, CachedBytes};
-use larder_plugin::{Event, Host, Invalidation, PluginError};
+use larder_plugin::{Event, Host, Invalidation, PluginError, WarmRun};
 use larder_policy::RuleMatch;
 use larder_store::{Entry, Loaded, OriginError, Outcome, Purge};
 use tokio_util::task::TaskTracker;
@@ -78,6 +78,18 @@ pub struct CoreHost {
     engine: OnceLock<Arc<Engine>>,
     /// Rules each plugin used by name, for its stats alias.
     used: parking_lot::Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// Runs warm sources for [`Host::warm`]; the warming jobs (a later layer) attach it.
+    warm_runner: OnceLock<Arc<dyn WarmRunner>>,
+}
+
+/// Runs a plugin's warm sources through the server, as the warming jobs do.
+pub trait WarmRunner: Send + Sync {
+    /// Runs `plugin`'s warm source `source` now and waits for it.
+    fn run_source(
+        &self,
+        plugin: String,
+        source: String,
+    ) -> BoxFuture<'static, Result<WarmRun, String>>;
 }
 
 impl CoreHost {
@@ -91,7 +103,13 @@ impl CoreHost {
             clock,
             engine: OnceLock::new(),
             used: Default::default(),
+            warm_runner: OnceLock::new(),
         })
+    }
+
+    /// Attaches what runs warm sources, once the warming jobs exist.
+    pub fn attach_warm_runner(&self, runner: Arc<dyn WarmRunner>) {
+        let _ = self.warm_runner.set(runner);
     }
 
     /// Attaches the engine once policies are loaded.
@@ -246,6 +264,28 @@ impl Host for CoreHost {
         })
     }
 
+    fn warm(
+        &self,
+        plugin: &str,
+        sources: Vec<String>,
+    ) -> BoxFuture<'static, Result<Vec<WarmRun>, PluginError>> {
+        let runner = self.warm_runner.get().cloned();
+        let plugin = plugin.to_owned();
+        Box::pin(async move {
+            let runner =
+                runner.ok_or_else(|| PluginError::failed("the server is not ready to warm yet"))?;
+            let mut runs = Vec::new();
+            for source in sources {
+                let run = runner
+                    .run_source(plugin.clone(), source)
+                    .await
+                    .map_err(PluginError::failed)?;
+                runs.push(run);
+            }
+            Ok(runs)
+        })
+    }
+
     fn cache_stats(&self, plugin: &str) -> BoxFuture<'static, serde_json::Value> {
         let engine = self.engine();
         let plugin = plugin.to_owned();
@@ -261,7 +301,10 @@ impl Host for CoreHost {
                 return serde_json::json!({ "plugin": plugin, "rules": {} });
             };
             let policy = engine.policy();
-            let names: Vec<String> = policy
+            let snapshot = engine.cache.snapshot();
+            // Every rule of the plugin, traffic or not, with the TTL it stores under: a
+            // seed's stats name a default TTL and count from zero.
+            let rules: serde_json::Map<String, serde_json::Value> = policy
                 .rules()
                 .iter()
                 .filter(|r| match &r.matcher {
@@ -269,18 +312,20 @@ impl Host for CoreHost {
                         *p == plugin
                     }
                     RuleMatch::Path { plugin: p, .. } => p.as_deref() == Some(plugin.as_str()),
-                    RuleMatch::Code => used.contains(&r.name),
+                    RuleMatch::Code => {
+                        used.contains(&r.name)
+                            || policy
+                                .catalog()
+                                .named_rules
+                                .iter()
+                                .any(|n| n.plugin == plugin && n.rule == r.name)
+                    }
                 })
-                .map(|r| r.name.clone())
-                .collect();
-            let snapshot = engine.cache.snapshot();
-            let rules: serde_json::Map<String, serde_json::Value> = names
-                .iter()
-                .filter_map(|n| {
-                    snapshot
-                        .rules
-                        .get(n)
-                        .map(|s| (n.clone(), serde_json::to_value(s).unwrap_or_default()))
+                .map(|r| {
+                    let counters = snapshot.rules.get(&r.name).cloned().unwrap_or_default();
+                    let mut v = serde_json::to_value(counters).unwrap_or_default();
+                    v["ttl_secs"] = r.ttl.base.as_secs().into();
+                    (r.name.clone(), v)
                 })
                 .collect();
             serde_json::json!({

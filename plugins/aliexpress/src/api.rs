@@ -19,9 +19,9 @@ use serde::de::DeserializeOwned;
 use crate::client::UpstreamError;
 use crate::config::Settings;
 use crate::model::{
-    AffiliateLinks, CacheCleared, Categories, Category, CategoryChildren, DetailsRequest,
-    LinksRequest, Product, ProductDetails, ProductPage, SearchRequest, Sort, Status, Text,
-    default_page_no, default_page_size,
+    AffiliateLinks, CacheCleared, CacheStats, Capabilities, Categories, Category, CategoryChildren,
+    DetailsRequest, LinksRequest, Performance, Product, ProductDetails, ProductPage, SearchRequest,
+    Sort, Status, Text, default_page_no, default_page_size,
 };
 use crate::query::{self, Invalid, ProductQuery, digest};
 use crate::reply::{ApiError, Reply, finish};
@@ -102,6 +102,12 @@ impl State {
             self.settings.language,
             self.settings.currency
         )
+    }
+
+    /// This plugin's cache statistics in the seed's shape and the core's.
+    pub async fn stats(&self, redis_connected: bool) -> CacheStats {
+        let core = self.context.cache_stats().await;
+        CacheStats::from_core(core, redis_connected, rules::SEARCH)
     }
 
     /// Key of the category list.
@@ -627,6 +633,8 @@ impl AliexpressApi {
     #[oai(path = "/api/status", method = "get", operation_id = "get_status")]
     async fn status(&self) -> Reply<Status> {
         let s = &self.state.settings;
+        let health = self.state.context.cache_health().await;
+        let stats = self.state.stats(health.redis_connected).await;
         let status = Status {
             api_status: "operational".into(),
             integration_mode: s.integration().into(),
@@ -640,6 +648,16 @@ impl AliexpressApi {
             currency: s.currency.clone(),
             internal_key_required: s.internal_key.is_some(),
             cache: self.state.context.cache_stats().await,
+            capabilities: Capabilities {
+                intelligent_caching: true,
+                redis_caching: health.redis_configured,
+                memory_fallback: true,
+            },
+            performance: Performance {
+                caching_enabled: true,
+                cache_hit_rate: format!("{:.2}%", stats.cache_stats.hit_rate_percent),
+            },
+            cache_performance: stats,
         };
         Reply::ok(status, false, false)
     }
@@ -652,8 +670,9 @@ impl AliexpressApi {
         method = "get",
         operation_id = "get_cache_stats"
     )]
-    async fn cache_stats(&self) -> Reply<serde_json::Value> {
-        Reply::ok(self.state.context.cache_stats().await, false, false)
+    async fn cache_stats(&self) -> Reply<CacheStats> {
+        let health = self.state.context.cache_health().await;
+        Reply::ok(self.state.stats(health.redis_connected).await, false, false)
     }
 
     /// Clear the cache
@@ -672,13 +691,16 @@ impl AliexpressApi {
     ) -> Reply<CacheCleared> {
         finish(
             async {
-                let (what, shown) = clear_target(pattern.0)?;
-                let cleared = self
-                    .state
-                    .context
-                    .invalidate(what)
-                    .await
-                    .map_err(|e| ApiError::Internal(format!("cache clear failed: {e}")))?;
+                let (targets, shown) = clear_target(pattern.0)?;
+                let mut cleared = 0;
+                for what in targets {
+                    cleared += self
+                        .state
+                        .context
+                        .invalidate(what)
+                        .await
+                        .map_err(|e| ApiError::Internal(format!("cache clear failed: {e}")))?;
+                }
                 Ok(Reply::ok(
                     CacheCleared {
                         cleared_entries: cleared,
@@ -705,10 +727,24 @@ impl AliexpressApi {
     }
 }
 
-/// What `/api/cache/clear?pattern=` drops, and how the reply names it.
-pub fn clear_target(pattern: Option<String>) -> Result<(Invalidation, String), ApiError> {
+/// The seed's key families (its keys were `aliexpress:{family}:{md5}`), as the patterns of
+/// ours: its clients' `?pattern=products` must clear what it cleared there.
+const SEED_FAMILIES: &[(&str, &[&str])] = &[
+    ("products", &["search:*", "hot:*", "details:*"]),
+    ("product", &["search:*", "hot:*", "details:*"]),
+    ("product_details", &["details:*"]),
+    ("hot_products", &["hot:*"]),
+    ("affiliate", &["affiliate-links:*"]),
+    ("affiliate_links", &["affiliate-links:*"]),
+    ("links", &["affiliate-links:*"]),
+];
+
+/// What `/api/cache/clear?pattern=` drops, and how the reply names it: everything, a
+/// seed family (`products`, `affiliate_links`…), or the entries whose key contains the
+/// pattern (globs allowed).
+pub fn clear_target(pattern: Option<String>) -> Result<(Vec<Invalidation>, String), ApiError> {
     let Some(pattern) = pattern else {
-        return Ok((Invalidation::All, "all".into()));
+        return Ok((vec![Invalidation::All], "all".into()));
     };
     let pattern = pattern.trim().to_owned();
     let invalid = |message: &str| {
@@ -722,10 +758,20 @@ pub fn clear_target(pattern: Option<String>) -> Result<(Invalidation, String), A
             "a pattern of only wildcards would clear everything: omit `pattern` to clear all",
         ));
     }
+    if let Some((_, globs)) = SEED_FAMILIES
+        .iter()
+        .find(|(family, _)| family.eq_ignore_ascii_case(&pattern))
+    {
+        let targets = globs
+            .iter()
+            .map(|g| Invalidation::Pattern((*g).to_owned()))
+            .collect();
+        return Ok((targets, pattern));
+    }
     let glob = if pattern.contains(['*', '?']) {
         pattern.clone()
     } else {
         format!("*{pattern}*")
     };
-    Ok((Invalidation::Pattern(glob), pattern))
+    Ok((vec![Invalidation::Pattern(glob)], pattern))
 }

@@ -340,6 +340,135 @@ pub struct Status {
     pub internal_key_required: bool,
     /// This plugin's cache statistics, as the core reports them.
     pub cache: serde_json::Value,
+    /// What this deployment can do (seed 000's status).
+    pub capabilities: Capabilities,
+    /// Whether caching is on and how well it does (seed 000's status).
+    pub performance: Performance,
+    /// The same statistics as `/api/cache/stats` (seed 000's `cache_performance`).
+    pub cache_performance: CacheStats,
+}
+
+/// What this deployment can do.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressCapabilities")]
+pub struct Capabilities {
+    /// Responses are cached by policy (always true).
+    pub intelligent_caching: bool,
+    /// Entries are shared through Redis (a Redis is configured).
+    pub redis_caching: bool,
+    /// The in-process cache answers when Redis is down or absent (always true).
+    pub memory_fallback: bool,
+}
+
+/// Caching at a glance.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressPerformance")]
+pub struct Performance {
+    /// Always true: every product, category and link route caches.
+    pub caching_enabled: bool,
+    /// Hits over hits and misses, as `"85.71%"`.
+    pub cache_hit_rate: String,
+}
+
+/// This plugin's cache statistics: the seed's three blocks, then the core's own figures.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressCacheStats")]
+pub struct CacheStats {
+    /// Hits and misses summed over this plugin's rules.
+    pub cache_stats: HitCounts,
+    /// How the cache is set up.
+    pub cache_config: CacheConfig,
+    /// What the cache saved.
+    pub performance_impact: PerformanceImpact,
+    /// Plugin name.
+    pub plugin: String,
+    /// Per-rule counters and TTLs, as the core reports them.
+    pub rules: serde_json::Value,
+    /// The in-process cache's entries and bytes (every plugin's).
+    pub l1: serde_json::Value,
+}
+
+/// Hits and misses.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressHitCounts")]
+pub struct HitCounts {
+    /// Answers served from the cache (either layer, or stale).
+    pub hits: u64,
+    /// Answers the cache could not give.
+    pub misses: u64,
+    /// `hits / (hits + misses)` in percent, two decimals; 0 before any request.
+    pub hit_rate_percent: f64,
+    /// `hits + misses`.
+    pub total_requests: u64,
+}
+
+/// How the cache is set up.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressCacheConfig")]
+pub struct CacheConfig {
+    /// Whether Redis answered just now (false when none is configured).
+    pub redis_connected: bool,
+    /// The search TTL in seconds (the seed's default TTL).
+    pub default_ttl: u64,
+    /// Entries in the in-process cache.
+    pub memory_cache_size: u64,
+}
+
+/// What the cache saved.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "AliexpressPerformanceImpact")]
+pub struct PerformanceImpact {
+    /// Gateway calls the cache answered instead (hits and coalesced waits).
+    pub estimated_api_calls_saved: u64,
+    /// `high` (hit rate ≥ 80 %), `medium` (≥ 50 %), `low`, or `none` before any request.
+    pub cache_efficiency: String,
+}
+
+impl CacheStats {
+    /// The seed's view of the core's `cache_stats()` answer and `cache_health()`.
+    pub fn from_core(stats: serde_json::Value, redis_connected: bool, search_rule: &str) -> Self {
+        let (hits, misses) = larder_plugin::rule_hits_and_misses(&stats);
+        let total = hits + misses;
+        let rate = if total == 0 {
+            0.0
+        } else {
+            (hits as f64 * 10_000.0 / total as f64).round() / 100.0
+        };
+        let rules = stats.get("rules").cloned().unwrap_or_default();
+        let coalesced: u64 = rules
+            .as_object()
+            .into_iter()
+            .flat_map(|r| r.values())
+            .filter_map(|r| r["coalesced_waits"].as_u64())
+            .sum();
+        let efficiency = match (total, rate) {
+            (0, _) => "none",
+            (_, r) if r >= 80.0 => "high",
+            (_, r) if r >= 50.0 => "medium",
+            _ => "low",
+        };
+        let l1 = stats.get("l1").cloned().unwrap_or_default();
+        CacheStats {
+            cache_stats: HitCounts {
+                hits,
+                misses,
+                hit_rate_percent: rate,
+                total_requests: total,
+            },
+            cache_config: CacheConfig {
+                redis_connected,
+                default_ttl: rules[search_rule]["ttl_secs"].as_u64().unwrap_or(0),
+                memory_cache_size: l1["entries"].as_u64().unwrap_or(0),
+            },
+            performance_impact: PerformanceImpact {
+                estimated_api_calls_saved: hits + coalesced,
+                cache_efficiency: efficiency.into(),
+            },
+            plugin: stats["plugin"].as_str().unwrap_or_default().to_owned(),
+            rules,
+            l1,
+        }
+    }
 }
 
 /// Facts about how a response was produced.

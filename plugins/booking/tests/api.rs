@@ -607,17 +607,23 @@ async fn cache_admin_aliases_use_the_plugin_context() {
 
     let (status, v) = post(
         c,
-        "/api/v2/cache/warm-cache",
-        json!({"sources": ["slots_next_7_days"]}),
+        "/api/v2/cache/warm-cache?source=slots_next_7_days",
+        json!({}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["sources"][0]["requests"].as_array().unwrap().len(), 28);
-    assert_eq!(v["started"], false);
-    // Without a source, every source is listed.
+    assert_eq!(v["started"], true);
+    assert_eq!(
+        *f.app.host.warmed.lock().unwrap(),
+        ["slots_next_7_days"],
+        "the alias asks the core to run the source"
+    );
+    // Without a source, every source runs.
     let (status, v) = read(c.post("/api/v2/cache/warm-cache").send().await).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["sources"].as_array().unwrap().len(), 2);
+    assert_eq!(f.app.host.warmed.lock().unwrap().len(), 3);
 
     let uri = format!(
         "/api/v2/cache/benchmark/slots?barber_id=100&date={}&iterations=10",

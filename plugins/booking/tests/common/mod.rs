@@ -39,6 +39,8 @@ pub struct TestHost {
     pub now: Mutex<Option<jiff::Timestamp>>,
     pub events: Mutex<Vec<Seen>>,
     pub invalidations: Mutex<Vec<Invalidation>>,
+    /// Warm sources the plugin asked the core to run.
+    pub warmed: Mutex<Vec<String>>,
     cache: Arc<Mutex<HashMap<String, bytes::Bytes>>>,
     db: Mutex<Option<PathBuf>>,
 }
@@ -90,6 +92,27 @@ impl TestHost {
 }
 
 impl Host for TestHost {
+    /// The core sends the requests through the server; here each source "warms" nothing.
+    fn warm(
+        &self,
+        plugin: &str,
+        sources: Vec<String>,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Vec<larder_plugin::WarmRun>, larder_plugin::PluginError>,
+    > {
+        self.warmed.lock().unwrap().extend(sources.iter().cloned());
+        let runs = sources
+            .into_iter()
+            .map(|s| larder_plugin::WarmRun {
+                source: format!("{plugin}.{s}"),
+                job: format!("{plugin}.{s}"),
+                ..Default::default()
+            })
+            .collect();
+        Box::pin(async move { Ok(runs) })
+    }
+
     fn now(&self) -> std::time::SystemTime {
         self.now
             .lock()
