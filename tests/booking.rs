@@ -418,6 +418,41 @@ async fn bad_input_gets_a_clear_error() {
         "{body}"
     );
 
+    // Wrong JSON values name their field, and a bad path id its parameter (poem-openapi
+    // calls it `param0`).
+    let (code, body) = shop
+        .post(
+            "/api/v2/payments",
+            json!({"appointment_id": 1, "amount": 5, "method": "bitcoin"}),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["field"], "method", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("\"cash\""),
+        "{body}"
+    );
+    let r = shop
+        .c
+        .put(shop.larder.url("/api/v2/services/1"))
+        .json(&json!({"duration_minutes": -5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "duration_minutes", "{body}");
+    let r = shop
+        .c
+        .get(shop.larder.url("/api/v2/barbers/abc/slots?date=2026-03-05"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "barber_id", "{body}");
+    assert!(!body.to_string().contains("param0"), "{body}");
+
     // The shop's yesterday is in the past even though UTC's date says it is today.
     let (code, body) = shop
         .post("/api/v2/appointments", book(shop.day(-1), "11:00"))

@@ -9,6 +9,7 @@
 //! - [`api`]: [`PluginApi`], a poem-openapi API erased so that the core can merge every
 //!   plugin's routes and schemas into one OpenAPI document.
 //! - [`context`]: [`PluginContext`] and the [`Host`] services behind it.
+//! - [`body`]: [`JsonBody`], a JSON request body whose parse errors name the field.
 //! - [`identity`]: the verified [`Principal`] of a request and the permissions routes need.
 //! - [`abi`]: the `#[repr(C)]` declaration a dynamic plugin exports, the checks the loader
 //!   makes before calling anything, and [`export_plugin!`].
@@ -18,11 +19,13 @@
 
 pub mod abi;
 pub mod api;
+pub mod body;
 pub mod context;
 pub mod identity;
 pub mod plugin;
 
 pub use api::PluginApi;
+pub use body::JsonBody;
 pub use context::{
     CacheHealth, Event, EventSpec, Host, HttpDefaults, Invalidation, KeyListing, ListedKey,
     LoadedValue, NamedRuleSpec, OperationLimit, PluginContext, WarmRequest, WarmRun,

@@ -16,6 +16,7 @@
 //!     settings: { default_greeting: "Hello", delay_ms: 50 }
 //! ```
 
+use larder_plugin::JsonBody;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -167,7 +168,7 @@ impl HelloApi {
         method = "put",
         operation_id = "put_greeting"
     )]
-    async fn put_greeting(&self, name: Path<String>, body: Json<NewGreeting>) -> PutResponse {
+    async fn put_greeting(&self, name: Path<String>, body: JsonBody<NewGreeting>) -> PutResponse {
         self.state
             .custom
             .write()

@@ -5,6 +5,7 @@
 //! that fails returns an error (the cache engine may then serve a stale entry inside the
 //! rule's `stale_if_error` window); it never substitutes mock data.
 
+use larder_plugin::JsonBody;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -334,7 +335,7 @@ impl AliexpressApi {
         method = "post",
         operation_id = "search_products_post"
     )]
-    async fn search_post(&self, body: Json<SearchRequest>) -> Reply<ProductPage> {
+    async fn search_post(&self, body: JsonBody<SearchRequest>) -> Reply<ProductPage> {
         finish(self.state.search(body.0).await)
     }
 
@@ -347,7 +348,7 @@ impl AliexpressApi {
         method = "post",
         operation_id = "search_products_no_cache"
     )]
-    async fn search_no_cache(&self, body: Json<SearchRequest>) -> Reply<ProductPage> {
+    async fn search_no_cache(&self, body: JsonBody<SearchRequest>) -> Reply<ProductPage> {
         let state = &self.state;
         finish(
             async {
@@ -415,7 +416,7 @@ impl AliexpressApi {
         method = "post",
         operation_id = "list_products_post"
     )]
-    async fn products_post(&self, body: Json<SearchRequest>) -> Reply<ProductPage> {
+    async fn products_post(&self, body: JsonBody<SearchRequest>) -> Reply<ProductPage> {
         finish(self.state.search(body.0).await)
     }
 
@@ -444,7 +445,7 @@ impl AliexpressApi {
         method = "post",
         operation_id = "get_products_details"
     )]
-    async fn details_post(&self, body: Json<DetailsRequest>) -> Reply<ProductDetails> {
+    async fn details_post(&self, body: JsonBody<DetailsRequest>) -> Reply<ProductDetails> {
         finish(self.state.details(&body.0.product_ids, "product_ids").await)
     }
 
@@ -508,7 +509,7 @@ impl AliexpressApi {
         method = "post",
         operation_id = "hot_products_post"
     )]
-    async fn hot_post(&self, body: Json<SearchRequest>) -> Reply<ProductPage> {
+    async fn hot_post(&self, body: JsonBody<SearchRequest>) -> Reply<ProductPage> {
         finish(self.state.hot(body.0).await)
     }
 
@@ -623,7 +624,7 @@ impl AliexpressApi {
         method = "post",
         operation_id = "generate_affiliate_links"
     )]
-    async fn links(&self, body: Json<LinksRequest>) -> Reply<AffiliateLinks> {
+    async fn links(&self, body: JsonBody<LinksRequest>) -> Reply<AffiliateLinks> {
         finish(self.state.links(&body.0.urls, "urls").await)
     }
 

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use poem::Error as PoemError;
 use poem::http::StatusCode;
 use poem_openapi::ApiResponse;
-use poem_openapi::error::{ParseParamError, ParsePathError, ParseRequestPayloadError};
+
 use poem_openapi::payload::Json;
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use xxhash_rust::xxh3::xxh3_64;
@@ -243,41 +243,16 @@ pub fn finish<T: ParseFromJSON + ToJSON + Send + Sync>(
 }
 
 /// Finds the field a poem-openapi parse error is about: the parameter's name, the body
-/// field a validator names (``field `page_size` verification failed``), else `body`.
+/// field at fault, else `body`.
 pub fn invalid_from_parse_error(err: &PoemError) -> Invalid {
-    if let Some(e) = err.downcast_ref::<ParseParamError>() {
-        return Invalid {
-            field: e.name.to_owned(),
-            message: e.reason.clone(),
-        };
-    }
-    if let Some(e) = err.downcast_ref::<ParsePathError>() {
-        return Invalid {
-            field: e.name.to_owned(),
-            message: e.reason.clone(),
-        };
-    }
-    let reason = match err.downcast_ref::<ParseRequestPayloadError>() {
-        Some(e) => e.reason.clone(),
-        None => err.to_string(),
+    let failure = larder_plugin::body::parse_failure(err);
+    let field = failure.field.unwrap_or_else(|| "body".to_owned());
+    // The envelope puts the field in front of the message itself.
+    let message = match failure.message.strip_prefix(&format!("field `{field}`: ")) {
+        Some(rest) => rest.to_owned(),
+        None => failure.message,
     };
-    let field = field_named_in(&reason).unwrap_or_else(|| "body".to_owned());
-    Invalid {
-        field,
-        message: reason,
-    }
-}
-
-fn field_named_in(reason: &str) -> Option<String> {
-    for marker in ["field `", "properties `"] {
-        if let Some(start) = reason.find(marker) {
-            let rest = &reason[start + marker.len()..];
-            if let Some(end) = rest.find('`') {
-                return Some(rest[..end].to_owned());
-            }
-        }
-    }
-    None
+    Invalid { field, message }
 }
 
 /// poem-openapi calls this when a parameter or body does not parse or validate.
@@ -288,17 +263,21 @@ pub fn bad_request<T: ParseFromJSON + ToJSON + Send + Sync>(err: PoemError) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use poem_openapi::error::ParseRequestPayloadError;
+
+    fn payload(reason: &str) -> Invalid {
+        invalid_from_parse_error(&PoemError::from(ParseRequestPayloadError {
+            reason: reason.into(),
+        }))
+    }
 
     #[test]
     fn field_names_are_found_in_validator_messages() {
-        assert_eq!(
-            field_named_in(
-                "failed to parse \"AliexpressSearchRequest\": field `page_size` verification \
-                 failed. maximum(50, exclusive: false)"
-            )
-            .as_deref(),
-            Some("page_size")
+        let v = payload(
+            "failed to parse \"AliexpressSearchRequest\": field `page_size` verification \
+             failed. maximum(50, exclusive: false)",
         );
-        assert_eq!(field_named_in("EOF while parsing a value"), None);
+        assert_eq!(v.field, "page_size");
+        assert_eq!(payload("EOF while parsing a value").field, "body");
     }
 }

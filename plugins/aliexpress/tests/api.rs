@@ -459,6 +459,13 @@ async fn bad_inputs_are_400s_that_name_the_field() {
             Some(json!({"keywords": "x", "page_no": 0})),
             "page_no",
         ),
+        // A wrong JSON type names its field, not `body`.
+        (
+            Method::POST,
+            "/api/products/search",
+            Some(json!({"keywords": "x", "page_size": "10"})),
+            "page_size",
+        ),
         (
             Method::POST,
             "/api/products/search",

@@ -2,10 +2,10 @@
 //! event whose triggers purge exactly what it changed. A refused write changes and purges
 //! nothing.
 
+use larder_plugin::JsonBody;
 use std::sync::Arc;
 
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 
 use super::schema::{OrderReceipt, ResolvedAlert};
@@ -140,7 +140,7 @@ impl WritesApi {
     async fn create_order(
         &self,
         req: &poem::Request,
-        body: Json<NewOrder>,
+        body: JsonBody<NewOrder>,
     ) -> Created<OrderReceipt> {
         let run = async {
             let (tenant, slug) = tenant_of(&self.0, req)?;
@@ -189,7 +189,7 @@ impl WritesApi {
         &self,
         req: &poem::Request,
         alert_id: Path<i64>,
-        body: Json<ResolveAlert>,
+        body: JsonBody<ResolveAlert>,
     ) -> Reply<ResolvedAlert> {
         let run = async {
             let (tenant, slug) = tenant_of(&self.0, req)?;

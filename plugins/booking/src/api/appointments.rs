@@ -1,9 +1,9 @@
 //! Appointments (list, read, create, cancel) and payments.
 
+use larder_plugin::JsonBody;
 use std::sync::Arc;
 
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{Object, OpenApi};
 
@@ -172,7 +172,7 @@ impl AppointmentsApi {
         method = "post",
         operation_id = "create_appointment"
     )]
-    async fn create_appointment(&self, body: Json<BookingRequest>) -> Created<Appointment> {
+    async fn create_appointment(&self, body: JsonBody<BookingRequest>) -> Created<Appointment> {
         let req = body.0;
         let date = match parse_date(&req.date) {
             Ok(d) => d,
@@ -238,7 +238,7 @@ impl AppointmentsApi {
     /// For an appointment that is not cancelled. Emits `payment.recorded` after the payment
     /// is stored, which purges revenue analytics (and nothing else).
     #[oai(path = "/payments", method = "post", operation_id = "record_payment")]
-    async fn record_payment(&self, body: Json<PaymentRequest>) -> Created<Payment> {
+    async fn record_payment(&self, body: JsonBody<PaymentRequest>) -> Created<Payment> {
         let req = body.0;
         let payment = crate::model::NewPayment {
             appointment_id: req.appointment_id,

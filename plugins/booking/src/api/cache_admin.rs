@@ -6,12 +6,12 @@
 //! `warm-cache` runs the plugin's warm sources through the server now
 //! ([`larder_plugin::PluginContext::warm`]), as the policy's warming job does.
 
+use larder_plugin::JsonBody;
 use std::sync::Arc;
 use std::time::Instant;
 
 use larder_plugin::Invalidation;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 use serde_json::{Value, json};
 
@@ -473,7 +473,7 @@ impl CacheAdminApi {
         method = "post",
         operation_id = "cache_invalidate"
     )]
-    async fn cache_invalidate(&self, body: Json<InvalidateRequest>) -> Reply<InvalidateReport> {
+    async fn cache_invalidate(&self, body: JsonBody<InvalidateRequest>) -> Reply<InvalidateReport> {
         let req = body.0;
         if req.patterns.is_empty() && req.tags.is_empty() && !req.all {
             return Err(BookingError::invalid(

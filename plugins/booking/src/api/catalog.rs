@@ -1,10 +1,10 @@
 //! Barbers, services, booking settings, slots and weekly availability.
 
+use larder_plugin::JsonBody;
 use std::sync::Arc;
 
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 
 use super::{BarberId, Day, Id, PathId, Reply, ServiceId};
 use crate::State;
@@ -130,7 +130,7 @@ impl CatalogApi {
         &self,
         /// The service.
         service_id: Path<PathId<ServiceId>>,
-        body: Json<ServiceUpdate>,
+        body: JsonBody<ServiceUpdate>,
     ) -> Reply<Service> {
         let id = service_id.0.0;
         let stamp = self.0.clock.local_stamp();

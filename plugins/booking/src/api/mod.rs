@@ -77,29 +77,12 @@ pub enum Created<T: ToJSON> {
     Internal(Json<ErrorBody>),
 }
 
-/// The parameter or field a poem-openapi parse error is about, when it says.
-fn field_of(err: &poem::Error) -> Option<String> {
-    if let Some(p) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
-        return Some(p.name.to_owned());
-    }
-    let text = err.to_string();
-    let start = ["field `", "parameter `"]
-        .iter()
-        .filter_map(|p| text.find(p).map(|i| i + p.len()))
-        .min()?;
-    let len = text[start..].find('`')?;
-    Some(text[start..start + len].to_owned())
-}
-
 fn parse_error_body(err: poem::Error) -> ErrorBody {
-    let field = field_of(&err);
-    let is_payload = err
-        .downcast_ref::<poem_openapi::error::ParseRequestPayloadError>()
-        .is_some();
+    let failure = larder_plugin::body::parse_failure(&err);
     ErrorBody {
         error: "invalid_request".into(),
-        message: err.to_string(),
-        field: field.or_else(|| is_payload.then(|| "body".to_owned())),
+        message: failure.message,
+        field: failure.field,
     }
 }
 

@@ -1,10 +1,10 @@
 //! User (client) and barber profiles: read and update.
 
+use larder_plugin::JsonBody;
 use std::sync::Arc;
 
 use poem_openapi::OpenApi;
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
 
 use super::{BarberId, PathId, Reply, UserId};
 use crate::State;
@@ -51,7 +51,7 @@ impl ProfilesApi {
         &self,
         /// The user.
         user_id: Path<PathId<UserId>>,
-        body: Json<UserUpdate>,
+        body: JsonBody<UserUpdate>,
     ) -> Reply<UserProfile> {
         let (id, today) = (user_id.0.0, self.0.clock.today());
         let stamp = self.0.clock.local_stamp();
@@ -104,7 +104,7 @@ impl ProfilesApi {
         &self,
         /// The barber.
         barber_id: Path<PathId<BarberId>>,
-        body: Json<BarberUpdate>,
+        body: JsonBody<BarberUpdate>,
     ) -> Reply<BarberProfile> {
         let (id, today) = (barber_id.0.0, self.0.clock.today());
         let stamp = self.0.clock.local_stamp();
