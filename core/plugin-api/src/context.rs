@@ -228,6 +228,10 @@ pub struct ListedKey {
     pub key: String,
     /// How long the store keeps it, in milliseconds; `None` when it has no expiry.
     pub expires_in_ms: Option<u64>,
+    /// How long it stays fresh (its TTL left; 0 once only a stale window keeps it), in
+    /// milliseconds; `None` when unknown.
+    #[serde(default)]
+    pub fresh_for_ms: Option<u64>,
 }
 
 /// What [`PluginContext::cache_health`] reports.

@@ -249,6 +249,9 @@ pub struct KeyEntry {
     pub key: String,
     /// Milliseconds until the store drops it (freshness plus stale windows).
     pub expires_in_ms: Option<u64>,
+    /// Milliseconds it stays fresh (what is left of its TTL; 0 once only a stale window
+    /// keeps it).
+    pub fresh_for_ms: Option<u64>,
     /// `l1` or `l2`.
     pub layer: String,
 }
@@ -325,6 +328,7 @@ impl AdminApi {
                 .map(|k| KeyEntry {
                     key: k.key,
                     expires_in_ms: k.expires_in_ms,
+                    fresh_for_ms: k.fresh_for_ms,
                     layer: k.layer.as_str().to_owned(),
                 })
                 .collect(),

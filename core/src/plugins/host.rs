@@ -380,6 +380,7 @@ impl Host for CoreHost {
                     .map(|k| larder_plugin::ListedKey {
                         key: k.key,
                         expires_in_ms: k.expires_in_ms,
+                        fresh_for_ms: k.fresh_for_ms,
                     })
                     .collect(),
                 total_found,

@@ -352,6 +352,23 @@ impl Entry {
         out.freeze()
     }
 
+    /// How many leading bytes of an encoded entry [`Entry::fresh_until_ms`] reads.
+    pub const TIMES_PREFIX: usize = 4 + 1 + 2 + 1 + 8 + 8;
+
+    /// When an encoded entry stops being fresh (unix ms), read from the first
+    /// [`Entry::TIMES_PREFIX`] bytes alone, so a key listing need not fetch whole bodies.
+    pub fn fresh_until_ms(prefix: &[u8]) -> Option<u64> {
+        if prefix.len() < Self::TIMES_PREFIX
+            || &prefix[..4] != MAGIC
+            || prefix[4] != ENCODING_VERSION
+        {
+            return None;
+        }
+        let created = u64::from_le_bytes(prefix[8..16].try_into().ok()?);
+        let ttl = u64::from_le_bytes(prefix[16..24].try_into().ok()?);
+        Some(created.saturating_add(ttl))
+    }
+
     /// Parses bytes written by [`Entry::encode`]. Header values and the body are zero-copy
     /// slices of `bytes`.
     pub fn decode(bytes: Bytes) -> Result<Entry, DecodeError> {

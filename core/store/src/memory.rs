@@ -204,6 +204,7 @@ impl MemoryStore {
             .map(|(k, e)| KeyInfo {
                 key: k.to_string(),
                 expires_in_ms: Some(ms(e.retention_from(now))),
+                fresh_for_ms: Some(e.expires_at_ms().saturating_sub(now)),
                 layer: Layer::L1,
             })
             .collect()

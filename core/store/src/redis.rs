@@ -531,17 +531,30 @@ impl RedisStore {
             }
             page.next();
         }
-        let ttls =
-            join_all(found.iter().map(|k| async move {
-                self.guarded(self.client().pttl::<i64, _>(k.as_str())).await
-            }))
-            .await;
+        // The stored lifetime (PTTL) covers the stale windows; freshness is in the entry's
+        // header, read without the body.
+        let now = self.inner.clock.now_ms();
+        let times = join_all(found.iter().map(|k| async move {
+            let ttl = self.guarded(self.client().pttl::<i64, _>(k.as_str())).await;
+            let head = self
+                .guarded(
+                    self.client()
+                        .getrange::<Bytes, _>(k.as_str(), 0, Entry::TIMES_PREFIX - 1),
+                )
+                .await;
+            (ttl, head)
+        }))
+        .await;
         Ok(found
             .into_iter()
-            .zip(ttls)
-            .map(|(k, ttl)| KeyInfo {
+            .zip(times)
+            .map(|(k, (ttl, head))| KeyInfo {
                 key: k[skip..].to_string(),
                 expires_in_ms: ttl.ok().and_then(|t| u64::try_from(t).ok()),
+                fresh_for_ms: head
+                    .ok()
+                    .and_then(|h| Entry::fresh_until_ms(&h))
+                    .map(|until| until.saturating_sub(now)),
                 layer: Layer::L2,
             })
             .collect())

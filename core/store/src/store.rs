@@ -66,6 +66,9 @@ pub struct KeyInfo {
     pub key: String,
     /// How long the store keeps it (freshness plus stale windows); `None` if unknown.
     pub expires_in_ms: Option<u64>,
+    /// How long it stays fresh (the rule's TTL left; 0 once only a stale window keeps it);
+    /// `None` if unknown.
+    pub fresh_for_ms: Option<u64>,
     /// Which layer listed it.
     pub layer: Layer,
 }

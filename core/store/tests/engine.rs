@@ -347,3 +347,21 @@ async fn a_load_that_raced_an_invalidation_is_not_stored() {
     assert_eq!(&cached.entry.body[..], b"response 2");
     assert_eq!(cache.snapshot().counters.raced_invalidations, 1);
 }
+
+/// A key listing tells how long an entry stays fresh apart from how long the store keeps
+/// it (the stale window on top), before and after its TTL runs out.
+#[tokio::test(start_paused = true)]
+async fn listed_keys_show_freshness_and_retention_apart() {
+    let cache = memory_cache().await;
+    let opts = CallOptions::default();
+    let entry = body(0).with_sie(Duration::from_secs(600));
+    cache.set("k", entry, &opts).await.unwrap();
+    let listed = cache.keys("k", 10).await.unwrap();
+    assert_eq!(listed[0].fresh_for_ms, Some(60_000));
+    assert_eq!(listed[0].expires_in_ms, Some(660_000));
+
+    tokio::time::advance(Duration::from_secs(90)).await;
+    let listed = cache.keys("k", 10).await.unwrap();
+    assert_eq!(listed[0].fresh_for_ms, Some(0), "stale, kept for errors");
+    assert_eq!(listed[0].expires_in_ms, Some(570_000));
+}

@@ -234,6 +234,25 @@ async fn pattern_purge_keys_listing_and_purge_all() {
     assert_eq!(listed.len(), 10);
     assert!(listed.iter().all(|k| k.key.starts_with("even:")));
     assert!(listed.iter().all(|k| k.expires_in_ms.unwrap() > 50_000));
+    // Read from L2: the fresh TTL comes from the entry's header, apart from the stale window.
+    assert!(listed.iter().all(|k| k.layer == Layer::L2));
+    assert!(
+        listed
+            .iter()
+            .all(|k| (55_000..=60_000).contains(&k.fresh_for_ms.unwrap())),
+        "{listed:?}"
+    );
+    cache
+        .set(
+            "stale-kept",
+            entry("x", &[]).with_sie(Duration::from_secs(3_600)),
+            &opts,
+        )
+        .await
+        .unwrap();
+    let kept = &cache.keys("stale-kept", 1).await.unwrap()[0];
+    assert!(kept.fresh_for_ms.unwrap() <= 60_000, "{kept:?}");
+    assert!(kept.expires_in_ms.unwrap() > 3_600_000, "{kept:?}");
     let removed = cache
         .invalidate(Purge::Pattern("even:*".into()))
         .await

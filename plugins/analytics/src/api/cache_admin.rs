@@ -213,12 +213,15 @@ impl CacheAdminApi {
             let keys: Vec<Value> = found
                 .keys
                 .iter()
-                .map(|k| match k.expires_in_ms {
-                    Some(ms) => {
-                        let s = ms.div_ceil(1000);
-                        json!({ "key": k.key, "ttl": s, "expires": format!("{s}s") })
+                // The seed's `ttl` is the entry's freshness (Redis kept nothing stale);
+                // `kept_for` is how long the store holds it, stale windows included.
+                .map(|k| match (k.fresh_for_ms.or(k.expires_in_ms), k.expires_in_ms) {
+                    (Some(fresh), kept) => {
+                        let s = fresh.div_ceil(1000);
+                        let kept = kept.map(|ms| ms.div_ceil(1000));
+                        json!({ "key": k.key, "ttl": s, "expires": format!("{s}s"), "kept_for": kept })
                     }
-                    None => json!({ "key": k.key, "ttl": -1, "expires": "never" }),
+                    (None, _) => json!({ "key": k.key, "ttl": -1, "expires": "never", "kept_for": null }),
                 })
                 .collect();
             Ok(json!({
