@@ -330,6 +330,26 @@ async fn without_credentials_every_route_answers_from_mock_mode() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("page_size"));
+
+    // The mock is one finite catalog: a product a search shows has the same details, its
+    // sale price is not above its original price, and an id outside it is a 404.
+    let json = |path: String| {
+        let r = c.get(larder.url(&path));
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (_, page) = json("/api/products/search?keywords=power%20bank&page_size=5".into()).await;
+    let first = &page["data"]["products"][0];
+    let id = first["product_id"].as_str().unwrap();
+    let (status, details) = json(format!("/api/products/details/{id}")).await;
+    assert_eq!(status, 200, "{details}");
+    assert_eq!(&details["data"]["products"][0], first);
+    let price = |v: &Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    assert!(price(&first["app_sale_price"]) <= price(&first["original_price"]));
+    let (status, missing) = json("/api/products/details/1005000000000001".into()).await;
+    assert_eq!(status, 404, "{missing}");
     let gpt: Value = c
         .get(larder.url("/openapi-gpt.json"))
         .send()

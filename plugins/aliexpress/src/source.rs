@@ -147,7 +147,7 @@ impl Source {
         match self {
             Source::Mock(m) => Ok(ids
                 .iter()
-                .map(|id| m.product(id, &settings.currency, &settings.tracking_id))
+                .filter_map(|id| m.product(id, &settings.currency, &settings.tracking_id))
                 .collect()),
             Source::Real(c) => {
                 let params = [
