@@ -148,6 +148,39 @@ async fn warming_misses_hits_and_exact_invalidation(at: &'static str) {
         .unwrap();
     assert!(job["last_entries"].as_u64().unwrap() >= 7, "{job}");
 
+    // The catalog job (plain requests, `plugin: booking`) runs at start-up too; the start-up
+    // jobs run one after the other, so wait for its first run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let catalog = loop {
+        let jobs: Value = shop
+            .c
+            .get(shop.larder.url("/admin/cache/jobs"))
+            .header("x-admin-key", READ_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let job = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == "booking-catalog")
+            .cloned()
+            .expect("the catalog warming job is loaded");
+        if job["runs"].as_u64() >= Some(1) || std::time::Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(catalog["last_entries"], 3, "{catalog}");
+    assert_eq!(catalog["last_errors"], 0, "{catalog}");
+    for path in ["/api/v2/services", "/api/v2/settings", "/api/v2/barbers"] {
+        let (status, _) = shop.get(path).await;
+        assert!(hit(&status), "{at}: {path} not warmed: {status}");
+    }
+
     // A warmed day (after today, so no notice applies) with a free slot for barber 1, and
     // another warmed day.
     let (soon, free) = shop.free_day(1, 1).await;

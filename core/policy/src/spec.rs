@@ -529,6 +529,10 @@ pub struct WarmSpec {
     pub params: BTreeMap<String, ParamValues>,
     /// A plugin's named warm source, as `plugin.source`, instead of `requests`.
     pub source: Option<String>,
+    /// The plugin whose routes `requests` go to. Every request must reach one of its
+    /// routes, and when the operator disables the plugin the job is left out quietly, like
+    /// the rules naming it.
+    pub plugin: Option<String>,
     /// Requests in flight at once (default `4`).
     pub concurrency: Option<u32>,
     /// Requests per batch; the job pauses between batches (default `100`).

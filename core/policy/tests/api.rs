@@ -190,3 +190,44 @@ rules:
         "{text}"
     );
 }
+
+/// A warming job of plain requests says its plugin: its requests must reach that plugin's
+/// routes, and when the operator disables the plugin the job is left out, not an error.
+#[test]
+fn a_request_job_names_its_plugin_and_goes_with_it() {
+    let policy = r#"
+version: 1
+warming:
+  - name: shop-catalog
+    plugin: shop
+    requests: ["GET /services", "GET /settings"]
+"#;
+    let load = |catalog: &Catalog| {
+        PolicySet::load_sources(
+            &[(PathBuf::from("w.yaml"), policy.to_owned())],
+            Some(catalog),
+        )
+        .map_err(|d| d.to_string())
+    };
+    let both = Catalog::default()
+        .route("shop", "services", "GET", "/services")
+        .route("shop", "settings", "GET", "/settings")
+        .route("lab", "runs", "GET", "/runs");
+    let set = load(&both).unwrap();
+    assert_eq!(set.warm_job("shop-catalog").unwrap().request_count(), 2);
+
+    let mut disabled = Catalog::default().route("lab", "runs", "GET", "/runs");
+    disabled.disabled_plugins = vec!["shop".into()];
+    let set = load(&disabled).unwrap();
+    assert!(set.warm_job("shop-catalog").is_none());
+
+    // `/settings` belongs to another plugin here: named, with the job's plugin.
+    let elsewhere = Catalog::default()
+        .route("shop", "services", "GET", "/services")
+        .route("lab", "settings", "GET", "/settings");
+    let err = load(&elsewhere).unwrap_err();
+    assert!(
+        err.contains("no route of plugin `shop` matches `GET /settings`"),
+        "{err}"
+    );
+}

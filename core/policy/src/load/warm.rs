@@ -51,6 +51,21 @@ impl Compiler<'_> {
         set: &PolicySet,
         defaults: Option<&Zone>,
     ) -> Option<WarmJob> {
+        if let Some(plugin) = &w.plugin {
+            if w.source.is_some() {
+                self.err(
+                    f,
+                    &at.at("plugin"),
+                    "`plugin` goes with `requests`; a `source` names its plugin already",
+                    None,
+                );
+                return None;
+            }
+            // A disabled plugin's job is left out; an unknown one is reported.
+            if !self.check_plugin(f, &at.at("plugin"), plugin) {
+                return None;
+            }
+        }
         let (source, mut ok) = match (&w.source, w.requests.is_empty()) {
             (Some(_), false) => {
                 self.err(
@@ -82,7 +97,9 @@ impl Compiler<'_> {
                 ok &= zone.is_some();
                 zone
             }
-            None => self.warm_zone(&source, set).or_else(|| defaults.cloned()),
+            None => self
+                .warm_zone(w.plugin.as_deref(), &source, set)
+                .or_else(|| defaults.cloned()),
         };
         let job = WarmJob {
             timezone,
@@ -103,9 +120,10 @@ impl Compiler<'_> {
     }
 
     /// The zone of the one plugin a job warms, if that plugin names one.
-    fn warm_zone(&self, source: &WarmSource, set: &PolicySet) -> Option<Zone> {
+    fn warm_zone(&self, named: Option<&str>, source: &WarmSource, set: &PolicySet) -> Option<Zone> {
         let cat = self.catalog?;
         let plugin = match source {
+            _ if named.is_some() => named?.to_owned(),
             WarmSource::Plugin { plugin, .. } => plugin.clone(),
             WarmSource::Requests { templates, .. } => {
                 let mut plugins = templates.iter().filter_map(|t| {
@@ -197,7 +215,7 @@ impl Compiler<'_> {
                 continue;
             };
             ok &= self.placeholders_declared(f, &r_at, &t, &w.params);
-            ok &= self.reaches_route(f, &r_at, &t, set);
+            ok &= self.reaches_route(f, &r_at, &t, set, w.plugin.as_deref());
             templates.push(t);
         }
         let (params, params_ok) = self.warm_params(f, at, &w.params, &templates);
@@ -274,6 +292,7 @@ impl Compiler<'_> {
         r_at: &FieldPath,
         t: &WarmTemplate,
         set: &PolicySet,
+        plugin: Option<&str>,
     ) -> bool {
         let Some(cat) = self.catalog else {
             return true;
@@ -281,14 +300,24 @@ impl Compiler<'_> {
         let probe = probe_path(&t.path);
         let hits = set
             .routes
-            .find(&probe, &|r| r.0.method == t.method.as_str())
+            .find(&probe, &|r| {
+                r.0.method == t.method.as_str() && plugin.is_none_or(|p| r.0.plugin == p)
+            })
             .is_some();
         if !hits && !cat.routes.is_empty() {
-            let hint = did_you_mean(&t.path, cat.routes.iter().map(|r| r.path.as_str()));
+            let paths = cat
+                .routes
+                .iter()
+                .filter(|r| plugin.is_none_or(|p| r.plugin == p))
+                .map(|r| r.path.as_str());
+            let hint = did_you_mean(&t.path, paths);
+            let of = plugin
+                .map(|p| format!(" of plugin `{p}`"))
+                .unwrap_or_default();
             self.err(
                 f,
                 r_at,
-                format!("no route matches `{} {}`", t.method, t.path),
+                format!("no route{of} matches `{} {}`", t.method, t.path),
                 hint,
             );
             return false;
