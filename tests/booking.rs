@@ -486,6 +486,25 @@ async fn bad_input_gets_a_clear_error() {
     assert_eq!(body["field"], "barber_id", "{body}");
     assert!(!body.to_string().contains("param0"), "{body}");
 
+    // Unknown body fields are ignored (the seed's clients may send extra ones), but an
+    // update that sets nothing is refused and purges nothing.
+    shop.get("/api/v2/users/5").await;
+    assert!(hit(&shop.get("/api/v2/users/5").await.0));
+    let r = shop
+        .c
+        .put(shop.larder.url("/api/v2/users/5"))
+        .json(&json!({"unknown_field": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "nothing_to_update", "{body}");
+    assert!(
+        hit(&shop.get("/api/v2/users/5").await.0),
+        "an empty update purged the profile"
+    );
+
     // The shop's yesterday is in the past even though UTC's date says it is today.
     let (code, body) = shop
         .post("/api/v2/appointments", book(shop.day(-1), "11:00"))

@@ -374,12 +374,33 @@ pub fn barber_profile(
 }
 
 /// Applies a profile change to a barber.
+/// An update body with none of its fields set (`{}`, or only fields it does not have:
+/// unknown fields are ignored, as the seed's clients may send extra ones) changes nothing,
+/// so it is refused before it can emit an event and purge entries.
+fn nothing_to_update(set: &[bool], fields: &str) -> Result<(), BookingError> {
+    if set.iter().any(|s| *s) {
+        return Ok(());
+    }
+    Err(BookingError::invalid(
+        "body",
+        "nothing_to_update",
+        format!("nothing to update: send at least one of {fields}"),
+    ))
+}
+
 pub fn update_barber(
     conn: &mut Connection,
     id: i64,
     update: &BarberUpdate,
     stamp: &str,
 ) -> Result<(), BookingError> {
+    let fields = [
+        update.name.is_some(),
+        update.phone.is_some(),
+        update.bio.is_some(),
+        update.specialties.is_some(),
+    ];
+    nothing_to_update(&fields, "name, phone, bio, specialties")?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let exists: Option<i64> = tx
         .query_row("SELECT id FROM barbers WHERE id = ?1", [id], |r| r.get(0))
@@ -448,6 +469,17 @@ pub fn update_service(
     update: &ServiceUpdate,
     stamp: &str,
 ) -> Result<Service, BookingError> {
+    let fields = [
+        update.name.is_some(),
+        update.description.is_some(),
+        update.duration_minutes.is_some(),
+        update.price.is_some(),
+        update.active.is_some(),
+    ];
+    nothing_to_update(
+        &fields,
+        "name, description, duration_minutes, price, active",
+    )?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let n = tx.execute(
         "UPDATE services SET name = COALESCE(?2, name), description = COALESCE(?3, description),
@@ -843,6 +875,19 @@ pub fn update_user(
     u: &UserUpdate,
     stamp: &str,
 ) -> Result<(), BookingError> {
+    let fields = [
+        u.first_name.is_some(),
+        u.last_name.is_some(),
+        u.email.is_some(),
+        u.phone.is_some(),
+        u.preferred_barber_id.is_some(),
+        u.notes.is_some(),
+        u.marketing_opt_in.is_some(),
+    ];
+    nothing_to_update(
+        &fields,
+        "first_name, last_name, email, phone, preferred_barber_id, notes, marketing_opt_in",
+    )?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let Some(b) = u.preferred_barber_id {
         let found: Option<i64> = tx
