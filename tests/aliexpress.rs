@@ -350,15 +350,19 @@ async fn without_credentials_every_route_answers_from_mock_mode() {
     assert!(price(&first["app_sale_price"]) <= price(&first["original_price"]));
     let (status, missing) = json("/api/products/details/1005000000000001".into()).await;
     assert_eq!(status, 404, "{missing}");
-    let gpt: Value = c
+    let r = c
         .get(larder.url("/openapi-gpt.json"))
+        .header("x-forwarded-host", "api.example")
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    // The server URL comes from the request (no `public_url`): a shared cache must keep
+    // one copy per host, and a forwarding header from an untrusted client is not believed.
+    let vary = r.headers()["vary"].to_str().unwrap().to_owned();
+    assert!(vary.contains("Host"), "{vary}");
+    let gpt: Value = r.json().await.unwrap();
     assert!(gpt["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(gpt["servers"][0]["url"], larder.url(""), "{gpt}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -723,9 +723,31 @@ impl AliexpressApi {
         method = "get",
         operation_id = "get_gpt_openapi"
     )]
-    async fn gpt_openapi(&self, req: &Request) -> Json<serde_json::Value> {
-        Json(crate::gpt::document_for(&self.state, req))
+    async fn gpt_openapi(&self, req: &Request) -> GptDocument {
+        let doc = crate::gpt::document_for(&self.state, req);
+        // Without `public_url` the server URL is read from the request's forwarding
+        // headers, so a shared cache in front must not hand one client's answer to another.
+        let vary = self
+            .state
+            .settings
+            .public_url
+            .is_none()
+            .then(|| "Host, X-Forwarded-Host, X-Forwarded-Proto".to_owned());
+        GptDocument::Ok(Json(doc), vary)
     }
+}
+
+/// The GPT Actions document.
+#[derive(poem_openapi::ApiResponse)]
+pub enum GptDocument {
+    /// The document, its `servers` URL from `public_url` or else from the request.
+    #[oai(status = 200)]
+    Ok(
+        Json<serde_json::Value>,
+        /// The request headers the `servers` URL was read from, when it was.
+        #[oai(header = "vary")]
+        Option<String>,
+    ),
 }
 
 /// The seed's key families (its keys were `aliexpress:{family}:{md5}`), as the patterns of
