@@ -429,6 +429,13 @@ async fn bad_input_gets_a_clear_error() {
         "{body}"
     );
 
+    // Ratings print with one decimal, not as `4.3999999999999995`.
+    let (_, barbers) = shop.get("/api/v2/barbers").await;
+    for b in barbers.as_array().unwrap() {
+        let text = b["rating"].to_string();
+        assert!(text.split('.').nth(1).is_none_or(|d| d.len() <= 1), "{b}");
+    }
+
     // A day barber 1 does not work, named by its weekday.
     let (_, profile) = shop.get("/api/v2/barbers/1").await;
     let works: Vec<&str> = profile["working_hours"]

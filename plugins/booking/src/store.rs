@@ -73,6 +73,12 @@ impl Now {
     }
 }
 
+/// A rating to one decimal: the generator's sums of tenths (3.8 + 0.6) are not exact in
+/// binary and would print as `4.3999999999999995`.
+fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
 fn money(cents: i64) -> f64 {
     cents as f64 / 100.0
 }
@@ -291,7 +297,7 @@ pub fn list_barbers(conn: &Connection) -> Result<Vec<Barber>, BookingError> {
             name: r.get(1)?,
             specialties: split_list(r.get(2)?),
             years_experience: r.get(3)?,
-            rating: r.get(4)?,
+            rating: tenths(r.get(4)?),
             active: r.get(5)?,
         })
     })?;
@@ -325,7 +331,7 @@ pub fn barber_profile(
                     bio: r.get(4)?,
                     specialties: split_list(r.get(5)?),
                     years_experience: r.get(6)?,
-                    rating: r.get(7)?,
+                    rating: tenths(r.get(7)?),
                     active: r.get(8)?,
                     working_hours: Vec::new(),
                     upcoming_time_off: Vec::new(),

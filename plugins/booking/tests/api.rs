@@ -456,6 +456,7 @@ async fn catalog_profiles_and_analytics_answer() {
     let (status, v) = get(c, "/api/v2/barbers").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v.as_array().unwrap().len(), 4);
+
     let (_, v) = get(c, "/api/v2/services").await;
     assert_eq!(v.as_array().unwrap().len(), 12);
     let (_, v) = get(c, "/api/v2/settings").await;
