@@ -338,7 +338,14 @@ impl Pipeline {
                     slot,
                     self.who(&req, identity),
                 ));
-                self.write(invalidation, req, trace, origin_time).await
+                // RFC 9211: `method` when the method is not cached, `bypass` when the rule
+                // says not to cache at all.
+                let status = match skip {
+                    Skip::Disabled => "larder; fwd=bypass; detail=disabled",
+                    _ => "larder; fwd=method",
+                };
+                self.write(invalidation, req, trace, origin_time, status)
+                    .await
             }
             skip => {
                 let mut resp = self.origin_only(req, trace, origin_time).await;
@@ -486,6 +493,7 @@ impl Pipeline {
         req: Request,
         trace: &mut Trace,
         origin_time: &OriginTime,
+        cache_status: &'static str,
     ) -> Response {
         let span = trace.for_origin(self, &req);
         let by = larder_plugin::principal_of(&req).map(|p| p.user.clone());
@@ -509,7 +517,7 @@ impl Pipeline {
                 .await;
         }
         apply_events(&self.engine, &events).instrument(span).await;
-        set_header(&mut resp, CACHE_STATUS.clone(), "larder; fwd=method");
+        set_header(&mut resp, CACHE_STATUS.clone(), cache_status);
         resp
     }
 
