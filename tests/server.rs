@@ -209,3 +209,51 @@ fn a_reader_that_stops_early_is_not_an_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(String::from_utf8_lossy(&first).contains("openapi"));
 }
+
+/// An access line of the test's own requests (warming jobs' requests are logged too, inside
+/// their job's span).
+fn client_access(line: &str) -> bool {
+    line.contains("larder::access")
+        && line.contains("/api/v2/services")
+        && !line.contains("cache.warm")
+}
+
+/// `telemetry.access_log` writes one line per request (method, path, status, cache
+/// outcome, duration); logs into a pipe or a file carry no colour codes.
+#[tokio::test]
+async fn the_access_log_has_a_line_per_request_and_piped_logs_no_colour() {
+    let larder = Larder::start_with(LarderOptions {
+        config: Some(
+            "telemetry: { access_log: true }\nplugins:\n  aliexpress: { enabled: false }\n  analytics: { enabled: false }\n".into(),
+        ),
+        ..LarderOptions::default()
+    })
+    .unwrap();
+    let c = reqwest::Client::new();
+    for _ in 0..2 {
+        let r = c.get(larder.url("/api/v2/services")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let logs = loop {
+        let logs = larder.logs();
+        let lines = logs.lines().filter(|l| client_access(l)).count();
+        if lines >= 2 || std::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let lines: Vec<&str> = logs.lines().filter(|l| client_access(l)).collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(
+        lines[0].contains("method=GET") && lines[0].contains("status=200"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains("cache=\"hit;"), "{}", lines[1]);
+    assert!(lines[1].contains("duration_ms="), "{}", lines[1]);
+    assert!(
+        !logs.contains('\u{1b}'),
+        "colour codes in piped logs: {logs}"
+    );
+}

@@ -633,6 +633,7 @@ impl Parts<'_> {
                 .iter()
                 .find(|p| p.name == op.plugin)
                 .map(|p| p.plugin.clone()),
+            access_log: self.config.config.telemetry.access_log,
         }
     }
 }

@@ -212,6 +212,10 @@ pub struct TelemetryConfig {
     /// Log line format.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// One log line per request to a plugin route (target `larder::access`, in
+    /// `log_format`): method, path, status, cache outcome, duration. Off by default.
+    #[serde(default)]
+    pub access_log: bool,
     /// OpenTelemetry collector base URL for OTLP over HTTP/protobuf, e.g.
     /// `http://localhost:4318` (`/v1/traces` is appended). The standard
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and `OTEL_EXPORTER_OTLP_ENDPOINT` variables take
@@ -229,6 +233,7 @@ impl Default for TelemetryConfig {
         Self {
             log_level: default_log_level(),
             log_format: LogFormat::default(),
+            access_log: false,
             otlp_endpoint: None,
             service_name: None,
         }

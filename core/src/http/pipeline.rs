@@ -77,6 +77,8 @@ pub(crate) struct Pipeline {
     /// The plugin serving the route, for the shape of the errors the core answers on it
     /// ([`larder_plugin::Plugin::core_error_body`]).
     pub plugin: Option<Arc<dyn larder_plugin::DynPlugin>>,
+    /// Log one `larder::access` line per request (`telemetry.access_log`).
+    pub access_log: bool,
 }
 
 /// A request's tracing: the head sampling decision and, once one exists, its span.
@@ -158,6 +160,10 @@ impl Pipeline {
     pub(crate) async fn run(&self, mut req: Request) -> Response {
         let started = Instant::now();
         let mut trace = Trace::start(self, &req);
+        // Read before the request is handed on; nothing is copied when the log is off.
+        let access = self
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
         let cors_origin = self
             .admission
             .cors
@@ -202,7 +208,11 @@ impl Pipeline {
                 }
             }
         };
-        self.finish(resp, started, origin_us, &trace, cors_origin.as_ref())
+        let resp = self.finish(resp, started, origin_us, &trace, cors_origin.as_ref());
+        if let Some((method, path)) = access {
+            access_line(&method, &path, &resp, started);
+        }
+        resp
     }
 
     /// The decision phase, and the lookup phase's synchronous L1 half, for a request whose
@@ -575,6 +585,25 @@ impl Pipeline {
         }
         resp
     }
+}
+
+/// The access log's line for one answered request.
+fn access_line(method: &poem::http::Method, path: &str, resp: &Response, started: Instant) {
+    let cache = resp
+        .headers()
+        .get(&CACHE_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("larder; ").unwrap_or(v))
+        .unwrap_or("-");
+    tracing::info!(
+        target: "larder::access",
+        method = %method,
+        path,
+        status = resp.status().as_u16(),
+        cache,
+        duration_ms = started.elapsed().as_micros() as f64 / 1000.0,
+        "request"
+    );
 }
 
 /// An error the core answered (it carries its [`ApiError`]) in the plugin's own shape, when

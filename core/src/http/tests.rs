@@ -642,6 +642,7 @@ async fn a_hits_future_stays_small() {
         template: "".into(),
         source: "".into(),
         decoded_limit: 1,
+        access_log: false,
         plugin: None,
     };
     let sizes: BTreeMap<&str, usize> = p.future_sizes().into_iter().collect();

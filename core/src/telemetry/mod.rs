@@ -32,12 +32,17 @@ pub fn init(cfg: &TelemetryConfig) {
         .or_else(|_| EnvFilter::try_new(&cfg.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let text = cfg.log_format == LogFormat::Text;
+    // Colour codes only for a person at a terminal, never into a file or a collector.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     match crate::telemetry::otel::layer::<Registry>(cfg) {
         // Logs only: one global filter, the cheapest set-up (disabled call sites cost one
         // cached check).
         None => {
             let registry = tracing_subscriber::registry().with(filter);
-            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr);
             let _ = if text {
                 registry.with(fmt.fmt_fields(LogFields)).try_init()
             } else {
@@ -47,7 +52,9 @@ pub fn init(cfg: &TelemetryConfig) {
         // Each layer filters for itself: the exporter wants `debug` cache spans the logs
         // may not.
         Some(otel) => {
-            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr);
             let logs: Box<dyn Layer<Registry> + Send + Sync> = if text {
                 fmt.fmt_fields(LogFields).with_filter(filter).boxed()
             } else {
