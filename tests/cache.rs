@@ -718,6 +718,23 @@ async fn metrics_parse_and_hit_counters_move() {
     assert_eq!(sample(&after, ok) - sample(&before, ok), 3.0);
     assert!(sample(&after, "larder_cache_l1_entries") >= 1.0);
     assert!(after.contains("larder_http_request_duration_seconds_bucket"));
+    // Every family says what it counts; a memory-only server shows no Redis series, and no
+    // route shows a 1xx series it could never count.
+    for line in after.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split(' ').nth(2).unwrap();
+        assert!(
+            after.contains(&format!("# HELP {name} ")),
+            "no # HELP for {name}"
+        );
+    }
+    for never in [
+        "layer=\"l2\"",
+        "status=\"1xx\"",
+        "larder_redis_",
+        "invalidations_published",
+    ] {
+        assert!(!after.contains(never), "{never} on a memory-only server");
+    }
 }
 
 #[tokio::test]

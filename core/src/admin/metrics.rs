@@ -11,19 +11,32 @@ use crate::jobs::warming::Warmer;
 pub fn render(engine: &Engine, warmer: &Warmer) -> String {
     let s = engine.cache.snapshot();
     let c = &s.counters;
-    for (layer, hits, misses) in [
-        ("l1", c.hits_l1, c.misses_l1),
-        ("l2", c.hits_l2, c.misses_l2),
-    ] {
-        counter!("larder_cache_hits_total", "layer" => layer).absolute(hits);
-        counter!("larder_cache_misses_total", "layer" => layer).absolute(misses);
+    // Without Redis the L2 and cross-instance series could never move: they are left out.
+    let redis = s.redis.is_some();
+    counter!("larder_cache_hits_total", "layer" => "l1").absolute(c.hits_l1);
+    counter!("larder_cache_misses_total", "layer" => "l1").absolute(c.misses_l1);
+    if redis {
+        counter!("larder_cache_hits_total", "layer" => "l2").absolute(c.hits_l2);
+        counter!("larder_cache_misses_total", "layer" => "l2").absolute(c.misses_l2);
+        for (name, v) in [
+            ("larder_cache_errors_total", c.errors),
+            ("larder_cache_corrupt_entries_total", c.corrupt),
+            (
+                "larder_cache_invalidations_published_total",
+                c.invalidations_published,
+            ),
+            (
+                "larder_cache_invalidations_received_total",
+                c.invalidations_received,
+            ),
+        ] {
+            counter!(name).absolute(v);
+        }
     }
     for (name, v) in [
         ("larder_cache_sets_total", c.sets),
         ("larder_cache_deletes_total", c.deletes),
         ("larder_cache_evictions_total", c.evictions),
-        ("larder_cache_errors_total", c.errors),
-        ("larder_cache_corrupt_entries_total", c.corrupt),
         ("larder_cache_stale_served_total", c.stale_served),
         (
             "larder_cache_stale_if_error_served_total",
@@ -37,14 +50,6 @@ pub fn render(engine: &Engine, warmer: &Warmer) -> String {
         (
             "larder_cache_raced_invalidations_total",
             c.raced_invalidations,
-        ),
-        (
-            "larder_cache_invalidations_published_total",
-            c.invalidations_published,
-        ),
-        (
-            "larder_cache_invalidations_received_total",
-            c.invalidations_received,
         ),
         (
             "larder_cache_origin_calls_saved_total",
@@ -65,11 +70,12 @@ pub fn render(engine: &Engine, warmer: &Warmer) -> String {
         gauge!("larder_redis_breaker_open").set(f64::from(u8::from(r.breaker_open)));
         counter!("larder_redis_breaker_opened_total").absolute(r.breaker_opened_total);
     }
-    for (layer, lat) in [
+    let latencies = [
         ("l1", &s.l1_latency),
         ("l2", &s.l2_latency),
         ("origin", &s.origin_latency),
-    ] {
+    ];
+    for (layer, lat) in latencies.into_iter().filter(|(l, _)| redis || *l != "l2") {
         for (q, v) in [
             ("0.5", lat.p50_us),
             ("0.99", lat.p99_us),
