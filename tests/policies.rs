@@ -201,3 +201,29 @@ fn checking_explaining_and_documenting_leave_no_trace() {
         assert!(left.is_empty(), "{args:?} left {left:?}");
     }
 }
+
+/// The example configs under `examples/config/` pass `larder check` as they are in the
+/// repository (the dynamic plugin's library is the one the workspace builds).
+#[test]
+fn the_example_configs_pass_check() {
+    artifacts(); // builds the hello plugin the dynamic-plugin example loads
+    let dir = workspace_root().join("examples/config");
+    let mut configs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 5, "{configs:?}");
+    for config in configs {
+        let out = run_larder(&["check", "--config", config.to_str().unwrap()], &[]).unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            config.display(),
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains(": ok"), "{}", stdout(&out));
+    }
+}
