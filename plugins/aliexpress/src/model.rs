@@ -94,7 +94,12 @@ impl poem_openapi::types::ToJSON for Text {
 
 /// A product search (also the hot-products query).
 #[derive(Object, Debug, Clone, Default)]
-#[oai(rename = "AliexpressSearchRequest", example)]
+// Only the document's example is ever written out: it shows the fields it sets.
+#[oai(
+    rename = "AliexpressSearchRequest",
+    example,
+    skip_serializing_if_is_none
+)]
 pub struct SearchRequest {
     /// Words to search for. Required unless `category_ids` is given.
     #[oai(validator(max_length = 200))]
