@@ -3,7 +3,9 @@
 //! Each plugin's [`PluginApi`] is registered into its own registry first, so two plugins
 //! defining a schema of the same name with different shapes are caught (poem-openapi's own
 //! registry would keep one silently). Paths get the plugin's mount prefix, every operation
-//! gets the plugin's tag, and the document is rendered once at start-up.
+//! gets the plugin's tag, and the document is rendered once at start-up, then completed
+//! with what the core itself answers and what poem-openapi leaves unsaid
+//! ([`Merged::declare`]), so that it declares what clients really get.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -312,8 +314,10 @@ impl Merged {
     ///   400 and 415 — each with the body clients get there: the plugin's
     ///   [`larder_plugin::Plugin::core_error_schema`] or the core's own envelope.
     ///
-    /// The three renderings (JSON, YAML, the document inlined in Swagger UI) stay one
-    /// document.
+    /// Left out: the 304 a cached route gives a matching `If-None-Match` (only a client
+    /// holding the entry's `ETag` gets it), and the 502 of an origin whose body cannot be
+    /// read. The three renderings (JSON, YAML, the document inlined in Swagger UI) stay
+    /// one document.
     pub fn declare(
         &mut self,
         admission: &Admission,
@@ -611,7 +615,7 @@ fn retry_after() -> (&'static str, serde_json::Value) {
 /// (a defaulted field gets its default), but never says so: without this, a plugin's
 /// `Option` field makes its answers break its own schema. OpenAPI 3.0 ignores the siblings
 /// of a `$ref`, so a reference is wrapped (`allOf: [{$ref}]` beside `nullable`).
-pub fn nullable_optionals(doc: &mut serde_json::Value) {
+fn nullable_optionals(doc: &mut serde_json::Value) {
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(|s| s.as_object_mut())
