@@ -123,7 +123,8 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// shape on its paths. `error` is the core's code (`rate_limited`, `unauthorized`, ...),
     /// `message` its explanation; the status and headers (`Retry-After`,
     /// `WWW-Authenticate`) stay the core's. `None` keeps the core's
-    /// `{"error", "message"}`.
+    /// `{"error", "message"}`. A plugin that gives a body names its schema in
+    /// [`Plugin::core_error_schema`].
     fn core_error_body(
         &self,
         status: u16,
@@ -131,6 +132,17 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         message: &str,
     ) -> Option<serde_json::Value> {
         let _ = (status, error, message);
+        None
+    }
+
+    /// The name of the schema [`Plugin::core_error_body`]'s bodies follow: one this
+    /// plugin's API registers (the type of its own error responses, e.g.
+    /// `AliexpressErrorEnvelope`). The merged OpenAPI document declares the core's answers
+    /// on this plugin's routes (401, 413, 429...) with it, so they are documented with the
+    /// body clients really get; the server refuses to start if no such schema is
+    /// registered. `None` (the default) goes with a `core_error_body` that gives none:
+    /// those answers are the core's `ApiError`.
+    fn core_error_schema(&self) -> Option<String> {
         None
     }
 
@@ -184,6 +196,8 @@ pub trait DynPlugin: Send + Sync {
     /// See [`Plugin::core_error_body`].
     fn core_error_body(&self, status: u16, error: &str, message: &str)
     -> Option<serde_json::Value>;
+    /// See [`Plugin::core_error_schema`].
+    fn core_error_schema(&self) -> Option<String>;
     /// See [`Plugin::warm_source`].
     fn warm_source<'a>(
         &'a self,
@@ -319,6 +333,10 @@ impl<P: Plugin> DynPlugin for Running<P> {
         abi::catch(|| self.0.core_error_body(status, error, message))
             .ok()
             .flatten()
+    }
+
+    fn core_error_schema(&self) -> Option<String> {
+        abi::catch(|| self.0.core_error_schema()).ok().flatten()
     }
 
     fn warm_source<'a>(

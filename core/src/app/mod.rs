@@ -34,6 +34,7 @@ use crate::config::LoadedConfig;
 use crate::config::RateLimit;
 use crate::http::admission::{Admission, Cors, Limiter};
 use crate::http::auth::Authenticator;
+use crate::http::error::ApiError;
 use crate::http::pipeline::{PathEndpoint, Pipeline, Server};
 use crate::jobs::warming::Warmer;
 use crate::plugins::host::CoreHost;
@@ -193,15 +194,11 @@ impl App {
             report: config.config.report.clone(),
         });
         let mut merged = merge_apis(&plugins, ready.clone(), admin.clone())?;
-        let auth_config = &config.config.security.auth;
-        let credentials = openapi::Credentials {
-            jwt: !auth_config.jwt.is_empty(),
-            api_key_header: (!auth_config.api_keys.keys.is_empty())
-                .then(|| auth_config.api_keys.header.clone()),
-        };
         check_permissions(&config, &merged.operations)?;
         merged
-            .secure(&credentials, |op| required(&config, &plugins, op))
+            .declare(&admission(&config), |op| {
+                operation_admission(&config, &plugins, op)
+            })
             .map_err(|e| StartError::Conflicts(vec![e]))?;
         let catalog = catalog(&merged.operations, &plugins, registry);
         let cache = Cache::with_clock(config.config.storage.clone(), clock)
@@ -461,6 +458,115 @@ fn required(config: &LoadedConfig, plugins: &[LoadedPlugin], op: &Operation) -> 
         .unwrap_or_default()
 }
 
+/// What admission does on every route, for the OpenAPI document.
+fn admission(config: &LoadedConfig) -> openapi::Admission {
+    let auth = &config.config.security.auth;
+    let mut registry = poem_openapi::registry::Registry::new();
+    <ApiError as poem_openapi::types::Type>::register(&mut registry);
+    let name = <ApiError as poem_openapi::types::Type>::name().into_owned();
+    let schema = registry
+        .schemas
+        .remove(&name)
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_default();
+    openapi::Admission {
+        credentials: openapi::Credentials {
+            jwt: !auth.jwt.is_empty(),
+            api_key_header: (!auth.api_keys.keys.is_empty()).then(|| auth.api_keys.header.clone()),
+        },
+        body_limit: config.config.limits.request_body_bytes,
+        core_error: (name, schema),
+    }
+}
+
+/// What admission does on one route, for the OpenAPI document: the same permissions and
+/// rate limits [`Parts::routes`] enforces.
+fn operation_admission(
+    config: &LoadedConfig,
+    plugins: &[LoadedPlugin],
+    op: &Operation,
+) -> openapi::OperationAdmission {
+    let plugin = plugins.iter().find(|p| p.name == op.plugin);
+    let rate_limits = plugin
+        .map(|p| {
+            [Some(plugin_limit(config, p)), route_limit(config, p, op)]
+                .into_iter()
+                .flatten()
+                .filter_map(describe_limit)
+                .collect()
+        })
+        .unwrap_or_default();
+    openapi::OperationAdmission {
+        permissions: required(config, plugins, op),
+        rate_limits,
+        error_schema: plugin.and_then(|p| p.plugin.core_error_schema()),
+        core_api: CORE_APIS.contains(&op.plugin.as_str()),
+    }
+}
+
+/// A plugin's rate limit for all its routes: the config's, else the plugin's default.
+fn plugin_limit(config: &LoadedConfig, plugin: &LoadedPlugin) -> RateLimit {
+    let defaults = plugin.plugin.http_defaults();
+    config
+        .config
+        .plugins
+        .get(plugin.name)
+        .and_then(|e| e.rate_limit)
+        .unwrap_or(RateLimit {
+            per_second: defaults.rate_per_second,
+            per_minute: defaults.rate_per_minute,
+            ..RateLimit::default()
+        })
+}
+
+/// A route's own rate limit: the config's `route_limits` entry, else the plugin's
+/// declaration for the operation. A configured one replaces the declared one.
+fn route_limit(config: &LoadedConfig, plugin: &LoadedPlugin, op: &Operation) -> Option<RateLimit> {
+    let configured = config
+        .config
+        .plugins
+        .get(plugin.name)
+        .and_then(|e| e.route_limits.get(&format!("{} {}", op.method, op.path)))
+        .copied();
+    let declared = || {
+        plugin
+            .plugin
+            .http_defaults()
+            .operation_limits
+            .into_iter()
+            .find(|l| Some(l.operation.as_str()) == op.operation_id.as_deref())
+            .map(|l| RateLimit {
+                per_second: l.per_second,
+                per_minute: l.per_minute,
+                ..RateLimit::default()
+            })
+    };
+    configured.or_else(declared)
+}
+
+/// A limit in words (`5 per second and 60 per minute per client IP`); `None` when it
+/// counts nothing.
+fn describe_limit(limit: RateLimit) -> Option<String> {
+    let windows = limit.windows();
+    if windows.is_empty() {
+        return None;
+    }
+    let counts: Vec<String> = windows
+        .into_iter()
+        .map(|(window, n)| match window.as_secs() {
+            1 => format!("{n} per second"),
+            60 => format!("{n} per minute"),
+            secs => format!("{n} per {secs} s"),
+        })
+        .collect();
+    let who = match limit.per {
+        crate::config::LimitKey::Ip => "client IP",
+        crate::config::LimitKey::Principal => "caller (client IP when anonymous)",
+        crate::config::LimitKey::Tenant => "tenant (client IP without one)",
+    };
+    Some(format!("{} per {who}", counts.join(" and ")))
+}
+
 impl Parts<'_> {
     fn required(&self, op: &Operation) -> Vec<String> {
         required(self.config, self.plugins, op)
@@ -474,11 +580,7 @@ impl Parts<'_> {
             .map(|p| {
                 let defaults = p.plugin.http_defaults();
                 let entry = self.config.config.plugins.get(p.name);
-                let limit = entry.and_then(|e| e.rate_limit).unwrap_or(RateLimit {
-                    per_second: defaults.rate_per_second,
-                    per_minute: defaults.rate_per_minute,
-                    ..RateLimit::default()
-                });
+                let limit = plugin_limit(self.config, p);
                 let origins = entry
                     .and_then(|e| e.cors_origins.clone())
                     .unwrap_or(defaults.cors_origins);
@@ -529,30 +631,12 @@ impl Parts<'_> {
                 let mut route_limiters: Vec<Arc<Limiter>> =
                     plugin.and_then(|h| h.limiter.clone()).into_iter().collect();
                 let route_key = format!("{} {}", slot.method, slot.path);
-                let declared = self
+                let limit = self
                     .plugins
                     .iter()
                     .find(|p| p.name == op.plugin)
-                    .and_then(|p| {
-                        p.plugin
-                            .http_defaults()
-                            .operation_limits
-                            .into_iter()
-                            .find(|l| Some(l.operation.as_str()) == op.operation_id.as_deref())
-                    })
-                    .map(|l| RateLimit {
-                        per_second: l.per_second,
-                        per_minute: l.per_minute,
-                        ..RateLimit::default()
-                    });
-                let configured = self
-                    .config
-                    .config
-                    .plugins
-                    .get(&op.plugin)
-                    .and_then(|e| e.route_limits.get(&route_key))
-                    .copied();
-                if let Some(limit) = configured.or(declared)
+                    .and_then(|p| route_limit(self.config, p, op));
+                if let Some(limit) = limit
                     && let Some(l) = Limiter::new(format!("route {route_key}"), limit)
                 {
                     limiters.push(l.clone());

@@ -164,6 +164,20 @@ pub struct RateLimit {
     pub per: LimitKey,
 }
 
+impl RateLimit {
+    /// The windows it counts in (one second, one minute), each with the requests it
+    /// admits; a zero or absent field counts nothing and is left out.
+    pub fn windows(&self) -> Vec<(std::time::Duration, u32)> {
+        [
+            (std::time::Duration::from_secs(1), self.per_second),
+            (std::time::Duration::from_secs(60), self.per_minute),
+        ]
+        .into_iter()
+        .filter_map(|(w, n)| n.filter(|n| *n > 0).map(|n| (w, n)))
+        .collect()
+    }
+}
+
 /// What a rate limit counts requests per.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -51,13 +51,11 @@ pub struct Limiter {
 impl Limiter {
     /// A limiter for `limit`, or `None` when it limits nothing.
     pub fn new(name: impl Into<String>, limit: RateLimit) -> Option<Arc<Self>> {
-        let windows: Vec<(Duration, usize)> = [
-            (Duration::from_secs(1), limit.per_second),
-            (Duration::from_secs(60), limit.per_minute),
-        ]
-        .into_iter()
-        .filter_map(|(w, n)| n.filter(|n| *n > 0).map(|n| (w, n as usize)))
-        .collect();
+        let windows: Vec<(Duration, usize)> = limit
+            .windows()
+            .into_iter()
+            .map(|(w, n)| (w, n as usize))
+            .collect();
         (!windows.is_empty()).then(|| {
             Arc::new(Self {
                 name: name.into(),

@@ -154,6 +154,11 @@ impl Plugin for AliexpressPlugin {
         envelope.to_json()
     }
 
+    fn core_error_schema(&self) -> Option<String> {
+        use poem_openapi::types::Type;
+        Some(model::ErrorEnvelope::name().into_owned())
+    }
+
     fn named_rules(&self) -> Vec<NamedRuleSpec> {
         use api::rules;
         vec![

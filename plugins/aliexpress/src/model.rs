@@ -94,7 +94,12 @@ impl poem_openapi::types::ToJSON for Text {
 
 /// A product search (also the hot-products query).
 #[derive(Object, Debug, Clone, Default)]
-#[oai(rename = "AliexpressSearchRequest", example)]
+// Only the document's example is ever written out: it shows the fields it sets.
+#[oai(
+    rename = "AliexpressSearchRequest",
+    example,
+    skip_serializing_if_is_none
+)]
 pub struct SearchRequest {
     /// Words to search for. Required unless `category_ids` is given.
     #[oai(validator(max_length = 200))]
@@ -195,6 +200,7 @@ pub struct Product {
     /// Product page.
     pub product_url: String,
     /// Affiliate link to the product, carrying the tracking id.
+    #[oai(nullable)]
     pub promotion_link: Option<String>,
     /// Sale price, in `currency`.
     pub app_sale_price: String,
@@ -209,18 +215,23 @@ pub struct Product {
     /// Affiliate commission, e.g. `"7.0%"`.
     pub commission_rate: String,
     /// Sales in the last 30 days.
+    #[oai(nullable)]
     pub volume: Option<i64>,
     /// Main image.
+    #[oai(nullable)]
     pub product_main_image_url: Option<String>,
     /// Further images.
     pub product_small_image_urls: Vec<String>,
     /// Shop id.
     pub shop_id: String,
     /// Shop page.
+    #[oai(nullable)]
     pub shop_url: Option<String>,
     /// Top-level category id.
+    #[oai(nullable)]
     pub first_level_category_id: Option<String>,
     /// Top-level category name.
+    #[oai(nullable)]
     pub first_level_category_name: Option<String>,
 }
 
@@ -258,7 +269,8 @@ pub struct Category {
     pub category_id: String,
     /// Name, in the configured language.
     pub category_name: String,
-    /// Parent category id; absent for top-level categories.
+    /// Parent category id; `null` for top-level categories.
+    #[oai(nullable)]
     pub parent_category_id: Option<String>,
 }
 
@@ -290,7 +302,8 @@ pub struct CategoryChildren {
 pub struct AffiliateLink {
     /// The URL asked for.
     pub original_url: String,
-    /// The tracked link; absent when the gateway could not convert this URL.
+    /// The tracked link; `null` when the gateway could not convert this URL.
+    #[oai(nullable)]
     pub affiliate_url: Option<String>,
     /// Tracking id the link carries.
     pub tracking_id: String,
@@ -328,7 +341,8 @@ pub struct Status {
     pub integration_mode: String,
     /// Plugin version.
     pub version: String,
-    /// Gateway endpoint (real mode only).
+    /// Gateway endpoint; `null` in mock mode.
+    #[oai(nullable)]
     pub gateway: Option<String>,
     /// Tracking id in use.
     pub tracking_id: String,
@@ -510,9 +524,11 @@ pub struct UpstreamDetail {
     pub code: String,
     /// The gateway's message.
     pub msg: String,
-    /// `error_response.sub_code`.
+    /// `error_response.sub_code`, when the gateway gave one.
+    #[oai(skip_serializing_if_is_none)]
     pub sub_code: Option<String>,
-    /// `error_response.sub_msg`.
+    /// `error_response.sub_msg`, when the gateway gave one.
+    #[oai(skip_serializing_if_is_none)]
     pub sub_msg: Option<String>,
 }
 
@@ -524,9 +540,11 @@ pub struct ErrorBody {
     pub code: String,
     /// What happened and what to do.
     pub message: String,
-    /// The offending input field, for validation errors.
+    /// The offending input field, for validation errors (absent otherwise).
+    #[oai(skip_serializing_if_is_none)]
     pub field: Option<String>,
-    /// The gateway's own error, for upstream errors.
+    /// The gateway's own error, for upstream errors (absent otherwise).
+    #[oai(skip_serializing_if_is_none)]
     pub upstream: Option<UpstreamDetail>,
 }
 

@@ -4,8 +4,10 @@
 //! - [`server`]: spawn the `larder` binary with a config and talk to it.
 //! - [`auth`]: JWTs signed with test keys.
 //! - [`aliexpress_gateway`]: a fake AliExpress Open Platform gateway that checks signatures.
+//! - [`schemathesis`]: the OpenAPI fuzzer the conformance test runs.
 
 pub mod aliexpress_gateway;
 pub mod auth;
 pub mod redis;
+pub mod schemathesis;
 pub mod server;

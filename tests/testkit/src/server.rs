@@ -51,15 +51,24 @@ pub fn artifacts() -> &'static Artifacts {
     ONCE.get_or_init(|| build().expect("building larder and the dynamic plugins"))
 }
 
-fn build() -> anyhow::Result<Artifacts> {
-    // target/<profile>/deps/<test binary> → target/<profile>
+/// `target/<profile>` of the running test binary (`target/<profile>/deps/<binary>`).
+fn profile_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let profile_dir = exe
+    Ok(exe
         .parent()
         .and_then(Path::parent)
         .context("test binary is not under target/<profile>/deps")?
-        .to_owned();
-    let target_dir = profile_dir.parent().context("no target dir")?.to_owned();
+        .to_owned())
+}
+
+/// The target directory the tests were built in (`target/`, or `CARGO_TARGET_DIR`).
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    Ok(profile_dir()?.parent().context("no target dir")?.to_owned())
+}
+
+fn build() -> anyhow::Result<Artifacts> {
+    let profile_dir = profile_dir()?;
+    let target_dir = target_dir()?;
     let profile = profile_dir
         .file_name()
         .and_then(|s| s.to_str())

@@ -29,7 +29,9 @@ pub struct ErrorBody {
     pub error: String,
     /// What is wrong, for a human.
     pub message: String,
-    /// The request parameter or body field at fault, when one is.
+    /// The request parameter or body field at fault, when one is (absent otherwise, as in
+    /// the core's errors).
+    #[oai(skip_serializing_if_is_none)]
     pub field: Option<String>,
 }
 

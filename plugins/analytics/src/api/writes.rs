@@ -17,6 +17,8 @@ use crate::store::{self, NewLine};
 
 /// One line of a new order.
 #[derive(Object, Debug, Clone)]
+// Only the document's example is ever written out: it shows the fields it sets.
+#[oai(skip_serializing_if_is_none)]
 pub struct OrderLine {
     /// A product of the caller's tenant.
     pub product_id: i64,
@@ -28,7 +30,7 @@ pub struct OrderLine {
 
 /// A new order. It is recorded today (the server's clock).
 #[derive(Object, Debug, Clone)]
-#[oai(example)]
+#[oai(example, skip_serializing_if_is_none)]
 pub struct NewOrder {
     /// A customer of the caller's tenant (required; optional in the schema so a missing one
     /// is answered with its name).

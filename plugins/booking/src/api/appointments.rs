@@ -50,7 +50,7 @@ impl Example for BookingRequest {
             barber_id: 1,
             service_id: 1,
             client_id: 42,
-            date: "2025-01-11".into(),
+            date: super::example_day().to_string(),
             start: "10:30".into(),
         }
     }

@@ -12,7 +12,7 @@ pub mod insights;
 pub mod profiles;
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use larder_plugin::PluginApi;
 use poem_openapi::payload::Json;
@@ -31,7 +31,9 @@ pub struct ErrorBody {
     pub error: String,
     /// What is wrong, for a human.
     pub message: String,
-    /// The request parameter or body field at fault, when one is.
+    /// The request parameter or body field at fault, when one is (absent otherwise, as in
+    /// the core's errors).
+    #[oai(skip_serializing_if_is_none)]
     pub field: Option<String>,
 }
 
@@ -282,7 +284,7 @@ impl Type for Day {
 
     fn schema_ref() -> MetaSchemaRef {
         let mut schema = MetaSchema::new_with_format("string", "date");
-        schema.example = Some(Value::from("2025-01-11"));
+        schema.example = Some(Value::from(example_day().to_string()));
         MetaSchemaRef::Inline(Box::new(schema))
     }
 
@@ -301,6 +303,33 @@ impl ParseFromParameter for Day {
             .map(Day)
             .map_err(ParseError::custom)
     }
+}
+
+/// The date the document's examples give, set when the API is built: poem-openapi asks
+/// types for their examples through functions without state, and a fixed date would fall
+/// into the past or out of the booking window.
+static EXAMPLE_DAY: RwLock<Option<jiff::civil::Date>> = RwLock::new(None);
+
+/// The last Monday within the booking window as of `today` (the next Monday when the
+/// window is shorter than a week): a valid `week_start`, a day with slots to show, and
+/// bookable for about `max_advance_days` after the server starts.
+pub fn example_day_for(today: jiff::civil::Date, max_advance_days: u32) -> jiff::civil::Date {
+    let monday = crate::time::week_start(crate::time::add_days(today, i64::from(max_advance_days)));
+    if monday > today {
+        monday
+    } else {
+        crate::time::add_days(crate::time::week_start(today), 7)
+    }
+}
+
+/// The date the document's examples give (see [`build`]).
+pub fn example_day() -> jiff::civil::Date {
+    EXAMPLE_DAY
+        .read()
+        .ok()
+        .and_then(|d| *d)
+        // Only before any API was built; a Monday all the same.
+        .unwrap_or(jiff::civil::date(2030, 1, 7))
 }
 
 /// Generates a body-field parser that names its field in every error (poem-openapi's own
@@ -327,8 +356,13 @@ macro_rules! field_parser {
 }
 pub(crate) use field_parser;
 
-/// Builds the plugin's erased API over the shared state.
+/// Builds the plugin's erased API over the shared state; the document's example date
+/// ([`example_day`]) is taken from the server's clock here.
 pub fn build(state: Arc<State>) -> PluginApi {
+    let day = example_day_for(state.clock.today(), state.config.max_advance_days);
+    if let Ok(mut example) = EXAMPLE_DAY.write() {
+        *example = Some(day);
+    }
     PluginApi::new((
         catalog::CatalogApi(state.clone()),
         appointments::AppointmentsApi(state.clone()),
@@ -336,4 +370,33 @@ pub fn build(state: Arc<State>) -> PluginApi {
         profiles::ProfilesApi(state.clone()),
         cache_admin::CacheAdminApi(state),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::civil::{Weekday, date};
+
+    use super::example_day_for;
+    use crate::time::add_days;
+
+    #[test]
+    fn the_example_day_is_the_last_monday_of_the_booking_window() {
+        // Tuesday 2026-12-01 + 90 days is Monday 2027-03-01, the last day bookable.
+        assert_eq!(example_day_for(date(2026, 12, 1), 90), date(2027, 3, 1));
+        // + 30 days is a Thursday: the Monday of its week.
+        assert_eq!(example_day_for(date(2026, 12, 1), 30), date(2026, 12, 28));
+        // A window shorter than a week may hold no Monday: the next one all the same.
+        assert_eq!(example_day_for(date(2026, 12, 1), 3), date(2026, 12, 7));
+        for offset in 0..14 {
+            let today = add_days(date(2026, 12, 1), offset);
+            for window in [7, 30, 90, 365] {
+                let day = example_day_for(today, window);
+                assert_eq!(day.weekday(), Weekday::Monday, "{today} + {window}");
+                assert!(
+                    day > today && day <= add_days(today, i64::from(window)),
+                    "{day} is not bookable on {today} with a {window}-day window"
+                );
+            }
+        }
+    }
 }
