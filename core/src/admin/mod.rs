@@ -186,7 +186,11 @@ impl AdminApi {
 
 /// What to invalidate. Give exactly one kind of target.
 #[derive(Object, Debug)]
-#[oai(rename = "AdminInvalidateRequest")]
+#[oai(
+    rename = "AdminInvalidateRequest",
+    example,
+    skip_serializing_if_is_none
+)]
 pub struct InvalidateRequest {
     /// Exact cache keys.
     #[oai(default)]
@@ -272,10 +276,33 @@ pub enum ReloadResponse {
 
 /// A warming job to run now.
 #[derive(Object, Debug)]
-#[oai(rename = "AdminWarmRequestBody")]
+#[oai(rename = "AdminWarmRequestBody", example)]
 pub struct WarmRequestBody {
     /// Job name, as in the policy's `warming:` list.
     pub job: String,
+}
+
+/// Purge one tag: what booking's triggers do after an appointment.
+impl poem_openapi::types::Example for InvalidateRequest {
+    fn example() -> Self {
+        InvalidateRequest {
+            keys: Vec::new(),
+            tags: vec!["service-catalog".into()],
+            pattern: None,
+            rule: None,
+            plugin: None,
+            all: false,
+        }
+    }
+}
+
+/// A job of the shipped policies.
+impl poem_openapi::types::Example for WarmRequestBody {
+    fn example() -> Self {
+        WarmRequestBody {
+            job: "booking-catalog".into(),
+        }
+    }
 }
 
 #[OpenApi(prefix_path = "/admin")]

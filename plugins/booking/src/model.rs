@@ -140,6 +140,7 @@ pub struct TimeOff {
 
 /// Changes to a barber's profile; absent fields stay as they are.
 #[derive(Object, Debug, Clone, Default)]
+#[oai(example, skip_serializing_if_is_none)]
 pub struct BarberUpdate {
     /// Full name.
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -176,6 +177,7 @@ pub struct Service {
 
 /// Changes to a service; absent fields stay as they are.
 #[derive(Object, Debug, Clone, Default)]
+#[oai(example, skip_serializing_if_is_none)]
 pub struct ServiceUpdate {
     /// Name.
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -381,6 +383,7 @@ pub struct UserProfile {
 
 /// Changes to a client's profile; absent fields stay as they are.
 #[derive(Object, Debug, Clone, Default)]
+#[oai(example, skip_serializing_if_is_none)]
 pub struct UserUpdate {
     /// First name.
     #[oai(validator(min_length = 1, max_length = 60))]
@@ -406,4 +409,33 @@ pub struct UserUpdate {
     pub notes: Option<String>,
     /// Accepts marketing messages.
     pub marketing_opt_in: Option<bool>,
+}
+
+// The documents' examples: one field each, so "Try it out" changes little.
+
+impl poem_openapi::types::Example for BarberUpdate {
+    fn example() -> Self {
+        BarberUpdate {
+            bio: Some("Classic cuts and hot towel shaves since 2012.".into()),
+            ..Default::default()
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ServiceUpdate {
+    fn example() -> Self {
+        ServiceUpdate {
+            price: Some(35.0),
+            ..Default::default()
+        }
+    }
+}
+
+impl poem_openapi::types::Example for UserUpdate {
+    fn example() -> Self {
+        UserUpdate {
+            marketing_opt_in: Some(false),
+            ..Default::default()
+        }
+    }
 }

@@ -265,7 +265,13 @@ impl CacheAdminApi {
         method = "post",
         operation_id = "analytics_cache_invalidate_group"
     )]
-    async fn invalidate_group(&self, req: &poem::Request, group: Path<Group>) -> Reply<Value> {
+    async fn invalidate_group(
+        &self,
+        req: &poem::Request,
+        /// The key group.
+        #[oai(example = "example_group")]
+        group: Path<Group>,
+    ) -> Reply<Value> {
         let run = async {
             let name = match group.0 {
                 Group::Analytics => "analytics",
@@ -316,7 +322,7 @@ impl CacheAdminApi {
         &self,
         req: &poem::Request,
         /// Key glob, e.g. `analytics:revenue:*`.
-        #[oai(name = "pattern")]
+        #[oai(name = "pattern", example = "example_pattern")]
         query: Query<Option<String>>,
         body: poem::Body,
     ) -> Reply<Value> {
@@ -381,6 +387,14 @@ impl CacheAdminApi {
         };
         run.await.into()
     }
+}
+
+fn example_group() -> Group {
+    Group::Analytics
+}
+
+fn example_pattern() -> Option<String> {
+    Some("analytics:revenue:*".into())
 }
 
 #[cfg(test)]

@@ -287,6 +287,21 @@ fn required(field: &str, v: Option<String>) -> Result<String, AnalyticsError> {
     })
 }
 
+/// A range Swagger UI's "Try it out" can send as is (any past range answers; the dates
+/// need not hold orders).
+fn example_start_date() -> Option<String> {
+    Some("2026-01-01".into())
+}
+
+fn example_end_date() -> Option<String> {
+    Some("2026-01-31".into())
+}
+
+/// The first customer of every tenant.
+fn example_customer_id() -> i64 {
+    1
+}
+
 /// The required `start_date`/`end_date` pair, checked.
 fn date_range(
     start: Option<String>,
@@ -338,9 +353,11 @@ impl DataApi {
     async fn revenue(
         &self,
         req: &poem::Request,
-        /// First day, `YYYY-MM-DD`.
+        /// First day, `YYYY-MM-DD` (required).
+        #[oai(example = "example_start_date")]
         start_date: Query<Option<String>>,
-        /// Last day (inclusive), `YYYY-MM-DD`.
+        /// Last day (inclusive), `YYYY-MM-DD` (required).
+        #[oai(example = "example_end_date")]
         end_date: Query<Option<String>>,
         /// Bucket size (default `daily`).
         granularity: Query<Option<GranularityParam>>,
@@ -445,9 +462,11 @@ impl DataApi {
     async fn cohorts(
         &self,
         req: &poem::Request,
-        /// First day of first orders, `YYYY-MM-DD`.
+        /// First day of first orders, `YYYY-MM-DD` (required).
+        #[oai(example = "example_start_date")]
         start_date: Query<Option<String>>,
-        /// Last day of first orders, `YYYY-MM-DD`.
+        /// Last day of first orders, `YYYY-MM-DD` (required).
+        #[oai(example = "example_end_date")]
         end_date: Query<Option<String>>,
         /// Cohort period (default `monthly`).
         cohort_type: Query<Option<CohortType>>,
@@ -474,9 +493,11 @@ impl DataApi {
     async fn funnels(
         &self,
         req: &poem::Request,
-        /// First day, `YYYY-MM-DD`.
+        /// First day, `YYYY-MM-DD` (required).
+        #[oai(example = "example_start_date")]
         start_date: Query<Option<String>>,
-        /// Last day, `YYYY-MM-DD`.
+        /// Last day, `YYYY-MM-DD` (required).
+        #[oai(example = "example_end_date")]
         end_date: Query<Option<String>>,
         /// Funnel shape (default `purchase`).
         funnel_type: Query<Option<FunnelType>>,
@@ -619,7 +640,13 @@ impl DataApi {
         method = "get",
         operation_id = "get_customer"
     )]
-    async fn customer(&self, req: &poem::Request, customer_id: Path<i64>) -> Reply<CustomerDetail> {
+    async fn customer(
+        &self,
+        req: &poem::Request,
+        /// The customer, by id within the tenant.
+        #[oai(example = "example_customer_id")]
+        customer_id: Path<i64>,
+    ) -> Reply<CustomerDetail> {
         let run = async {
             let (tenant, _) = tenant_of(&self.0, req)?;
             let id = customer_id.0;
@@ -645,6 +672,8 @@ impl DataApi {
     async fn recommendations(
         &self,
         req: &poem::Request,
+        /// The customer, by id within the tenant.
+        #[oai(example = "example_customer_id")]
         customer_id: Path<i64>,
         /// Kind (default `products`).
         #[oai(name = "type")]

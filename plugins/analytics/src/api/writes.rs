@@ -69,12 +69,22 @@ pub enum Resolution {
 
 /// Closing a fraud alert.
 #[derive(Object, Debug, Clone)]
+#[oai(example, skip_serializing_if_is_none)]
 pub struct ResolveAlert {
     /// How it was closed.
     pub resolution: Resolution,
     /// A note for the record (at most 2000 characters).
     #[oai(validator(max_length = 2000))]
     pub note: Option<String>,
+}
+
+impl poem_openapi::types::Example for ResolveAlert {
+    fn example() -> Self {
+        ResolveAlert {
+            resolution: Resolution::FalsePositive,
+            note: Some("Customer confirmed the order by phone.".into()),
+        }
+    }
 }
 
 /// The writes.
@@ -190,6 +200,8 @@ impl WritesApi {
     async fn resolve(
         &self,
         req: &poem::Request,
+        /// The alert, by id within the tenant.
+        #[oai(example = "example_alert_id")]
         alert_id: Path<i64>,
         body: JsonBody<ResolveAlert>,
     ) -> Reply<ResolvedAlert> {
@@ -215,4 +227,8 @@ impl WritesApi {
         };
         reply(run.await)
     }
+}
+
+fn example_alert_id() -> i64 {
+    1
 }

@@ -173,6 +173,14 @@ pub struct HealthReport {
     pub cache: Value,
 }
 
+fn example_sources() -> Vec<String> {
+    vec![WARM_SLOTS_NEXT_7_DAYS.to_owned()]
+}
+
+fn example_target() -> BenchTarget {
+    BenchTarget::Dashboard
+}
+
 /// Seed 004's goal for a cached route: 30 % faster than computing it.
 const TARGET_IMPROVEMENT_PERCENT: f64 = 30.0;
 
@@ -403,6 +411,7 @@ impl CacheAdminApi {
     async fn cache_warm(
         &self,
         /// Warm source names, repeatable (default: every source).
+        #[oai(example = "example_sources")]
         source: Query<Vec<String>>,
     ) -> Reply<WarmReport> {
         let names = if source.0.is_empty() {
@@ -556,6 +565,7 @@ impl CacheAdminApi {
     async fn cache_benchmark(
         &self,
         /// `slots`, `weekly_availability` or `dashboard`.
+        #[oai(example = "example_target")]
         target: Path<BenchTarget>,
         /// The barber (slot targets).
         barber_id: Query<Option<Id>>,
