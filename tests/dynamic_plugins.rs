@@ -148,3 +148,58 @@ async fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
     let resp = reqwest::get(larder.url("/health")).await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// A plugin's own policy applies with nothing copied into the policy folder (here the
+/// repository's, which names only the built-in plugins); once the folder names the plugin,
+/// the folder's rules replace it whole.
+#[tokio::test]
+async fn a_plugins_shipped_policy_applies_until_the_folder_names_the_plugin() {
+    let larder = Larder::start(&hello_config("/hello")).unwrap();
+    let c = reqwest::Client::new();
+    let status = |r: &reqwest::Response| r.headers()["cache-status"].to_str().unwrap().to_owned();
+    let first = c
+        .get(larder.url("/hello/greetings/bob"))
+        .send()
+        .await
+        .unwrap();
+    assert!(status(&first).contains("stored"), "{}", status(&first));
+    let second = c
+        .get(larder.url("/hello/greetings/bob"))
+        .send()
+        .await
+        .unwrap();
+    assert!(status(&second).contains("hit"), "{}", status(&second));
+
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(
+        folder.path().join("mine.yaml"),
+        "version: 1\nrules:\n  - name: my-greeting\n    match: { plugin: hello, operation: get_greeting }\n    ttl: 1m\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = elsewhere.path().join("larder.yaml");
+    std::fs::write(&config, hello_config("/hello")).unwrap();
+    let policies = folder.path().to_str().unwrap().to_owned();
+    let out = larder_testkit::server::run_larder(
+        &[
+            "explain",
+            "GET",
+            "/hello/greetings/bob",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[("LARDER_POLICIES", policies.as_str())],
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("rule:    my-greeting"), "{text}");
+    assert!(
+        !text.contains("hello-greetings"),
+        "the shipped policy still loaded: {text}"
+    );
+}

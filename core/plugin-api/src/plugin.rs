@@ -69,6 +69,12 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     const VERSION: &'static str;
     /// One line for the OpenAPI tag description.
     const DESCRIPTION: &'static str = "";
+    /// The policy the plugin ships (a policy file's YAML, e.g.
+    /// `include_str!("../policy.yaml")`): the core uses it when the operator's policy folder
+    /// has no rule, trigger or warming job naming the plugin, so a plugin's routes are cached
+    /// as its author meant without a copy step. Writing any rule for the plugin in the folder
+    /// replaces it as a whole.
+    const DEFAULT_POLICY: Option<&'static str> = None;
 
     /// Builds the plugin from validated settings.
     ///
@@ -217,6 +223,8 @@ pub trait PluginFactory: Send + Sync {
     fn version(&self) -> &'static str;
     /// See [`Plugin::DESCRIPTION`].
     fn description(&self) -> &'static str;
+    /// See [`Plugin::DEFAULT_POLICY`].
+    fn default_policy(&self) -> Option<&'static str>;
     /// JSON Schema of the plugin's settings.
     fn config_schema(&self) -> serde_json::Value;
     /// Checks settings without building the plugin (`larder check`).
@@ -262,6 +270,10 @@ impl<P: Plugin> PluginFactory for Factory<P> {
 
     fn description(&self) -> &'static str {
         P::DESCRIPTION
+    }
+
+    fn default_policy(&self) -> Option<&'static str> {
+        P::DEFAULT_POLICY
     }
 
     fn config_schema(&self) -> serde_json::Value {

@@ -32,6 +32,10 @@ pub struct Catalog {
     /// its rules' conditions read `today` there unless a rule names another zone.
     #[serde(default)]
     pub time_zones: BTreeMap<String, String>,
+    /// The policy each plugin ships (YAML), by plugin: loaded when the operator's files
+    /// name nothing of that plugin.
+    #[serde(default)]
+    pub default_policies: BTreeMap<String, String>,
 }
 
 /// One route.
@@ -148,6 +152,12 @@ impl Catalog {
     /// Says that `plugin`'s days are in `zone`.
     pub fn time_zone(mut self, plugin: &str, zone: &str) -> Self {
         self.time_zones.insert(plugin.into(), zone.into());
+        self
+    }
+
+    /// Gives `plugin` the policy it ships.
+    pub fn default_policy(mut self, plugin: &str, yaml: &str) -> Self {
+        self.default_policies.insert(plugin.into(), yaml.into());
         self
     }
 

@@ -394,6 +394,9 @@ fn catalog(
         if let Some(zone) = &p.timezone {
             catalog = catalog.time_zone(p.name, zone);
         }
+        if let Some(policy) = p.default_policy {
+            catalog = catalog.default_policy(p.name, policy);
+        }
     }
     catalog.disabled_plugins = registry
         .builtin_names()

@@ -388,34 +388,11 @@ pub struct RouteRule {
     pub rule: Option<String>,
 }
 
-/// The shipped policies, compiled in: the embedded defaults when the default `policies`
-/// folder is not there (the binary run outside the repository).
-const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "policies/aliexpress.yaml",
-        include_str!("../../../policies/aliexpress.yaml"),
-    ),
-    (
-        "policies/analytics.yaml",
-        include_str!("../../../policies/analytics.yaml"),
-    ),
-    (
-        "policies/booking.yaml",
-        include_str!("../../../policies/booking.yaml"),
-    ),
-];
-
-/// Loads every `*.yaml`/`*.yml` of the given folders plus the given files, as one set. A
-/// folder that cannot be read is an error, not an empty policy set.
+/// Loads every `*.yaml`/`*.yml` of the given folders plus the given files, as one set, with
+/// the policy each plugin ships for the plugins those files name nothing of (all of them
+/// when the default `./policies` folder is not there: the binary run outside the
+/// repository). A folder that cannot be read is an error, not an empty policy set.
 fn load_policies(paths: &[PathBuf], catalog: &Catalog) -> Result<PolicySet, Diagnostics> {
-    if paths.len() == 1 && paths[0] == std::path::Path::new("policies") && !paths[0].exists() {
-        tracing::info!("no ./policies folder: using the policies compiled into the binary");
-        let sources: Vec<(PathBuf, String)> = EMBEDDED
-            .iter()
-            .map(|(name, text)| (PathBuf::from(name), (*text).to_owned()))
-            .collect();
-        return PolicySet::load_sources(&sources, Some(catalog));
-    }
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -431,9 +408,12 @@ fn load_policies(paths: &[PathBuf], catalog: &Catalog) -> Result<PolicySet, Diag
             }
         } else if path.exists() {
             files.push(path.clone());
-        } else {
+        } else if path != std::path::Path::new("policies") {
             tracing::warn!(path = %path.display(), "policy path not found");
         }
+    }
+    if files.is_empty() {
+        tracing::info!("no policy files: using the policies the plugins ship");
     }
     PolicySet::load_files(&files, Some(catalog))
 }

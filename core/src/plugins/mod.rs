@@ -97,6 +97,8 @@ pub struct LoadedPlugin {
     pub permissions: Vec<RoutePermission>,
     /// The zone its days are in, if not UTC.
     pub timezone: Option<String>,
+    /// The policy it ships, for when the operator's policy folder names nothing of it.
+    pub default_policy: Option<&'static str>,
 }
 
 /// Loads a dynamic plugin library and returns its factory, after checking its declaration.
@@ -276,6 +278,7 @@ pub async fn build(
             named_rules: plugin.named_rules(),
             permissions: plugin.permissions(),
             timezone: plugin.timezone(),
+            default_policy: factory.default_policy(),
             plugin,
         });
     }

@@ -190,6 +190,7 @@ impl Plugin for HelloPlugin {
     const NAME: &'static str = "hello";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "Example dynamic plugin: greetings with a slow origin.";
+    const DEFAULT_POLICY: Option<&'static str> = Some(include_str!("../policy.yaml"));
 
     async fn new(init: PluginInit<HelloConfig>) -> Result<Self, PluginError> {
         if init.config.default_greeting.trim().is_empty() {

@@ -111,6 +111,9 @@ impl Plugin for AliexpressPlugin {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "AliExpress affiliate API proxy: products, categories, affiliate links (real or mock).";
+    // The shipped policy, kept in the repository's policy folder where operators read it.
+    const DEFAULT_POLICY: Option<&'static str> =
+        Some(include_str!("../../../policies/aliexpress.yaml"));
 
     async fn new(init: PluginInit<AliexpressConfig>) -> Result<Self, PluginError> {
         Self::build(init.config, init.context, &|name| std::env::var(name).ok())

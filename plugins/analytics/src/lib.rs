@@ -342,6 +342,9 @@ impl Plugin for AnalyticsPlugin {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "E-commerce analytics per merchant: revenue, segments, \
          products, cohorts, funnels, customers, fraud and real-time figures.";
+    // The shipped policy, kept in the repository's policy folder where operators read it.
+    const DEFAULT_POLICY: Option<&'static str> =
+        Some(include_str!("../../../policies/analytics.yaml"));
 
     async fn new(init: PluginInit<AnalyticsConfig>) -> Result<Self, PluginError> {
         let config = init.config;

@@ -146,6 +146,9 @@ impl Plugin for BookingPlugin {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "Barbershop booking: slots, appointments, payments, profiles and analytics.";
+    // The shipped policy, kept in the repository's policy folder where operators read it.
+    const DEFAULT_POLICY: Option<&'static str> =
+        Some(include_str!("../../../policies/booking.yaml"));
 
     async fn new(init: PluginInit<BookingConfig>) -> Result<Self, PluginError> {
         let config = init.config;

@@ -86,6 +86,16 @@ impl PolicySet {
         for (path, text) in sources {
             cx.parse_file(path, text);
         }
+        // A plugin's own policy stands in for the operator's until the operator writes any
+        // rule, trigger or warming job naming the plugin.
+        if let Some(cat) = catalog {
+            let named = cx.plugins_named();
+            for (plugin, text) in &cat.default_policies {
+                if !named.contains(plugin) {
+                    cx.parse_file(&PathBuf::from(format!("<{plugin} default policy>")), text);
+                }
+            }
+        }
         cx.compile()
     }
 }
@@ -184,6 +194,34 @@ impl<'c> Compiler<'c> {
         let file = &self.files[o.0];
         let l = source::locate(&file.tree, &o.1);
         format!("{}:{}:{}", file.path.display(), l.line, l.col)
+    }
+
+    /// Every plugin the parsed files name: in a rule's `match`, a trigger's `on`, a warming
+    /// job's `source` or `plugin`.
+    fn plugins_named(&self) -> std::collections::BTreeSet<String> {
+        let mut named = std::collections::BTreeSet::new();
+        for f in &self.files {
+            let spec = &f.spec;
+            named.extend(
+                spec.rules
+                    .iter()
+                    .filter_map(|r| r.matcher.as_ref()?.plugin.clone()),
+            );
+            named.extend(
+                spec.triggers
+                    .iter()
+                    .filter_map(|t| Some(t.on.split_once('.')?.0.to_owned())),
+            );
+            for w in &spec.warming {
+                named.extend(w.plugin.clone());
+                named.extend(
+                    w.source
+                        .as_deref()
+                        .and_then(|s| Some(s.split_once('.')?.0.to_owned())),
+                );
+            }
+        }
+        named
     }
 
     /// Whether the catalog offers `plugin`. A plugin the operator disabled answers `false`
