@@ -1,6 +1,8 @@
-//! # Larder
+//! # Larder's library (`larder-core`)
 //!
-//! A policy-driven cache in front of API routes, hosting domain plugins.
+//! A policy-driven cache in front of API routes, hosting domain plugins. The `larder`
+//! binary (`server/`) is this library's command line with the built-in plugins registered;
+//! the library itself knows no domain plugin.
 //!
 //! ## Layout
 //! Folders follow the request's path; each depends only on the ones listed before it.
@@ -12,7 +14,8 @@
 //! - [`cache`]: the cache engine joined with the policies (`cache::engine`: routes bound
 //!   to rules, reloads, purges, the audit log) and the lookup → origin → store sequence of
 //!   one cache call, shared by HTTP routes and plugins' `get_or_load`.
-//! - [`plugins`]: the built-in registry, the dynamic (`cdylib`) loader, the services
+//! - [`plugins`]: the registry of plugin kinds (filled by the binary), the dynamic
+//!   (`cdylib`) loader, the services
 //!   plugins reach through their context (`plugins::host`), and the merge of every API
 //!   into one OpenAPI document and route table (`plugins::openapi`).
 //! - [`http`]: the request pipeline (`http::pipeline`) and its phases: admission,

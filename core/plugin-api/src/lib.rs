@@ -14,7 +14,8 @@
 //! - [`abi`]: the `#[repr(C)]` declaration a dynamic plugin exports, the checks the loader
 //!   makes before calling anything, and [`export_plugin!`].
 //!
-//! Built-in plugins register with one line in the core (`registry.register::<MyPlugin>()`);
+//! Built-in plugins register with one line in the `larder` binary's `main`
+//! (`registry.register::<MyPlugin>()`);
 //! a dynamic plugin adds `larder_plugin::export_plugin!(MyPlugin);` and builds as a `cdylib`.
 
 pub mod abi;

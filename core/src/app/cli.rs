@@ -112,10 +112,9 @@ pub fn runtime() -> tokio::runtime::Runtime {
     .expect("tokio runtime")
 }
 
-/// Entry point of the `larder` binary.
-pub fn main() -> ExitCode {
+/// Entry point of the `larder` binary, with the plugins it is built with.
+pub fn main(registry: PluginRegistry) -> ExitCode {
     let cli = Cli::parse();
-    let registry = PluginRegistry::builtin();
     match cli.command {
         Command::Serve { config, listen } => {
             let mut loaded = match load(config.as_ref()) {

@@ -19,15 +19,11 @@ use crate::config::LoadedConfig;
 use larder_policy::diag::did_you_mean;
 use larder_policy::{Diagnostic, Diagnostics};
 
-/// The plugin kinds this binary knows: built-ins, plus dynamic ones added while loading.
+/// The plugin kinds this binary knows: the built-ins its `main` registers, plus dynamic
+/// ones added while loading.
+#[derive(Default)]
 pub struct PluginRegistry {
     builtins: BTreeMap<&'static str, fn() -> Box<dyn PluginFactory>>,
-}
-
-impl Default for PluginRegistry {
-    fn default() -> Self {
-        Self::builtin()
-    }
 }
 
 impl PluginRegistry {
@@ -36,16 +32,6 @@ impl PluginRegistry {
         Self {
             builtins: BTreeMap::new(),
         }
-    }
-
-    /// Every plugin compiled into this binary.
-    pub fn builtin() -> Self {
-        let mut registry = Self::empty();
-        // One line per built-in plugin.
-        registry.register::<larder_aliexpress::AliexpressPlugin>();
-        registry.register::<larder_analytics::AnalyticsPlugin>();
-        registry.register::<larder_booking::BookingPlugin>();
-        registry
     }
 
     /// Registers a built-in plugin type.

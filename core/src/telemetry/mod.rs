@@ -195,7 +195,7 @@ mod tests {
         let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert!(
             out.contains(
-                r#"request{method=GET path=/a/b}: larder::telemetry::tests: inside n=1 text="x""#
+                r#"request{method=GET path=/a/b}: larder_core::telemetry::tests: inside n=1 text="x""#
             ),
             "{out}"
         );

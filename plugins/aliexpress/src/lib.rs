@@ -6,7 +6,7 @@
 //! in the envelope `{success, data, metadata{cache_hit, cache_enabled, processing_time_ms,
 //! api_integration, request_id, timestamp}}`.
 //!
-//! Register it in the core with `registry.register::<larder_aliexpress::AliexpressPlugin>();`.
+//! The `larder` binary registers it with `registry.register::<larder_aliexpress::AliexpressPlugin>();`.
 //!
 //! ## Layout
 //! - [`config`]: the typed settings and their `ALIEXPRESS_*` env fallbacks.

@@ -30,7 +30,7 @@ fn main() -> std::io::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(larder_bench_plugin::DEFAULT_PAYLOAD_BYTES);
     let body = Bytes::from(larder_bench_plugin::payload(size, 0));
-    // The scheduler `larder::app::cli::runtime` picks for the same cores (current-thread on one),
+    // The scheduler `larder_core::app::cli::runtime` picks for the same cores (current-thread on one),
     // so the two servers differ only in what runs per request.
     let workers = std::env::var("TOKIO_WORKER_THREADS")
         .ok()
