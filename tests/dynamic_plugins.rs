@@ -98,7 +98,8 @@ async fn hello_plugin_is_loaded_documented_and_answers() {
     let line = larder
         .logs()
         .lines()
-        .find(|l| l.contains("hello: computing greeting"))
+        // The warming job's greetings are logged too, inside its span.
+        .find(|l| l.contains("hello: computing greeting") && l.contains("name=ada"))
         .unwrap()
         .to_owned();
     assert!(
@@ -201,5 +202,79 @@ async fn a_plugins_shipped_policy_applies_until_the_folder_names_the_plugin() {
     assert!(
         !text.contains("hello-greetings"),
         "the shipped policy still loaded: {text}"
+    );
+}
+
+/// The example shows the rest of the API a plugin has: its warm source runs at start
+/// through the policy it ships, `GET /languages` caches a value from code under a rule
+/// named in that policy, and its `http_defaults` allow a local front end (CORS).
+#[tokio::test]
+async fn the_example_warms_caches_from_code_and_allows_its_front_end() {
+    const KEY: &str = "read-key-0123456789abcdef";
+    let larder =
+        larder_testkit::server::Larder::start_with(larder_testkit::server::LarderOptions {
+            config: Some(hello_config("/hello")),
+            env: vec![("LARDER_ADMIN_READ_KEY".into(), KEY.into())],
+            ..Default::default()
+        })
+        .unwrap();
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        let jobs: Value = c
+            .get(larder.url("/admin/cache/jobs"))
+            .header("x-admin-key", KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let job = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == "hello-greetings")
+            .cloned()
+            .expect("the shipped warming job is loaded");
+        if job["runs"].as_u64() >= Some(1) || Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(job["last_entries"], 2, "{job}");
+    let r = c
+        .get(larder.url("/hello/greetings/world"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.headers()["cache-status"].to_str().unwrap().to_owned();
+    assert!(status.contains("hit"), "warmed, yet {status}");
+
+    let languages = |c: reqwest::Client, url: String| async move {
+        c.get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let first = languages(c.clone(), larder.url("/hello/languages")).await;
+    assert_eq!(first["cached"], false, "{first}");
+    assert_eq!(first["languages"].as_array().unwrap().len(), 4);
+    let second = languages(c.clone(), larder.url("/hello/languages")).await;
+    assert_eq!(second["cached"], true, "{second}");
+
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, larder.url("/hello/greetings/ada"))
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
     );
 }

@@ -6,6 +6,14 @@
 //!   `greeting.updated`, which the plugin's policy turns into an exact invalidation.
 //! - `GET /me` says who is asking: the principal the core verified (a JWT, an API key), or
 //!   nobody. A handler never reads identity from headers itself.
+//! - `GET /languages` caches a value from code (`PluginContext::get_or_load`) under a rule
+//!   its policy names (`hello-languages`), declared in `named_rules`: the seed-style
+//!   `@cached` for work a route does not map one-to-one.
+//! - A warm source, `hello.greetings`, lists the greetings worth having ready at start; the
+//!   policy's warming job runs it through the server like client requests.
+//! - `http_defaults`: the browser origins allowed to call it (CORS), unless the operator
+//!   configures others.
+//! - `DEFAULT_POLICY`: its caching rules ship with it (`policy.yaml`).
 //!
 //! Build it as a shared library and list it in the config:
 //! ```yaml
@@ -22,7 +30,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use larder_plugin::{EventSpec, Plugin, PluginApi, PluginContext, PluginError, PluginInit};
+use larder_plugin::{
+    EventSpec, HttpDefaults, NamedRuleSpec, Plugin, PluginApi, PluginContext, PluginError,
+    PluginInit, WarmRequest, WarmSourceSpec,
+};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -70,6 +81,31 @@ struct Greeting {
     /// Whether a custom greeting was set for this name.
     custom: bool,
 }
+
+/// Languages the plugin can greet in.
+#[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Languages {
+    /// Language codes with the word for "hello".
+    languages: Vec<Language>,
+    /// Whether this answer came from the cache (`get_or_load` says so).
+    cached: bool,
+}
+
+/// One language.
+#[derive(Object, Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Language {
+    /// BCP 47 code.
+    code: String,
+    /// "Hello" in it.
+    hello: String,
+}
+
+/// The rule `GET /languages` caches under from code; `policy.yaml` gives it its TTL.
+const LANGUAGES_RULE: &str = "hello-languages";
+/// The warm source of the greetings to have ready at start.
+const WARM_GREETINGS: &str = "greetings";
+/// Names the warm source greets.
+const WARM_NAMES: &[&str] = &["world", "there"];
 
 /// A custom greeting to store.
 #[derive(Object, Debug)]
@@ -162,6 +198,47 @@ impl HelloApi {
         })
     }
 
+    /// Languages it can greet in, loaded slowly once and then from the cache (the rule
+    /// `hello-languages` of its policy sets for how long).
+    #[oai(path = "/languages", method = "get", operation_id = "list_languages")]
+    async fn list_languages(&self) -> Json<Languages> {
+        let delay = Duration::from_millis(self.state.config.delay_ms);
+        let loaded = self
+            .state
+            .context
+            .get_or_load(LANGUAGES_RULE, "languages", move || async move {
+                tokio::time::sleep(delay).await;
+                let all = [
+                    ("en", "Hello"),
+                    ("fr", "Bonjour"),
+                    ("de", "Hallo"),
+                    ("ja", "Konnichiwa"),
+                ];
+                Ok(all
+                    .iter()
+                    .map(|(code, hello)| Language {
+                        code: (*code).into(),
+                        hello: (*hello).into(),
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        match loaded {
+            Ok(v) => Json(Languages {
+                languages: v.value,
+                cached: v.cache_hit,
+            }),
+            // The cache itself failing never fails the route: the list is tiny.
+            Err(e) => {
+                tracing::warn!(error = %e, "hello: languages not cached");
+                Json(Languages {
+                    languages: Vec::new(),
+                    cached: false,
+                })
+            }
+        }
+    }
+
     /// Sets a custom greeting for `name`; cached greetings for that name are invalidated.
     #[oai(
         path = "/greetings/:name",
@@ -221,6 +298,40 @@ impl Plugin for HelloPlugin {
             &["name"],
             "A custom greeting was stored for `name`.",
         )]
+    }
+
+    fn named_rules(&self) -> Vec<NamedRuleSpec> {
+        vec![NamedRuleSpec::new(
+            LANGUAGES_RULE,
+            &["list_languages"],
+            "the fixed key `languages`",
+        )]
+    }
+
+    fn warm_sources(&self) -> Vec<WarmSourceSpec> {
+        vec![WarmSourceSpec {
+            name: WARM_GREETINGS.into(),
+            description: "The greetings worth having ready at start.".into(),
+        }]
+    }
+
+    async fn warm_source(&self, name: &str) -> Result<Vec<WarmRequest>, PluginError> {
+        match name {
+            WARM_GREETINGS => Ok(WARM_NAMES
+                .iter()
+                .map(|n| WarmRequest::get(format!("/greetings/{n}")))
+                .collect()),
+            other => Err(PluginError::failed(format!("no warm source `{other}`"))),
+        }
+    }
+
+    fn http_defaults(&self) -> HttpDefaults {
+        HttpDefaults {
+            // A local front end may call it from the browser; the operator's
+            // `plugins.hello.cors_origins` replaces this.
+            cors_origins: vec!["http://localhost:3000".into()],
+            ..HttpDefaults::default()
+        }
     }
 
     async fn start(&self) -> Result<(), PluginError> {
