@@ -26,7 +26,7 @@ pub const MAGIC: [u8; 8] = *b"LARDERPL";
 /// Version of [`PluginDeclaration`]'s own layout.
 pub const LAYOUT_VERSION: u32 = 1;
 /// Version of the plugin API; bump the suffix whenever a type crossing the boundary changes.
-pub const API_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+api.8");
+pub const API_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+api.9");
 /// `rustc --version` of the compiler that built this copy of the crate.
 pub const RUSTC_VERSION: &str = env!("LARDER_RUSTC_VERSION");
 /// Cargo profile (`debug`/`release`) this copy was built in.

@@ -46,6 +46,87 @@ impl EventSpec {
     }
 }
 
+/// An event kind, declared once as a constant and used both to declare it
+/// ([`Plugin::events`](crate::Plugin::events), via [`EventKind::spec`]) and to emit it
+/// ([`PluginContext::emit`]): emitting an event the plugin never declared, or under a
+/// misspelt name, does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventKind {
+    /// Dotted event name, e.g. `appointment.created`.
+    pub name: &'static str,
+    /// Field names every emitted event of this kind carries.
+    pub fields: &'static [&'static str],
+    /// What happened, for the docs and `larder explain`.
+    pub description: &'static str,
+}
+
+impl EventKind {
+    /// Declares an event kind.
+    pub const fn new(
+        name: &'static str,
+        fields: &'static [&'static str],
+        description: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            fields,
+            description,
+        }
+    }
+
+    /// Its declaration for [`Plugin::events`](crate::Plugin::events).
+    pub fn spec(&self) -> EventSpec {
+        EventSpec::new(self.name, self.fields, self.description)
+    }
+}
+
+/// A policy rule a plugin caches under from code, named once as a constant and used both
+/// in [`Plugin::named_rules`](crate::Plugin::named_rules) (via [`NamedRule::spec`]) and in
+/// [`PluginContext::get_or_load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamedRule {
+    /// The rule's name in the policy.
+    pub name: &'static str,
+}
+
+impl NamedRule {
+    /// Names a rule.
+    pub const fn new(name: &'static str) -> Self {
+        Self { name }
+    }
+
+    /// Its declaration: the operations whose handlers use it, and how they build keys.
+    pub fn spec(&self, operations: &[&str], key: &str) -> NamedRuleSpec {
+        NamedRuleSpec::new(self.name, operations, key)
+    }
+}
+
+/// A warm source, named once as a constant and used both in
+/// [`Plugin::warm_sources`](crate::Plugin::warm_sources) (via [`WarmSource::spec`]) and in
+/// the plugin's `warm_source` dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmSource {
+    /// Name used in a policy's `warming: - source: <plugin>.<name>`.
+    pub name: &'static str,
+    /// What it warms.
+    pub description: &'static str,
+}
+
+impl WarmSource {
+    /// Declares a warm source.
+    pub const fn new(name: &'static str, description: &'static str) -> Self {
+        Self { name, description }
+    }
+
+    /// Its declaration for [`Plugin::warm_sources`](crate::Plugin::warm_sources).
+    pub fn spec(&self) -> WarmSourceSpec {
+        WarmSourceSpec {
+            name: self.name.to_owned(),
+            description: self.description.to_owned(),
+        }
+    }
+}
+
 /// A policy rule a plugin caches under from its own code ([`PluginContext::get_or_load`]),
 /// declared so `larder explain` can show it for the routes that use it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -380,7 +461,7 @@ impl PluginContext {
     /// Keys are namespaced by plugin. Concurrent calls for one key run `load` once.
     pub async fn get_or_load<T, F, Fut>(
         &self,
-        rule: &str,
+        rule: &NamedRule,
         key: impl Into<String>,
         load: F,
     ) -> Result<LoadedValue<T>, PluginError>
@@ -397,7 +478,7 @@ impl PluginContext {
         });
         let cached = self
             .host
-            .get_or_load(&self.plugin, rule, key.into(), loader)
+            .get_or_load(&self.plugin, rule.name, key.into(), loader)
             .await?;
         let value = serde_json::from_slice(&cached.bytes)
             .map_err(|e| PluginError::failed(format!("cached value does not decode: {e}")))?;
@@ -439,7 +520,8 @@ impl PluginContext {
 
     /// Emits an event with its fields (a JSON object); policy triggers map it to
     /// invalidations. Emit after the change is committed, so a purge never races ahead of it.
-    pub fn emit(&self, name: &str, fields: serde_json::Value) {
+    /// A declared field left out is logged: a trigger templating from it purges nothing.
+    pub fn emit(&self, kind: &EventKind, fields: serde_json::Value) {
         let fields = match fields {
             serde_json::Value::Object(map) => map,
             other => {
@@ -448,9 +530,23 @@ impl PluginContext {
                 map
             }
         };
+        let missing: Vec<&str> = kind
+            .fields
+            .iter()
+            .copied()
+            .filter(|f| !fields.contains_key(*f))
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                plugin = %self.plugin,
+                event = kind.name,
+                ?missing,
+                "event emitted without fields its declaration lists"
+            );
+        }
         self.host.emit(Event {
             plugin: self.plugin.to_string(),
-            name: name.to_owned(),
+            name: kind.name.to_owned(),
             fields,
         });
     }

@@ -28,9 +28,9 @@ pub mod plugin;
 pub use api::PluginApi;
 pub use body::JsonBody;
 pub use context::{
-    CacheHealth, Event, EventSpec, Host, HttpDefaults, Invalidation, KeyListing, ListedKey,
-    LoadedValue, NamedRuleSpec, OperationLimit, PluginContext, WarmRequest, WarmRun,
-    WarmSourceSpec, is_wildcard_only, rule_hits_and_misses,
+    CacheHealth, Event, EventKind, EventSpec, Host, HttpDefaults, Invalidation, KeyListing,
+    ListedKey, LoadedValue, NamedRule, NamedRuleSpec, OperationLimit, PluginContext, WarmRequest,
+    WarmRun, WarmSource, WarmSourceSpec, is_wildcard_only, rule_hits_and_misses,
 };
 pub use identity::{
     CACHE_MANAGE, CACHE_READ, Principal, PrincipalKind, RoutePermission, principal_of,

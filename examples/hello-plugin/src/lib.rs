@@ -31,8 +31,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use larder_plugin::{
-    EventSpec, HttpDefaults, NamedRuleSpec, Plugin, PluginApi, PluginContext, PluginError,
-    PluginInit, WarmRequest, WarmSourceSpec,
+    EventKind, EventSpec, HttpDefaults, NamedRule, NamedRuleSpec, Plugin, PluginApi, PluginContext,
+    PluginError, PluginInit, WarmRequest, WarmSource, WarmSourceSpec,
 };
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -100,10 +100,21 @@ struct Language {
     hello: String,
 }
 
+// Events, rules used from code and warm sources are declared once, as constants, and used
+// both where they are declared to the core and where the code uses them: a misspelt or
+// undeclared name does not compile.
+
+/// Emitted when a custom greeting is stored.
+const GREETING_UPDATED: EventKind = EventKind::new(
+    "greeting.updated",
+    &["name"],
+    "A custom greeting was stored for `name`.",
+);
 /// The rule `GET /languages` caches under from code; `policy.yaml` gives it its TTL.
-const LANGUAGES_RULE: &str = "hello-languages";
-/// The warm source of the greetings to have ready at start.
-const WARM_GREETINGS: &str = "greetings";
+const LANGUAGES_RULE: NamedRule = NamedRule::new("hello-languages");
+/// The greetings to have ready at start.
+const WARM_GREETINGS: WarmSource =
+    WarmSource::new("greetings", "The greetings worth having ready at start.");
 /// Names the warm source greets.
 const WARM_NAMES: &[&str] = &["world", "there"];
 
@@ -206,7 +217,7 @@ impl HelloApi {
         let loaded = self
             .state
             .context
-            .get_or_load(LANGUAGES_RULE, "languages", move || async move {
+            .get_or_load(&LANGUAGES_RULE, "languages", move || async move {
                 tokio::time::sleep(delay).await;
                 let all = [
                     ("en", "Hello"),
@@ -253,7 +264,7 @@ impl HelloApi {
             .insert(name.0.clone(), body.0.greeting);
         self.state
             .context
-            .emit("greeting.updated", serde_json::json!({ "name": name.0 }));
+            .emit(&GREETING_UPDATED, serde_json::json!({ "name": name.0 }));
         PutResponse::Ok(Json(self.state.greeting(&name.0)))
     }
 }
@@ -293,31 +304,20 @@ impl Plugin for HelloPlugin {
     }
 
     fn events(&self) -> Vec<EventSpec> {
-        vec![EventSpec::new(
-            "greeting.updated",
-            &["name"],
-            "A custom greeting was stored for `name`.",
-        )]
+        vec![GREETING_UPDATED.spec()]
     }
 
     fn named_rules(&self) -> Vec<NamedRuleSpec> {
-        vec![NamedRuleSpec::new(
-            LANGUAGES_RULE,
-            &["list_languages"],
-            "the fixed key `languages`",
-        )]
+        vec![LANGUAGES_RULE.spec(&["list_languages"], "the fixed key `languages`")]
     }
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {
-        vec![WarmSourceSpec {
-            name: WARM_GREETINGS.into(),
-            description: "The greetings worth having ready at start.".into(),
-        }]
+        vec![WARM_GREETINGS.spec()]
     }
 
     async fn warm_source(&self, name: &str) -> Result<Vec<WarmRequest>, PluginError> {
         match name {
-            WARM_GREETINGS => Ok(WARM_NAMES
+            n if n == WARM_GREETINGS.name => Ok(WARM_NAMES
                 .iter()
                 .map(|n| WarmRequest::get(format!("/greetings/{n}")))
                 .collect()),

@@ -5,7 +5,7 @@
 //! that fails returns an error (the cache engine may then serve a stale entry inside the
 //! rule's `stale_if_error` window); it never substitutes mock data.
 
-use larder_plugin::JsonBody;
+use larder_plugin::{JsonBody, NamedRule};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -30,18 +30,20 @@ use crate::source::Source;
 
 /// Names of the policy rules this plugin caches under (see `policies/aliexpress.yaml`).
 pub mod rules {
+    use larder_plugin::NamedRule;
+
     /// Product searches (GET/POST `/api/products/search`, GET/POST `/api/products`).
-    pub const SEARCH: &str = "aliexpress-search";
+    pub const SEARCH: NamedRule = NamedRule::new("aliexpress-search");
     /// The category list.
-    pub const CATEGORIES: &str = "aliexpress-categories";
+    pub const CATEGORIES: NamedRule = NamedRule::new("aliexpress-categories");
     /// Children of one category.
-    pub const CATEGORY_CHILDREN: &str = "aliexpress-category-children";
+    pub const CATEGORY_CHILDREN: NamedRule = NamedRule::new("aliexpress-category-children");
     /// Products by id.
-    pub const PRODUCT_DETAILS: &str = "aliexpress-product-details";
+    pub const PRODUCT_DETAILS: NamedRule = NamedRule::new("aliexpress-product-details");
     /// Hot products.
-    pub const HOT_PRODUCTS: &str = "aliexpress-hot-products";
+    pub const HOT_PRODUCTS: NamedRule = NamedRule::new("aliexpress-hot-products");
     /// Affiliate links.
-    pub const AFFILIATE_LINKS: &str = "aliexpress-affiliate-links";
+    pub const AFFILIATE_LINKS: NamedRule = NamedRule::new("aliexpress-affiliate-links");
 }
 
 /// Everything the routes share.
@@ -61,7 +63,7 @@ impl State {
     /// message) rather than the string the cache boundary carries.
     pub async fn cached<T, F, Fut>(
         self: &Arc<Self>,
-        rule: &str,
+        rule: &NamedRule,
         key: String,
         load: F,
     ) -> Result<LoadedValue<T>, ApiError>
@@ -108,7 +110,7 @@ impl State {
     /// This plugin's cache statistics in the seed's shape and the core's.
     pub async fn stats(&self, redis_connected: bool) -> CacheStats {
         let core = self.context.cache_stats().await;
-        CacheStats::from_core(core, redis_connected, rules::SEARCH)
+        CacheStats::from_core(core, redis_connected, rules::SEARCH.name)
     }
 
     /// Key of the category list.
@@ -122,7 +124,7 @@ impl State {
 
     /// Every category (top-level and children), through the cache.
     pub async fn all_categories(self: &Arc<Self>) -> Result<LoadedValue<Vec<Category>>, ApiError> {
-        self.cached(rules::CATEGORIES, self.categories_key(), |s| async move {
+        self.cached(&rules::CATEGORIES, self.categories_key(), |s| async move {
             Ok(s.source.categories(&s.settings).await?)
         })
         .await
@@ -132,7 +134,7 @@ impl State {
         let query = ProductQuery::from_request(&req, true)?;
         let key = query.cache_key("search", &self.settings);
         let loaded = self
-            .cached(rules::SEARCH, key, move |s| async move {
+            .cached(&rules::SEARCH, key, move |s| async move {
                 Ok(s.source.search(&query, &s.settings).await?)
             })
             .await?;
@@ -143,7 +145,7 @@ impl State {
         let query = ProductQuery::from_request(&req, false)?;
         let key = query.cache_key("hot", &self.settings);
         let loaded = self
-            .cached(rules::HOT_PRODUCTS, key, move |s| async move {
+            .cached(&rules::HOT_PRODUCTS, key, move |s| async move {
                 Ok(s.source.hot(&query, &s.settings).await?)
             })
             .await?;
@@ -158,7 +160,7 @@ impl State {
         let canonical = query::product_ids(ids, field)?;
         let key = format!("details:{}:{}", self.lang_currency(), canonical.join(","));
         let loaded = self
-            .cached(rules::PRODUCT_DETAILS, key, move |s| async move {
+            .cached(&rules::PRODUCT_DETAILS, key, move |s| async move {
                 Ok(s.source.details(&canonical, &s.settings).await?)
             })
             .await?;
@@ -196,7 +198,7 @@ impl State {
             ])
         );
         let loaded = self
-            .cached(rules::AFFILIATE_LINKS, key, move |s| async move {
+            .cached(&rules::AFFILIATE_LINKS, key, move |s| async move {
                 Ok(s.source.links(&canonical, &s.settings).await?)
             })
             .await?;
@@ -570,7 +572,7 @@ impl AliexpressApi {
                 );
                 let wanted = parent_id.clone();
                 let loaded = state
-                    .cached(rules::CATEGORY_CHILDREN, key, move |s| async move {
+                    .cached(&rules::CATEGORY_CHILDREN, key, move |s| async move {
                         let all = s.all_categories().await?.value;
                         let Some(parent) = all.iter().find(|c| c.category_id == wanted).cloned()
                         else {

@@ -43,7 +43,7 @@ use std::sync::{Arc, OnceLock};
 
 use larder_plugin::{
     CACHE_MANAGE, CACHE_READ, HttpDefaults, NamedRuleSpec, Plugin, PluginApi, PluginContext,
-    PluginError, PluginInit, RoutePermission, WarmRequest, WarmSourceSpec,
+    PluginError, PluginInit, RoutePermission, WarmRequest, WarmSource, WarmSourceSpec,
 };
 
 use crate::api::{AliexpressApi, State};
@@ -54,7 +54,11 @@ use crate::mock::MockCatalog;
 use crate::source::Source;
 
 /// Name of the warm source that loads the category tree.
-pub const WARM_CATEGORIES: &str = "categories";
+pub const WARM_CATEGORIES: WarmSource = WarmSource::new(
+    "categories",
+    "Loads the category tree into the cache, then lists `GET /api/categories` and each \
+     top-level category's children.",
+);
 
 /// Who the warming job's requests are made as.
 const WARM_PRINCIPAL: &str = "warm:aliexpress";
@@ -165,8 +169,7 @@ impl Plugin for AliexpressPlugin {
     fn named_rules(&self) -> Vec<NamedRuleSpec> {
         use api::rules;
         vec![
-            NamedRuleSpec::new(
-                rules::SEARCH,
+            rules::SEARCH.spec(
                 &[
                     "search_products",
                     "search_products_post",
@@ -175,28 +178,23 @@ impl Plugin for AliexpressPlugin {
                 ],
                 "`search:{real|mock}:` + an xxh3-128 of the sorted, non-empty search parameters (language and currency included), so GET and POST forms of one search share it",
             ),
-            NamedRuleSpec::new(
-                rules::HOT_PRODUCTS,
+            rules::HOT_PRODUCTS.spec(
                 &["hot_products", "hot_products_post"],
                 "`hot:{real|mock}:` + an xxh3-128 of the sorted, non-empty parameters",
             ),
-            NamedRuleSpec::new(
-                rules::PRODUCT_DETAILS,
+            rules::PRODUCT_DETAILS.spec(
                 &["get_product_details", "get_products_details"],
                 "`details:` + the language and currency + the sorted, de-duplicated product ids",
             ),
-            NamedRuleSpec::new(
-                rules::CATEGORIES,
+            rules::CATEGORIES.spec(
                 &["list_categories", "list_category_children"],
                 "`categories:{real|mock}:{language}` (the children route reads the cached list)",
             ),
-            NamedRuleSpec::new(
-                rules::CATEGORY_CHILDREN,
+            rules::CATEGORY_CHILDREN.spec(
                 &["list_category_children"],
                 "`category-children:{real|mock}:{language}:{parent_id}`",
             ),
-            NamedRuleSpec::new(
-                rules::AFFILIATE_LINKS,
+            rules::AFFILIATE_LINKS.spec(
                 &["get_affiliate_link", "generate_affiliate_links"],
                 "`affiliate-links:{real|mock}:` + an xxh3-128 of the tracking id and the canonical URLs",
             ),
@@ -227,18 +225,14 @@ impl Plugin for AliexpressPlugin {
     }
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {
-        vec![WarmSourceSpec {
-            name: WARM_CATEGORIES.into(),
-            description: "Loads the category tree into the cache, then lists \
-                          `GET /api/categories` and each top-level category's children."
-                .into(),
-        }]
+        vec![WARM_CATEGORIES.spec()]
     }
 
     async fn warm_source(&self, name: &str) -> Result<Vec<WarmRequest>, PluginError> {
-        if name != WARM_CATEGORIES {
+        if name != WARM_CATEGORIES.name {
             return Err(PluginError::failed(format!(
-                "plugin `aliexpress` has no warm source `{name}`; it has `{WARM_CATEGORIES}`"
+                "plugin `aliexpress` has no warm source `{name}`; it has `{}`",
+                WARM_CATEGORIES.name
             )));
         }
         let all = self

@@ -43,7 +43,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use larder_plugin::{
     CACHE_MANAGE, EventSpec, HttpDefaults, Plugin, PluginApi, PluginContext, PluginError,
-    PluginInit, RoutePermission, WarmRequest, WarmSourceSpec,
+    PluginInit, RoutePermission, WarmRequest, WarmSource, WarmSourceSpec,
 };
 
 pub use config::AnalyticsConfig;
@@ -58,9 +58,17 @@ pub const ANALYTICS_READ: &str = "analytics:read";
 pub const ANALYTICS_WRITE: &str = "analytics:write";
 
 /// Warm source: revenue for the last 7 and 30 days at each granularity, per tenant.
-pub const WARM_REVENUE: &str = "revenue_recent";
+pub const WARM_REVENUE: WarmSource = WarmSource::new(
+    "revenue_recent",
+    "GET /api/v1/analytics/revenue for the last 7 and 30 days at each granularity, for every \
+     tenant (made as that tenant).",
+);
 /// Warm source: the dashboards (fraud, business, segments, products, first customer page).
-pub const WARM_DASHBOARDS: &str = "dashboards";
+pub const WARM_DASHBOARDS: WarmSource = WarmSource::new(
+    "dashboards",
+    "Fraud dashboard (24h, 7d), business metrics (24h), system health, segments, product \
+     performance and the first customer page, for every tenant (made as that tenant).",
+);
 
 /// The plugin.
 pub struct AnalyticsPlugin {
@@ -151,7 +159,7 @@ impl AnalyticsPlugin {
                 )
             };
             match name {
-                WARM_REVENUE => {
+                n if n == WARM_REVENUE.name => {
                     for back in [6, 29] {
                         for g in ["daily", "weekly", "monthly"] {
                             out.push(get(format!(
@@ -162,7 +170,7 @@ impl AnalyticsPlugin {
                         }
                     }
                 }
-                WARM_DASHBOARDS => {
+                n if n == WARM_DASHBOARDS.name => {
                     for path in [
                         "/api/v1/fraud/dashboard?time_range=24h",
                         "/api/v1/fraud/dashboard?time_range=7d",
@@ -179,7 +187,8 @@ impl AnalyticsPlugin {
                     return Err(AnalyticsError::not_found(
                         "source",
                         format!(
-                            "plugin `analytics` has no warm source `{other}`; it has `{WARM_REVENUE}` and `{WARM_DASHBOARDS}`"
+                            "plugin `analytics` has no warm source `{other}`; it has `{}` and `{}`",
+                            WARM_REVENUE.name, WARM_DASHBOARDS.name
                         ),
                     ));
                 }
@@ -454,21 +463,7 @@ impl Plugin for AnalyticsPlugin {
     }
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {
-        vec![
-            WarmSourceSpec {
-                name: WARM_REVENUE.into(),
-                description: "GET /api/v1/analytics/revenue for the last 7 and 30 days at each \
-                              granularity, for every tenant (made as that tenant)."
-                    .into(),
-            },
-            WarmSourceSpec {
-                name: WARM_DASHBOARDS.into(),
-                description: "Fraud dashboard (24h, 7d), business metrics (24h), system health, \
-                              segments, product performance and the first customer page, for \
-                              every tenant (made as that tenant)."
-                    .into(),
-            },
-        ]
+        vec![WARM_REVENUE.spec(), WARM_DASHBOARDS.spec()]
     }
 
     async fn warm_source(&self, name: &str) -> Result<Vec<WarmRequest>, PluginError> {

@@ -2,22 +2,49 @@
 //! invalidations (see `policies/booking.yaml`). Every event is emitted after its change is
 //! committed.
 
-use larder_plugin::{EventSpec, PluginContext};
+use larder_plugin::{EventKind, EventSpec, PluginContext};
 use serde_json::json;
 
 use crate::model::{Appointment, Payment};
 use crate::time::{parse_date, week_start};
 
 /// An appointment was booked.
-pub const APPOINTMENT_CREATED: &str = "appointment.created";
+pub const APPOINTMENT_CREATED: EventKind = EventKind::new(
+    "appointment.created",
+    APPOINTMENT_FIELDS,
+    "An appointment was booked: the barber's slots on `date` and availability of the \
+             week starting `week_start` changed.",
+);
 /// An appointment was cancelled; its slot is free again.
-pub const APPOINTMENT_CANCELLED: &str = "appointment.cancelled";
+pub const APPOINTMENT_CANCELLED: EventKind = EventKind::new(
+    "appointment.cancelled",
+    APPOINTMENT_FIELDS,
+    "An appointment was cancelled: its slot on `date` is free again.",
+);
 /// A payment was recorded.
-pub const PAYMENT_RECORDED: &str = "payment.recorded";
+pub const PAYMENT_RECORDED: EventKind = EventKind::new(
+    "payment.recorded",
+    &[
+        "payment_id",
+        "appointment_id",
+        "amount",
+        "barber_id",
+        "date",
+    ],
+    "A payment was recorded for an appointment: revenue analytics changed.",
+);
 /// A service of the catalog changed (name, duration, price, active).
-pub const SERVICE_CHANGED: &str = "service.changed";
+pub const SERVICE_CHANGED: EventKind = EventKind::new(
+    "service.changed",
+    &["service_id"],
+    "A service's name, duration, price or availability changed.",
+);
 /// A user's or a barber's profile changed.
-pub const PROFILE_UPDATED: &str = "profile.updated";
+pub const PROFILE_UPDATED: EventKind = EventKind::new(
+    "profile.updated",
+    &["kind", "id"],
+    "A profile changed; `kind` is `user` or `barber`.",
+);
 
 const APPOINTMENT_FIELDS: &[&str] = &[
     "appointment_id",
@@ -32,43 +59,17 @@ const APPOINTMENT_FIELDS: &[&str] = &[
 /// Declarations for [`larder_plugin::Plugin::events`].
 pub fn specs() -> Vec<EventSpec> {
     vec![
-        EventSpec::new(
-            APPOINTMENT_CREATED,
-            APPOINTMENT_FIELDS,
-            "An appointment was booked: the barber's slots on `date` and availability of the \
-             week starting `week_start` changed.",
-        )
-        .emitted_by(&["create_appointment"]),
-        EventSpec::new(
-            APPOINTMENT_CANCELLED,
-            APPOINTMENT_FIELDS,
-            "An appointment was cancelled: its slot on `date` is free again.",
-        )
-        .emitted_by(&["cancel_appointment"]),
-        EventSpec::new(
-            PAYMENT_RECORDED,
-            &[
-                "payment_id",
-                "appointment_id",
-                "amount",
-                "barber_id",
-                "date",
-            ],
-            "A payment was recorded for an appointment: revenue analytics changed.",
-        )
-        .emitted_by(&["record_payment"]),
-        EventSpec::new(
-            SERVICE_CHANGED,
-            &["service_id"],
-            "A service's name, duration, price or availability changed.",
-        )
-        .emitted_by(&["update_service"]),
-        EventSpec::new(
-            PROFILE_UPDATED,
-            &["kind", "id"],
-            "A profile changed; `kind` is `user` or `barber`.",
-        )
-        .emitted_by(&["update_user_profile", "update_barber_profile"]),
+        APPOINTMENT_CREATED
+            .spec()
+            .emitted_by(&["create_appointment"]),
+        APPOINTMENT_CANCELLED
+            .spec()
+            .emitted_by(&["cancel_appointment"]),
+        PAYMENT_RECORDED.spec().emitted_by(&["record_payment"]),
+        SERVICE_CHANGED.spec().emitted_by(&["update_service"]),
+        PROFILE_UPDATED
+            .spec()
+            .emitted_by(&["update_user_profile", "update_barber_profile"]),
     ]
 }
 
@@ -89,18 +90,18 @@ fn appointment_fields(a: &Appointment) -> serde_json::Value {
 
 /// Emits `appointment.created`.
 pub fn appointment_created(ctx: &PluginContext, a: &Appointment) {
-    ctx.emit(APPOINTMENT_CREATED, appointment_fields(a));
+    ctx.emit(&APPOINTMENT_CREATED, appointment_fields(a));
 }
 
 /// Emits `appointment.cancelled`.
 pub fn appointment_cancelled(ctx: &PluginContext, a: &Appointment) {
-    ctx.emit(APPOINTMENT_CANCELLED, appointment_fields(a));
+    ctx.emit(&APPOINTMENT_CANCELLED, appointment_fields(a));
 }
 
 /// Emits `payment.recorded`.
 pub fn payment_recorded(ctx: &PluginContext, p: &Payment, a: &Appointment) {
     ctx.emit(
-        PAYMENT_RECORDED,
+        &PAYMENT_RECORDED,
         json!({
             "payment_id": p.id,
             "appointment_id": p.appointment_id,
@@ -113,10 +114,10 @@ pub fn payment_recorded(ctx: &PluginContext, p: &Payment, a: &Appointment) {
 
 /// Emits `service.changed`.
 pub fn service_changed(ctx: &PluginContext, service_id: i64) {
-    ctx.emit(SERVICE_CHANGED, json!({ "service_id": service_id }));
+    ctx.emit(&SERVICE_CHANGED, json!({ "service_id": service_id }));
 }
 
 /// Emits `profile.updated`.
 pub fn profile_updated(ctx: &PluginContext, kind: &str, id: i64) {
-    ctx.emit(PROFILE_UPDATED, json!({ "kind": kind, "id": id }));
+    ctx.emit(&PROFILE_UPDATED, json!({ "kind": kind, "id": id }));
 }

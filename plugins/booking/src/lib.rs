@@ -40,7 +40,8 @@ use std::sync::{Arc, Mutex};
 
 use larder_plugin::{
     CACHE_MANAGE, CACHE_READ, EventSpec, HttpDefaults, OperationLimit, Plugin, PluginApi,
-    PluginContext, PluginError, PluginInit, RoutePermission, WarmRequest, WarmSourceSpec,
+    PluginContext, PluginError, PluginInit, RoutePermission, WarmRequest, WarmSource,
+    WarmSourceSpec,
 };
 
 pub use config::BookingConfig;
@@ -52,9 +53,17 @@ use crate::store::{Now, Rules};
 use crate::time::ShopClock;
 
 /// Warm source: every active barber's slots for today and the next six days.
-pub const WARM_SLOTS_NEXT_7_DAYS: &str = "slots_next_7_days";
+pub const WARM_SLOTS_NEXT_7_DAYS: WarmSource = WarmSource::new(
+    "slots_next_7_days",
+    "GET /api/v2/barbers/{id}/slots?date=D for every active barber and each day from today \
+     to today + 6.",
+);
 /// Warm source: every active barber's weekly availability for this week and the next.
-pub const WARM_AVAILABILITY_TWO_WEEKS: &str = "availability_two_weeks";
+pub const WARM_AVAILABILITY_TWO_WEEKS: WarmSource = WarmSource::new(
+    "availability_two_weeks",
+    "GET /api/v2/barbers/{id}/availability/weekly?week_start=M for every active barber, this \
+     week and next.",
+);
 
 /// The plugin.
 pub struct BookingPlugin {
@@ -105,7 +114,7 @@ impl BookingPlugin {
         let today = state.clock.today();
         let barbers = state.db.read(store::active_barber_ids).await?;
         match name {
-            WARM_SLOTS_NEXT_7_DAYS => Ok(barbers
+            n if n == WARM_SLOTS_NEXT_7_DAYS.name => Ok(barbers
                 .iter()
                 .flat_map(|b| {
                     (0..7).map(move |i| {
@@ -116,7 +125,7 @@ impl BookingPlugin {
                     })
                 })
                 .collect()),
-            WARM_AVAILABILITY_TWO_WEEKS => {
+            n if n == WARM_AVAILABILITY_TWO_WEEKS.name => {
                 let monday = time::week_start(today);
                 Ok(barbers
                     .iter()
@@ -133,7 +142,8 @@ impl BookingPlugin {
             other => Err(BookingError::not_found(
                 "source",
                 format!(
-                    "plugin `booking` has no warm source `{other}`; it has `{WARM_SLOTS_NEXT_7_DAYS}` and `{WARM_AVAILABILITY_TWO_WEEKS}`"
+                    "plugin `booking` has no warm source `{other}`; it has `{}` and `{}`",
+                    WARM_SLOTS_NEXT_7_DAYS.name, WARM_AVAILABILITY_TWO_WEEKS.name
                 ),
             )),
         }
@@ -268,18 +278,8 @@ impl Plugin for BookingPlugin {
 
     fn warm_sources(&self) -> Vec<WarmSourceSpec> {
         vec![
-            WarmSourceSpec {
-                name: WARM_SLOTS_NEXT_7_DAYS.into(),
-                description: "GET /api/v2/barbers/{id}/slots?date=D for every active barber and \
-                              each day from today to today + 6."
-                    .into(),
-            },
-            WarmSourceSpec {
-                name: WARM_AVAILABILITY_TWO_WEEKS.into(),
-                description: "GET /api/v2/barbers/{id}/availability/weekly?week_start=M for every \
-                              active barber, this week and next."
-                    .into(),
-            },
+            WARM_SLOTS_NEXT_7_DAYS.spec(),
+            WARM_AVAILABILITY_TWO_WEEKS.spec(),
         ]
     }
 
