@@ -31,6 +31,11 @@ pub struct Row {
     pub max: Option<f64>,
     /// Failed requests.
     pub failed: u64,
+    /// Paced (open loop): `rps` is the rate the generator chose, not what the server could
+    /// do.
+    pub paced: bool,
+    /// Measured on the bare poem handler (a ceiling measurement), not on Larder.
+    pub bare_poem: bool,
 }
 
 impl Row {
@@ -46,6 +51,8 @@ impl Row {
             p999: Some(r.latency.p999),
             max: Some(r.latency.max),
             failed: r.failed,
+            paced: r.paced.is_some(),
+            bare_poem: false,
         }
     }
 }
@@ -224,7 +231,7 @@ impl Report {
     /// Writes `report.md`, `report.json` and the charts into `dir`; returns the Markdown.
     pub fn write(&self, dir: &Path, meta: &Value) -> anyhow::Result<String> {
         std::fs::create_dir_all(dir)?;
-        let mut charts = Vec::new();
+        let mut charts: Vec<(&str, &str, String)> = Vec::new();
         let lat: Vec<(String, [f64; 3])> = self
             .rows
             .iter()
@@ -237,50 +244,122 @@ impl Report {
             .collect();
         if !lat.is_empty() {
             std::fs::write(dir.join("latency.svg"), svg::latency(&lat))?;
-            charts.push(("Latency percentiles (log scale)", "latency.svg"));
+            charts.push((
+                "Latency per scenario (log scale)",
+                "latency.svg",
+                "p50, p99 and p99.9 per table row. Closed-loop rows at saturation are mostly queueing behind the other connections (see the latency note under the bars); the latency bar is judged on the paced rows.".into(),
+            ));
         }
-        let thr: Vec<(String, f64)> = self
+        let thr: Vec<svg::Throughput> = self
             .rows
             .iter()
-            .filter_map(|r| Some((r.scenario.clone(), r.rps?)))
+            .filter_map(|r| {
+                Some(svg::Throughput {
+                    name: r.scenario.clone(),
+                    rps: r.rps?,
+                    kind: if r.paced {
+                        svg::Kind::Paced
+                    } else if r.bare_poem {
+                        svg::Kind::BarePoem
+                    } else {
+                        svg::Kind::Closed
+                    },
+                })
+            })
             .collect();
         if !thr.is_empty() {
-            std::fs::write(dir.join("throughput.svg"), svg::throughput(&thr))?;
-            charts.push(("Throughput per scenario", "throughput.svg"));
+            std::fs::write(dir.join("throughput.svg"), svg::throughput(&thr, None))?;
+            charts.push((
+                "Throughput per scenario",
+                "throughput.svg",
+                "Requests per second per table row. Grey bars are the bare poem handler's rounds: each is the divisor of the Larder scenario it alternated with, so compare a Larder bar with the grey bar of its own rounds. Paced rows ran at a chosen rate, which says nothing about capacity.".into(),
+            ));
         }
-        for (series, file, title, unit, marks) in [
+        let percent = |v: f64| format!("{}%", svg::compact(v));
+        let (killed, back) = self.outage_marks;
+        for (series, file, chart, caption) in [
             (
                 "zipf hit ratio",
                 "hit_ratio.svg",
-                "Zipf: hit ratio over time (cold start)",
-                "%",
-                None,
+                svg::Line {
+                    title: "Zipf: hit ratio over time, from a cold start",
+                    series: "hit ratio per 500 ms",
+                    y_title: "hit ratio (%)",
+                    y_label: percent,
+                    y_cap: Some(100.0),
+                    points: &[],
+                    marks: &[],
+                },
+                "Share of the answers that were hits, per 500 ms: it climbs as L1 fills, and levels off where L1's size allows.",
             ),
             (
                 "analytics hit ratio",
                 "analytics_hit_ratio.svg",
-                "Analytics Zipf mix: hit ratio over time (after the start-up warm jobs)",
-                "%",
-                None,
+                svg::Line {
+                    title: "Analytics Zipf mix: hit ratio over time",
+                    series: "hit ratio per 500 ms",
+                    y_title: "hit ratio (%)",
+                    y_label: percent,
+                    y_cap: Some(100.0),
+                    points: &[],
+                    marks: &[],
+                },
+                "Share of the answers that were hits, per 500 ms, on a Larder fresh from its start-up warm jobs.",
             ),
             (
                 "outage req/s",
                 "redis_outage.svg",
-                "Redis outage: throughput over time (red: killed, green: back)",
-                "req/s",
-                Some(self.outage_marks),
+                svg::Line {
+                    title: "Redis outage: throughput over time",
+                    series: "req/s per 100 ms bucket",
+                    y_title: "requests per second",
+                    y_label: svg::compact,
+                    y_cap: None,
+                    points: &[],
+                    marks: &[],
+                },
+                "The dashed lines mark Redis killed and back. Failed requests are in the table; the bar wants none.",
             ),
             (
                 "swr max latency (ms)",
                 "swr.svg",
-                "SWR: slowest request per 100 ms (TTL 1 s)",
-                "ms",
-                None,
+                svg::Line {
+                    title: "SWR: slowest request per 100 ms (TTL 1 s)",
+                    series: "slowest request per 100 ms",
+                    y_title: "slowest request (ms)",
+                    y_label: svg::compact,
+                    y_cap: None,
+                    points: &[],
+                    marks: &[],
+                },
+                "A request that waited for the origin would show as a spike to the origin's delay at each expiry; stale-while-revalidate answers it from the stale entry instead.",
             ),
         ] {
             if let Some(s) = self.series.iter().find(|s| s.name == series) {
-                std::fs::write(dir.join(file), svg::line(title, unit, &s.points, marks))?;
-                charts.push((title, file));
+                let marks = if file == "redis_outage.svg" {
+                    vec![
+                        svg::Mark {
+                            t: killed,
+                            color: "#e45756",
+                            label: format!("Redis killed at {killed:.1} s"),
+                        },
+                        svg::Mark {
+                            t: back,
+                            color: "#54a24b",
+                            label: format!("Redis back at {back:.1} s"),
+                        },
+                    ]
+                } else {
+                    Vec::new()
+                };
+                let svg = svg::Line {
+                    points: &s.points,
+                    marks: &marks,
+                    ..chart
+                }
+                .render();
+                std::fs::write(dir.join(file), svg)?;
+                charts.push((chart.title, file, caption.into()));
             }
         }
         let mut md = String::from("# Larder benchmark report\n\n");
@@ -347,8 +426,8 @@ impl Report {
             }
         }
         md.push_str("\n## Charts\n\n");
-        for (title, file) in &charts {
-            let _ = writeln!(md, "### {title}\n\n![{title}]({file})\n");
+        for (title, file, caption) in &charts {
+            let _ = writeln!(md, "### {title}\n\n![{title}]({file})\n\n{caption}\n");
         }
         md.push_str("Details of every scenario (histogram percentiles, timelines, stats) are in `report.json`.\n");
         std::fs::write(dir.join("report.md"), &md)?;

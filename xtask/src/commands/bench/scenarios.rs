@@ -280,6 +280,8 @@ fn rounds_row(scenario: &str, what: &str, runs: &[load::LoadResult]) -> anyhow::
         p999: Some(lat.p999),
         max: Some(lat.max),
         failed: runs.iter().map(|r| r.failed).sum(),
+        paced: runs[0].paced.is_some(),
+        bare_poem: false,
     })
 }
 
@@ -419,7 +421,7 @@ impl Interleaved {
         what: &str,
     ) -> anyhow::Result<(Row, Row)> {
         let n = rounds_text(self.rounds());
-        let ceil_row = rounds_row(
+        let mut ceil_row = rounds_row(
             ceiling_scenario,
             &format!(
                 "bare poem handler; median of {n} alternating with {} ({} req/s), latency over all",
@@ -428,6 +430,7 @@ impl Interleaved {
             ),
             &self.ceiling,
         )?;
+        ceil_row.bare_poem = true;
         let row = rounds_row(
             self.name,
             &format!(
@@ -582,11 +585,12 @@ fn l1_hit(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
             rps_list(&p99s(runs)),
         )
     };
-    let ceil_paced_row = rounds_row(
+    let mut ceil_paced_row = rounds_row(
         "ceiling, paced",
         &paced_what(&ceil_paced, "bare poem handler"),
         &ceil_paced,
     )?;
+    ceil_paced_row.bare_poem = true;
     let hit_paced_row = rounds_row(
         "l1-hit, paced",
         &paced_what(&hit_paced, "memory rule, one key"),
@@ -1109,6 +1113,8 @@ fn stampede(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         p999: lat["p999"].as_f64(),
         max: lat["max"].as_f64(),
         failed,
+        paced: false,
+        bare_poem: false,
     });
     report.section(
         "stampede",
@@ -1357,6 +1363,8 @@ fn invalidation(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
         p999: None,
         max: lp["max_us"].as_f64(),
         failed: stale_reads,
+        paced: false,
+        bare_poem: false,
     });
     report.section(
         "invalidation",
@@ -1500,6 +1508,8 @@ fn memory(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
             .iter()
             .map(|f| f["failed"].as_u64().unwrap_or(0))
             .sum(),
+        paced: false,
+        bare_poem: false,
     });
     report.section(
         "memory",
