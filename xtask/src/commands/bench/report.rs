@@ -79,6 +79,22 @@ impl Bar {
     }
 }
 
+/// The Larder scenario whose interleaved ceiling rounds are *the* ceiling of the report:
+/// the one the l1-hit bar and the paced rate divide by, and the one shown at the top.
+pub const CEILING_FROM: &str = "l1-hit";
+
+/// The bare poem handler's rounds interleaved with one Larder scenario: the denominator
+/// of that scenario's "× ceiling" ratio.
+#[derive(Debug, Clone, Serialize)]
+pub struct CeilingRounds {
+    /// The Larder scenario the rounds alternated with.
+    pub with: String,
+    /// The median round, req/s: what the ratio divides by.
+    pub median_rps: f64,
+    /// Every round, req/s.
+    pub rounds_rps: Vec<f64>,
+}
+
 /// A time series for a line chart.
 #[derive(Debug, Clone, Serialize)]
 pub struct Series {
@@ -111,9 +127,13 @@ pub struct Report {
     pub sections: Map<String, Value>,
     /// Scenarios that failed to run, with why.
     pub errors: Vec<(String, String)>,
-    /// For the ratios.
-    pub ceiling_rps: Option<f64>,
-    /// See `ceiling_rps`.
+    /// The standalone run of the bare poem handler (the `ceiling` scenario): the built-in
+    /// generator against `wrk`, kept out of the results table because it is not the
+    /// ceiling any ratio uses.
+    pub generator_check: Option<Row>,
+    /// The ceiling rounds of each interleaved scenario, in run order.
+    pub ceilings: Vec<CeilingRounds>,
+    /// The l1-hit median, for the L2 ratios.
     pub l1_rps: Option<f64>,
     /// quick_cache vs LRU.
     pub zipf_offline: Vec<HitRatioRow>,
@@ -158,9 +178,14 @@ impl Report {
             "  bar: {} — {} — {}",
             b.target,
             b.measured,
-            if b.met { "met" } else { "NOT met" }
+            if b.met { "met" } else { "NOT met" },
         );
         self.bars.push(b);
+    }
+
+    /// The ceiling of the report: the rounds interleaved with [`CEILING_FROM`], when it ran.
+    pub fn ceiling(&self) -> Option<&CeilingRounds> {
+        self.ceilings.iter().find(|c| c.with == CEILING_FROM)
     }
 
     /// Adds a note shown under the bars (and echoes it).
@@ -198,14 +223,14 @@ impl Report {
     }
 
     fn bars_md(&self) -> String {
-        let mut s = String::from("| bar | measured | |\n|---|---|---|\n");
+        let mut s = String::from("| bar | measured | verdict |\n|---|---|---|\n");
         for b in &self.bars {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} |",
                 b.target,
                 b.measured,
-                if b.met { "met" } else { "**not met**" }
+                if b.met { "met" } else { "**not met**" },
             );
         }
         s
@@ -226,6 +251,106 @@ impl Report {
             );
         }
         s
+    }
+
+    /// The ceiling in one line, for the top of the report.
+    fn ceiling_md(&self) -> String {
+        let own: Vec<String> = self
+            .ceilings
+            .iter()
+            .filter(|c| c.with != CEILING_FROM)
+            .map(|c| format!("{}'s", c.with))
+            .collect();
+        match self.ceiling() {
+            Some(c) => format!(
+                "**The ceiling: {:.0} req/s**, the median of {} of the bare poem handler interleaved with {CEILING_FROM} (a ceiling round, then an {CEILING_FROM} round, and so on). A ratio \"× the ceiling\" divides by this figure{}.",
+                c.median_rps,
+                rounds_text(c.rounds_rps.len()),
+                if own.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", except {}, which divide{} by the ceiling rounds interleaved with {} and say so (see \"The ceiling\" below)",
+                        own.join(" and "),
+                        if own.len() == 1 { "s" } else { "" },
+                        if own.len() == 1 { "it" } else { "each" }
+                    )
+                }
+            ),
+            None if self.ceilings.is_empty() => format!(
+                "**The ceiling:** not measured in this run ({CEILING_FROM} did not run), so no ratio to it is reported."
+            ),
+            None => format!(
+                "**The ceiling:** {CEILING_FROM} did not run; each ratio below divides by the ceiling rounds interleaved with its own scenario (see \"The ceiling\")."
+            ),
+        }
+    }
+
+    /// Every set of interleaved ceiling rounds and what divides by it.
+    fn ceilings_md(&self) -> String {
+        let mut s = String::from(
+            "The bare poem handler (`larder-bench-ceiling`, the same bytes with none of Larder's layers) measured in rounds alternating with a Larder scenario; each ratio divides by the median of the ceiling rounds it was interleaved with.\n\n| ceiling rounds interleaved with | median req/s | each round, req/s | divisor of |\n|---|--:|---|---|\n",
+        );
+        for c in &self.ceilings {
+            let (name, used) = if c.with == CEILING_FROM {
+                (
+                    format!("{} (**the ceiling**)", c.with),
+                    format!(
+                        "the {} throughput bar; the paced latency runs' rate (50% of it)",
+                        c.with
+                    ),
+                )
+            } else {
+                (c.with.clone(), format!("the {} throughput bar", c.with))
+            };
+            let _ = writeln!(
+                s,
+                "| {name} | {:.0} | {} | {used} |",
+                c.median_rps,
+                c.rounds_rps
+                    .iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        s
+    }
+
+    /// The standalone `ceiling` scenario, shown as what it is: a check of the generator.
+    fn generator_md(&self) -> Option<String> {
+        let w = &self.sections.get("ceiling")?["wrk"];
+        let mut s = String::from(
+            "The `ceiling` scenario runs the bare poem handler alone, once, and `wrk -t1` on the same route, connections and duration, to show the built-in generator is not what limits the figures. Its req/s is **not the ceiling**: it is a single run made minutes apart from the others (on a VM such runs differ by a fifth), and no ratio uses it.\n\n",
+        );
+        let ours = self.generator_check.as_ref();
+        match w.get("ratio").and_then(Value::as_f64) {
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "| generator | req/s | p50 | p99 |\n|---|--:|--:|--:|\n| built-in | {:.0} | {} | {} |\n| `wrk -t1` | {:.0} | — | — |\n\nBuilt-in / wrk: {:.1}% ({}).",
+                    w["ours_rps"].as_f64().unwrap_or(0.0),
+                    us(ours.and_then(|o| o.p50)),
+                    us(ours.and_then(|o| o.p99)),
+                    w["wrk_rps"].as_f64().unwrap_or(0.0),
+                    r * 100.0,
+                    if r >= 0.9 {
+                        "within 10%"
+                    } else {
+                        "NOT within 10%: the generator may be what limits the figures"
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "Built-in generator: {} req/s. The comparison was skipped: {}",
+                    rps(ours.and_then(|o| o.rps)),
+                    w["skipped"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        Some(s)
     }
 
     /// Writes `report.md`, `report.json` and the charts into `dir`; returns the Markdown.
@@ -268,11 +393,26 @@ impl Report {
             })
             .collect();
         if !thr.is_empty() {
-            std::fs::write(dir.join("throughput.svg"), svg::throughput(&thr, None))?;
+            let what = self.ceiling().map(|c| {
+                (
+                    c.median_rps,
+                    format!("median of the rounds interleaved with {CEILING_FROM}"),
+                )
+            });
+            std::fs::write(
+                dir.join("throughput.svg"),
+                svg::throughput(&thr, what.as_ref().map(|(c, w)| (*c, w.as_str()))),
+            )?;
             charts.push((
                 "Throughput per scenario",
                 "throughput.svg",
-                "Requests per second per table row. Grey bars are the bare poem handler's rounds: each is the divisor of the Larder scenario it alternated with, so compare a Larder bar with the grey bar of its own rounds. Paced rows ran at a chosen rate, which says nothing about capacity.".into(),
+                match self.ceiling() {
+                    Some(c) => format!(
+                        "Requests per second per table row; the dashed line is the ceiling ({:.0} req/s). Grey bars are the bare poem handler's rounds: each is the divisor of the Larder scenario it alternated with, so compare a Larder bar with the grey bar of its own rounds. Paced rows ran at a chosen rate (50% of the ceiling), which says nothing about capacity.",
+                        c.median_rps
+                    ),
+                    None => "Requests per second per table row. Paced rows ran at a chosen rate, which says nothing about capacity.".into(),
+                },
             ));
         }
         let percent = |v: f64| format!("{}%", svg::compact(v));
@@ -376,8 +516,13 @@ impl Report {
             meta["wall_seconds"].as_f64().unwrap_or(0.0),
             meta["machine"]["summary"].as_str().unwrap_or("")
         );
-        let _ = writeln!(md, "{}\n", meta["setup"].as_str().unwrap_or(""));
-        md.push_str("## Results\n\n");
+        let _ = writeln!(md, "{}\n", self.ceiling_md());
+        let _ = writeln!(md, "{}", meta["setup"].as_str().unwrap_or(""));
+        if !self.ceilings.is_empty() {
+            md.push_str("\n## The ceiling\n\n");
+            md.push_str(&self.ceilings_md());
+        }
+        md.push_str("\n## Results\n\n");
         md.push_str(&self.table());
         md.push_str("\n## The bar\n\n");
         md.push_str(&self.bars_md());
@@ -387,27 +532,9 @@ impl Report {
                 let _ = writeln!(md, "- {n}");
             }
         }
-        if let Some(w) = self.sections.get("ceiling").map(|c| &c["wrk"]) {
-            md.push_str("\n## Load generator check\n\n");
-            match w.get("ratio").and_then(Value::as_f64) {
-                Some(r) => {
-                    let _ = writeln!(
-                        md,
-                        "Against the ceiling, the built-in generator reached {:.0} req/s and `wrk -t1` {:.0} req/s: {:.1}% ({}).",
-                        w["ours_rps"].as_f64().unwrap_or(0.0),
-                        w["wrk_rps"].as_f64().unwrap_or(0.0),
-                        r * 100.0,
-                        if r >= 0.9 {
-                            "within 10%"
-                        } else {
-                            "NOT within 10%"
-                        }
-                    );
-                }
-                None => {
-                    let _ = writeln!(md, "Skipped: {}", w["skipped"].as_str().unwrap_or("?"));
-                }
-            }
+        if let Some(g) = self.generator_md() {
+            md.push_str("\n## Load generator check (a standalone run, not the ceiling)\n\n");
+            md.push_str(&g);
         }
         if !self.zipf_offline.is_empty() {
             md.push_str("\n## Zipf trace offline: quick_cache vs plain LRU\n\n");
@@ -433,6 +560,13 @@ impl Report {
         std::fs::write(dir.join("report.md"), &md)?;
         let j = json!({
             "meta": meta,
+            "ceiling": self.ceiling().map(|c| json!({
+                "rps": c.median_rps,
+                "what": format!("median of the bare poem handler's closed-loop rounds interleaved with {CEILING_FROM}; the divisor of every \"× the ceiling\" ratio except those of scenarios with their own interleaved rounds (see ceilings)"),
+                "rounds_rps": c.rounds_rps,
+            })),
+            "ceilings": self.ceilings,
+            "generator_check": self.generator_check,
             "table": self.rows,
             "bars": self.bars,
             "notes": self.notes,
@@ -442,5 +576,103 @@ impl Report {
         });
         std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&j)?)?;
         Ok(md)
+    }
+}
+
+/// "1 round", "3 rounds".
+pub fn rounds_text(n: usize) -> String {
+    if n == 1 {
+        "1 round".into()
+    } else {
+        format!("{n} rounds")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(scenario: &str, rps: f64, p99: f64, paced: bool) -> Row {
+        Row {
+            scenario: scenario.into(),
+            what: "test".into(),
+            conns: 64,
+            rps: Some(rps),
+            p50: Some(p99 / 2.0),
+            p99: Some(p99),
+            p999: Some(p99 * 2.0),
+            max: Some(p99 * 4.0),
+            failed: 0,
+            paced,
+            bare_poem: false,
+        }
+    }
+
+    /// A report as the bench writes it; the charts stay in `dir`.
+    fn a_report(dir: &Path) -> (String, Value) {
+        let mut r = Report {
+            generator_check: Some(row("bare poem, standalone", 109_000.0, 800.0, false)),
+            ..Default::default()
+        };
+        r.section(
+            "ceiling",
+            json!({"wrk": {"wrk_rps": 112_000.0, "ours_rps": 109_000.0, "ratio": 0.973}}),
+        );
+        for (with, median) in [("l1-hit", 149_000.0), ("l1-hit-auth", 141_000.0)] {
+            r.ceilings.push(CeilingRounds {
+                with: with.into(),
+                median_rps: median,
+                rounds_rps: vec![median, median * 0.9],
+            });
+        }
+        r.rows = vec![
+            Row {
+                bare_poem: true,
+                ..row("ceiling", 149_000.0, 900.0, false)
+            },
+            row("l1-hit", 120_000.0, 850.0, false),
+            row("l1-hit, paced", 74_500.0, 5_000.0, true),
+            row(
+                "analytics revenue 365 days weekly, uncached",
+                300.0,
+                90_000.0,
+                false,
+            ),
+        ];
+        r.bar(Bar::new(
+            "l1-hit throughput ≥ 0.84 × the ceiling",
+            "0.81 × the ceiling".into(),
+            false,
+        ));
+        r.series.push(Series::new(
+            "outage req/s",
+            (0..60).map(|i| (i as f64 * 0.1, 80_300.0)).collect(),
+        ));
+        r.outage_marks = (1.5, 3.6);
+        let meta = json!({
+            "setup": "test", "machine": {"summary": "test"},
+        });
+        let md = r.write(dir, &meta).expect("the report is written");
+        let j = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
+        (md, serde_json::from_str(&j).expect("report.json is JSON"))
+    }
+
+    #[test]
+    fn the_report_names_its_ceiling() {
+        let dir = std::env::temp_dir().join(format!("larder-report-test-{}", std::process::id()));
+        let (md, j) = a_report(&dir);
+        let top: String = md.lines().take(8).collect::<Vec<_>>().join("\n");
+        assert!(top.contains("**The ceiling: 149000 req/s**"), "{top}");
+        // The standalone run is a generator check, out of the results table.
+        let results = md.split("## Results").nth(1).unwrap();
+        let results = results.split("\n## ").next().unwrap();
+        assert!(!results.contains("standalone"), "{results}");
+        assert!(md.contains("## Load generator check (a standalone run, not the ceiling)"));
+        assert_eq!(j["ceiling"]["rps"], 149_000.0);
+        assert_eq!(j["ceilings"][1]["with"], "l1-hit-auth");
+        for chart in ["latency.svg", "throughput.svg", "redis_outage.svg"] {
+            assert!(dir.join(chart).exists(), "{chart}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
