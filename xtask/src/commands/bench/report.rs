@@ -143,6 +143,11 @@ pub struct Report {
     pub compression_checks: Vec<(String, bool)>,
     /// How to read the bars: method notes shown under them.
     pub notes: Vec<String>,
+    /// Set when the rounds are too short to judge the bars on (a quick run): said above
+    /// the bars and on stdout.
+    pub caveat: Option<String>,
+    /// Its short form, said next to every verdict.
+    pub verdict_caveat: Option<String>,
 }
 
 fn us(v: Option<f64>) -> String {
@@ -175,12 +180,21 @@ impl Report {
     /// Adds a judged bar.
     pub fn bar(&mut self, b: Bar) {
         eprintln!(
-            "  bar: {} — {} — {}",
+            "  bar: {} — {} — {}{}",
             b.target,
             b.measured,
             if b.met { "met" } else { "NOT met" },
+            self.caveat_suffix()
         );
         self.bars.push(b);
+    }
+
+    /// " (quick run: …)" after a verdict, or nothing on a full run.
+    pub fn caveat_suffix(&self) -> String {
+        self.verdict_caveat
+            .as_ref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default()
     }
 
     /// The ceiling of the report: the rounds interleaved with [`CEILING_FROM`], when it ran.
@@ -223,11 +237,16 @@ impl Report {
     }
 
     fn bars_md(&self) -> String {
-        let mut s = String::from("| bar | measured | verdict |\n|---|---|---|\n");
+        let mut s = String::new();
+        if let Some(c) = &self.caveat {
+            let _ = writeln!(s, "**{c}.**\n");
+        }
+        s.push_str("| bar | measured | verdict |\n|---|---|---|\n");
+        let suffix = self.caveat_suffix();
         for b in &self.bars {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} |",
+                "| {} | {} | {}{suffix} |",
                 b.target,
                 b.measured,
                 if b.met { "met" } else { "**not met**" },
@@ -351,6 +370,19 @@ impl Report {
             }
         }
         Some(s)
+    }
+
+    /// "How to read this report", for the top of `report.md`.
+    fn how_to_read_md(&self, meta: &Value) -> String {
+        let payload = meta["payload_bytes"].as_u64().unwrap_or(0);
+        format!(
+            "## How to read this report\n\n\
+- **The ceiling** is a bare poem handler (`larder-bench-ceiling`) returning the same {payload}-byte JSON answer with none of Larder's layers: what this machine's HTTP stack does without a cache in the way. Throughput varies from one run to the next by more than the margins judged, so the ceiling is measured in rounds alternating with the Larder scenario it is compared to, and the median round counts. The ceiling of this report is the median of the rounds interleaved with `{CEILING_FROM}`; `l1-hit-traced` and `l1-hit-auth` divide by the median of their own interleaved ceiling rounds, and say so. The standalone `ceiling` scenario is a check of the load generator against `wrk` (its own section below), not a ceiling.\n\
+- **The bars** are the performance targets (L1 hit throughput and paced p99, tracing and authentication overhead, L2 vs L1, stampede, Redis outage, memory, compression), each met or not met on this run's figures; every ratio names what it divides by, and the notes under the bars say how each was measured.\n\
+- **Quick vs full.** `cargo xtask bench --quick` runs short rounds with fewer keys to check that the bench works in about a minute: its figures are noisy and its verdicts indicative only. A run with `--seconds` below a full run's is `shortened`, indicative only too. The bars are judged on a full run (`cargo xtask bench`, about 7 minutes). This run's mode is at the top of this file, next to every verdict when it is not full, and `mode` in `report.json`.\n\
+- **Across machines, compare ratios** (× the ceiling, × l1-hit, × the L1 budget) and hit ratios, not req/s or latencies: absolute figures follow the CPU, and on a VM move by a fifth between runs.\n\
+- **`report.json`**, next to this file, has everything here plus every round, histogram percentile, timeline and counter: `mode`, `ceiling` (the figure above), `ceilings` (every divisor), `bars`, `table`, and per scenario under `scenarios`.\n"
+        )
     }
 
     /// Writes `report.md`, `report.json` and the charts into `dir`; returns the Markdown.
@@ -502,21 +534,22 @@ impl Report {
                 charts.push((chart.title, file, caption.into()));
             }
         }
+        let mode = meta["mode"].as_str().unwrap_or("full");
         let mut md = String::from("# Larder benchmark report\n\n");
+        if let Some(banner) = meta["mode_note"].as_str() {
+            let _ = writeln!(md, "> **{banner}**\n");
+        }
         let _ = writeln!(
             md,
-            "Run {} (`{}`), {} mode, {:.0} s. Machine: {}.\n",
+            "Run {} (`{}`), **{mode}** mode, {:.0} s. Machine: {}.\n",
             meta["finished"].as_str().unwrap_or(""),
             meta["command"].as_str().unwrap_or(""),
-            if meta["quick"].as_bool().unwrap_or(false) {
-                "quick"
-            } else {
-                "full"
-            },
             meta["wall_seconds"].as_f64().unwrap_or(0.0),
             meta["machine"]["summary"].as_str().unwrap_or("")
         );
         let _ = writeln!(md, "{}\n", self.ceiling_md());
+        md.push_str(&self.how_to_read_md(meta));
+        md.push_str("\n## Setup\n\n");
         let _ = writeln!(md, "{}", meta["setup"].as_str().unwrap_or(""));
         if !self.ceilings.is_empty() {
             md.push_str("\n## The ceiling\n\n");
@@ -559,6 +592,8 @@ impl Report {
         md.push_str("Details of every scenario (histogram percentiles, timelines, stats) are in `report.json`.\n");
         std::fs::write(dir.join("report.md"), &md)?;
         let j = json!({
+            "mode": mode,
+            "mode_note": meta["mode_note"],
             "meta": meta,
             "ceiling": self.ceiling().map(|c| json!({
                 "rps": c.median_rps,
@@ -569,6 +604,7 @@ impl Report {
             "generator_check": self.generator_check,
             "table": self.rows,
             "bars": self.bars,
+            "bars_caveat": self.caveat,
             "notes": self.notes,
             "scenarios": self.sections,
             "zipf_offline": self.zipf_offline,
@@ -608,10 +644,12 @@ mod tests {
         }
     }
 
-    /// A report as the bench writes it; the charts stay in `dir`.
-    fn a_report(dir: &Path) -> (String, Value) {
+    /// A quick run's report, as the bench writes it; the charts stay in `dir`.
+    fn quick_report(dir: &Path) -> (String, Value) {
         let mut r = Report {
             generator_check: Some(row("bare poem, standalone", 109_000.0, 800.0, false)),
+            caveat: Some("quick run: short rounds, indicative only".into()),
+            verdict_caveat: Some("quick run: indicative only".into()),
             ..Default::default()
         };
         r.section(
@@ -650,7 +688,8 @@ mod tests {
         ));
         r.outage_marks = (1.5, 3.6);
         let meta = json!({
-            "setup": "test", "machine": {"summary": "test"},
+            "mode": "quick", "mode_note": "Quick run (`--quick`): indicative only.",
+            "payload_bytes": 2048, "setup": "test", "machine": {"summary": "test"},
         });
         let md = r.write(dir, &meta).expect("the report is written");
         let j = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
@@ -658,16 +697,21 @@ mod tests {
     }
 
     #[test]
-    fn the_report_names_its_ceiling() {
+    fn a_quick_report_says_so_and_names_its_ceiling() {
         let dir = std::env::temp_dir().join(format!("larder-report-test-{}", std::process::id()));
-        let (md, j) = a_report(&dir);
+        let (md, j) = quick_report(&dir);
         let top: String = md.lines().take(8).collect::<Vec<_>>().join("\n");
+        assert!(top.contains("Quick run"), "{top}");
         assert!(top.contains("**The ceiling: 149000 req/s**"), "{top}");
+        assert!(md.contains("## How to read this report"));
+        assert!(md.contains("**quick run: short rounds, indicative only.**"));
+        assert!(md.contains("| **not met** (quick run: indicative only) |"));
         // The standalone run is a generator check, out of the results table.
         let results = md.split("## Results").nth(1).unwrap();
         let results = results.split("\n## ").next().unwrap();
         assert!(!results.contains("standalone"), "{results}");
         assert!(md.contains("## Load generator check (a standalone run, not the ceiling)"));
+        assert_eq!(j["mode"], "quick");
         assert_eq!(j["ceiling"]["rps"], 149_000.0);
         assert_eq!(j["ceilings"][1]["with"], "l1-hit-auth");
         for chart in ["latency.svg", "throughput.svg", "redis_outage.svg"] {
