@@ -385,6 +385,23 @@ impl Report {
         )
     }
 
+    /// A row's name on a chart. The table tells rows of the same name apart by their
+    /// connections column; a chart has only the name, so it gets them too.
+    fn chart_label(&self, r: &Row) -> String {
+        if self
+            .rows
+            .iter()
+            .filter(|o| o.scenario == r.scenario)
+            .count()
+            > 1
+        {
+            let plural = if r.conns == 1 { "" } else { "s" };
+            format!("{}, {} conn{plural}", r.scenario, r.conns)
+        } else {
+            r.scenario.clone()
+        }
+    }
+
     /// Writes `report.md`, `report.json` and the charts into `dir`; returns the Markdown.
     pub fn write(&self, dir: &Path, meta: &Value) -> anyhow::Result<String> {
         std::fs::create_dir_all(dir)?;
@@ -394,7 +411,7 @@ impl Report {
             .iter()
             .filter_map(|r| {
                 Some((
-                    r.scenario.clone(),
+                    self.chart_label(r),
                     [r.p50?, r.p99?, r.p999.unwrap_or(r.p99?)],
                 ))
             })
@@ -412,7 +429,7 @@ impl Report {
             .iter()
             .filter_map(|r| {
                 Some(svg::Throughput {
-                    name: r.scenario.clone(),
+                    name: self.chart_label(r),
                     rps: r.rps?,
                     kind: if r.paced {
                         svg::Kind::Paced
@@ -676,6 +693,21 @@ mod tests {
                 90_000.0,
                 false,
             ),
+            Row {
+                conns: 1,
+                ..row(
+                    "analytics revenue 30 days daily, cached",
+                    11_000.0,
+                    2_000.0,
+                    false,
+                )
+            },
+            row(
+                "analytics revenue 30 days daily, cached",
+                46_000.0,
+                8_000.0,
+                false,
+            ),
         ];
         r.bar(Bar::new(
             "l1-hit throughput ≥ 0.84 × the ceiling",
@@ -717,6 +749,11 @@ mod tests {
         for chart in ["latency.svg", "throughput.svg", "redis_outage.svg"] {
             assert!(dir.join(chart).exists(), "{chart}");
         }
+        // Rows of the same name are told apart on the charts, as the table does.
+        let thr = std::fs::read_to_string(dir.join("throughput.svg")).unwrap();
+        assert!(thr.contains(">analytics revenue 30 days daily, cached, 1 conn</text>"));
+        assert!(thr.contains(">analytics revenue 30 days daily, cached, 64 conns</text>"));
+        assert!(thr.contains(">l1-hit</text>"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
