@@ -33,6 +33,9 @@ use procs::{Pinning, Redis, Server};
 /// The write-role admin key every bench Larder gets (`LARDER_ADMIN_KEY`).
 pub const ADMIN_KEY: &str = "larder-bench-admin-key";
 
+/// Measured seconds per throughput run in a full run: what the bars are judged on.
+const FULL_SECONDS: f64 = 10.0;
+
 /// `cargo xtask bench` options.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -377,7 +380,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let duration = args
         .seconds
         .map(Duration::from_secs_f64)
-        .unwrap_or(secs(10.0, 1.5));
+        .unwrap_or(secs(FULL_SECONDS, 1.5));
     let tmp = std::env::temp_dir().join(format!("larder-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let pinning = Pinning::detect();
@@ -450,7 +453,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ctx.traced_rounds,
     );
     eprintln!("{setup}");
-    let mut report = report::Report::default();
+    // Short rounds make the verdicts noise: say so wherever a verdict is printed, so a
+    // "NOT met" from a quick check is not read as a regression.
+    let (mode, caveat, verdict_caveat, mode_note) = if q {
+        (
+            "quick",
+            Some("quick run: short rounds, indicative only — judge the bars on a full run"),
+            Some("quick run: indicative only"),
+            Some(format!(
+                "Quick run (`--quick`): {:.1} s rounds ({} interleaved, {} traced), fewer keys, shorter timelines. Its figures are noisy and its verdicts indicative only: judge the bars on a full run (`cargo xtask bench`).",
+                duration.as_secs_f64(),
+                ctx.rounds,
+                ctx.traced_rounds
+            )),
+        )
+    } else if duration.as_secs_f64() < FULL_SECONDS {
+        (
+            "shortened",
+            Some(
+                "shortened run: rounds shorter than a full run's, indicative only — judge the bars on a full run",
+            ),
+            Some("shortened run: indicative only"),
+            Some(format!(
+                "Shortened run (`--seconds {}`, a full run measures {FULL_SECONDS} s): its verdicts are indicative only; judge the bars on a full run (`cargo xtask bench`).",
+                duration.as_secs_f64()
+            )),
+        )
+    } else {
+        ("full", None, None, None)
+    };
+    let mut report = report::Report {
+        caveat: caveat.map(str::to_owned),
+        verdict_caveat: verdict_caveat.map(str::to_owned),
+        ..Default::default()
+    };
     for name in &selected {
         eprintln!("== {name}");
         let t = Instant::now();
@@ -486,6 +522,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "finished": now_utc(),
         "command": format!("cargo xtask bench{}", std::env::args().skip(2).filter(|a| a != "--no-build").map(|a| format!(" {a}")).collect::<String>()),
         "quick": q,
+        "mode": mode,
+        "mode_note": mode_note,
+        "payload_bytes": ctx.payload_bytes,
         "wall_seconds": wall,
         "machine": machine(),
         "pinning": pinning,
@@ -500,9 +539,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let md = report.write(&out, &meta)?;
     let _ = std::fs::remove_dir_all(&tmp);
     println!("{}", report.table());
+    if let Some(c) = &report.caveat {
+        println!("{c}:");
+    }
+    let suffix = report.caveat_suffix();
     for b in &report.bars {
         println!(
-            "{} {} — {}",
+            "{} {} — {}{suffix}",
             if b.met { "[met]    " } else { "[NOT met]" },
             b.target,
             b.measured
