@@ -382,30 +382,9 @@ async fn warming_passes_the_internal_key_and_clients_still_need_it() {
     );
     let c = reqwest::Client::new();
     // The start-up categories job: every one of its requests gets past the key.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let job = loop {
-        let jobs: Value = c
-            .get(larder.url("/admin/cache/jobs"))
-            .header("x-admin-key", ADMIN_READ)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let job = jobs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["name"] == "aliexpress-categories")
-            .cloned()
-            .unwrap();
-        if job["runs"].as_u64().unwrap_or(0) >= 1 {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "the job never ran: {job}");
-        tokio::task::yield_now().await;
-    };
+    let job = larder
+        .warm_job_after_first_run(ADMIN_READ, "aliexpress-categories", Duration::from_secs(30))
+        .await;
     assert_eq!(job["last_errors"], 0, "{job}\n{}", larder.logs());
     // Clients still need the key; with it, the categories come from what warming loaded.
     let calls = gw.calls(methods::CATEGORIES);

@@ -130,50 +130,18 @@ async fn warming_misses_hits_and_exact_invalidation(at: &'static str) {
     }
     let (status, _) = shop.slots(1, shop.day(7)).await;
     assert!(status.contains("fwd=uri-miss"), "{at}: day 7: {status}");
-    let jobs: Value = shop
-        .c
-        .get(shop.larder.url("/admin/cache/jobs"))
-        .header("x-admin-key", READ_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == "booking-slots-next-7-days")
-        .unwrap();
+    let within = std::time::Duration::from_secs(20);
+    let job = shop
+        .larder
+        .warm_job_after_first_run(READ_KEY, "booking-slots-next-7-days", within)
+        .await;
     assert!(job["last_entries"].as_u64().unwrap() >= 7, "{job}");
 
-    // The catalog job (plain requests, `plugin: booking`) runs at start-up too; the start-up
-    // jobs run one after the other, so wait for its first run.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let catalog = loop {
-        let jobs: Value = shop
-            .c
-            .get(shop.larder.url("/admin/cache/jobs"))
-            .header("x-admin-key", READ_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let job = jobs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["name"] == "booking-catalog")
-            .cloned()
-            .expect("the catalog warming job is loaded");
-        if job["runs"].as_u64() >= Some(1) || std::time::Instant::now() > deadline {
-            break job;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    // The catalog job (plain requests, `plugin: booking`) runs at start-up too.
+    let catalog = shop
+        .larder
+        .warm_job_after_first_run(READ_KEY, "booking-catalog", within)
+        .await;
     assert_eq!(catalog["last_entries"], 3, "{catalog}");
     assert_eq!(catalog["last_errors"], 0, "{catalog}");
     for path in ["/api/v2/services", "/api/v2/settings", "/api/v2/barbers"] {

@@ -219,29 +219,9 @@ async fn the_example_warms_caches_from_code_and_allows_its_front_end() {
         })
         .unwrap();
     let c = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let job = loop {
-        let jobs: Value = c
-            .get(larder.url("/admin/cache/jobs"))
-            .header("x-admin-key", KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let job = jobs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["name"] == "hello-greetings")
-            .cloned()
-            .expect("the shipped warming job is loaded");
-        if job["runs"].as_u64() >= Some(1) || Instant::now() > deadline {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let job = larder
+        .warm_job_after_first_run(KEY, "hello-greetings", Duration::from_secs(10))
+        .await;
     assert_eq!(job["last_entries"], 2, "{job}");
     let r = c
         .get(larder.url("/hello/greetings/world"))

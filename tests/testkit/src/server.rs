@@ -216,6 +216,40 @@ impl Larder {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Warming job `name` as `/admin/cache/jobs` shows it (read with admin key `key`), once
+    /// it has run: start-up jobs run one after the other, so a later one may still be
+    /// waiting. Polls until `within`; panics if the job is not loaded or never runs.
+    pub async fn warm_job_after_first_run(
+        &self,
+        key: &str,
+        name: &str,
+        within: Duration,
+    ) -> serde_json::Value {
+        let c = reqwest::Client::new();
+        let deadline = Instant::now() + within;
+        loop {
+            let jobs: serde_json::Value = c
+                .get(self.url("/admin/cache/jobs"))
+                .header("x-admin-key", key)
+                .send()
+                .await
+                .expect("admin API answers")
+                .json()
+                .await
+                .expect("job list is JSON");
+            let job = jobs
+                .as_array()
+                .and_then(|all| all.iter().find(|j| j["name"] == name))
+                .cloned()
+                .unwrap_or_else(|| panic!("no warming job `{name}` in {jobs}"));
+            if job["runs"].as_u64().unwrap_or(0) >= 1 {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job `{name}` never ran: {job}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Everything the server logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().expect("log lock").clone()
