@@ -50,6 +50,19 @@ fn start(config: &str) -> Larder {
     .expect("larder starts")
 }
 
+/// A server whose handlers every request reaches: rate limits off, a write admin key
+/// ([`ADMIN_KEY`]) and HS256 bearer tokens ([`auth::HS_SECRET`]).
+fn start_open() -> Larder {
+    let off = "{ per_second: 0, per_minute: 0 }";
+    start(&format!(
+        "plugins:\n  aliexpress: {{ rate_limit: {off} }}\n  analytics: {{ rate_limit: {off} }}\n  \
+         booking:\n    rate_limit: {off}\n    route_limits: {{ \"POST /api/v2/cache/benchmark/{{target}}\": {off} }}\n\
+         security:\n  admin_keys: [ {{ key: \"{ADMIN_KEY}\", role: write }} ]\n  \
+         auth: {{ jwt: [ {{ algorithms: [HS256], secret: \"{}\" }} ] }}\n",
+        auth::HS_SECRET
+    ))
+}
+
 async fn document(larder: &Larder) -> Value {
     reqwest::get(larder.url("/openapi.json"))
         .await
@@ -164,14 +177,7 @@ async fn fuzzing_finds_no_answer_the_document_does_not_declare() {
     let st = schemathesis::st().unwrap_or_else(|e| panic!("{e:#}"));
 
     // 1. With credentials, rate limits off: the handlers.
-    let off = "{ per_second: 0, per_minute: 0 }";
-    let larder = start(&format!(
-        "plugins:\n  aliexpress: {{ rate_limit: {off} }}\n  analytics: {{ rate_limit: {off} }}\n  \
-         booking:\n    rate_limit: {off}\n    route_limits: {{ \"POST /api/v2/cache/benchmark/{{target}}\": {off} }}\n\
-         security:\n  admin_keys: [ {{ key: \"{ADMIN_KEY}\", role: write }} ]\n  \
-         auth: {{ jwt: [ {{ algorithms: [HS256], secret: \"{}\" }} ] }}\n",
-        auth::HS_SECRET
-    ));
+    let larder = start_open();
     let doc = document(&larder).await;
     let wanted = permissions(&doc);
     assert!(!wanted.is_empty(), "secured routes ask for permissions");
@@ -324,14 +330,7 @@ fn query_value(v: &Value) -> Vec<String> {
 /// cancelled) but is never refused as malformed (400, 415, 422) or fails (5xx).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_example_is_a_valid_request() {
-    let off = "{ per_second: 0, per_minute: 0 }";
-    let larder = start(&format!(
-        "plugins:\n  aliexpress: {{ rate_limit: {off} }}\n  analytics: {{ rate_limit: {off} }}\n  \
-         booking:\n    rate_limit: {off}\n    route_limits: {{ \"POST /api/v2/cache/benchmark/{{target}}\": {off} }}\n\
-         security:\n  admin_keys: [ {{ key: \"{ADMIN_KEY}\", role: write }} ]\n  \
-         auth: {{ jwt: [ {{ algorithms: [HS256], secret: \"{}\" }} ] }}\n",
-        auth::HS_SECRET
-    ));
+    let larder = start_open();
     let doc = document(&larder).await;
     let token = auth::hs256(
         &auth::claims(
