@@ -63,9 +63,12 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
                 reason: err.to_string(),
             })?
         };
-        match T::parse_from_json(Some(value.clone())) {
+        match T::parse_from_json(Some(value)) {
             Ok(v) => Ok(Self(v)),
             Err(err) => {
+                // Only a refused body is read a second time, to find the field at fault; a
+                // good one is parsed once, without a copy.
+                let value: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
                 let reason = match first_fault::<T>(&value) {
                     Some(fault) => format!("field `{}`: {}", fault.path, fault.problem),
                     None => err.into_message(),
