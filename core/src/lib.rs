@@ -24,6 +24,7 @@
 //! - [`admin`]: the `/admin` API, its key auth, the report, and the `/metrics` page.
 //! - [`app`]: building the application in named steps, serving it, and the `larder`
 //!   command line (`app::cli`).
+//! - [`testing`]: a plugin mounted in the whole application in process, for its tests.
 //!
 //! ## A request's path
 //! poem's router (one table for every plugin's and the core's routes, built in
@@ -45,3 +46,4 @@ pub mod http;
 pub mod jobs;
 pub mod plugins;
 pub mod telemetry;
+pub mod testing;

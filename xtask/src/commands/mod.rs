@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod lint;
+pub mod new_plugin;
 
 use std::process::Command;
 
