@@ -258,3 +258,101 @@ async fn the_example_warms_caches_from_code_and_allows_its_front_end() {
         "http://localhost:3000"
     );
 }
+
+/// The block of `text` that follows `heading` and opens with ```` ```lang ````.
+fn block_after<'a>(text: &'a str, heading: &str, lang: &str) -> &'a str {
+    let from = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no `{heading}`"));
+    let open = format!("```{lang}\n");
+    let start = from + text[from..].find(&open).expect("a code block") + open.len();
+    let end = start + text[start..].find("```").expect("a closed block");
+    &text[start..end]
+}
+
+/// `examples/hello-plugin/README.md` step by step: its build command is the one the tests
+/// build with, its config passes `larder check` as written (the library path relative to
+/// the config file, next to `target/`), and the server answers its requests as its
+/// comments say.
+#[tokio::test]
+async fn the_hello_readme_works_as_written() {
+    let readme = std::fs::read_to_string(
+        larder_testkit::server::workspace_root().join("examples/hello-plugin/README.md"),
+    )
+    .unwrap();
+    // 3. Build: the testkit builds these two packages (and the test fixtures) in one go.
+    assert!(
+        block_after(&readme, "## 3.", "sh").contains("cargo build -p larder -p hello-plugin"),
+        "the README's build command changed; update the testkit's"
+    );
+    let art = artifacts();
+
+    // 4. The config, written next to a `target/` like the README's, checked as is.
+    let config = block_after(&readme, "## 4.", "yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let target = art.dir.parent().unwrap();
+    std::os::unix::fs::symlink(target, dir.path().join("target")).unwrap();
+    let file = dir.path().join("larder.yaml");
+    std::fs::write(&file, config).unwrap();
+    let out =
+        larder_testkit::server::run_larder(&["check", "--config", file.to_str().unwrap()], &[])
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 5. Served (the same config, its library path resolved as the config file does).
+    let served = config.replace(
+        "target/debug/libhello_plugin.so",
+        art.cdylib("hello-plugin").to_str().unwrap(),
+    );
+    let larder = Larder::start(&served).unwrap();
+    let c = reqwest::Client::new();
+    let status = |r: &reqwest::Response| r.headers()["cache-status"].to_str().unwrap().to_owned();
+    let first = c
+        .get(larder.url("/hello/greetings/ada"))
+        .send()
+        .await
+        .unwrap();
+    assert!(status(&first).contains("stored"), "{}", status(&first));
+    let again = c
+        .get(larder.url("/hello/greetings/ada"))
+        .send()
+        .await
+        .unwrap();
+    assert!(status(&again).contains("hit"), "{}", status(&again));
+    let languages = |c: reqwest::Client, url: String| async move {
+        c.get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let url = larder.url("/hello/languages");
+    assert_eq!(languages(c.clone(), url.clone()).await["cached"], false);
+    assert_eq!(languages(c.clone(), url).await["cached"], true);
+    let put = c
+        .put(larder.url("/hello/greetings/ada"))
+        .json(&json!({"greeting": "Good morning"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let after: Value = c
+        .get(larder.url("/hello/greetings/ada"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        after["message"], "Good morning, ada!",
+        "the PUT purged the greeting"
+    );
+}
