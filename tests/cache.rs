@@ -334,7 +334,11 @@ async fn wait_for_redis(c: &reqwest::Client, l: &Larder) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let stats = admin_stats(c, l).await;
-        if stats["redis"]["connected"] == true && stats["redis"]["breaker_open"] == false {
+        // Connected, L2 in use, and listening to the other instances' invalidations.
+        if stats["redis"]["connected"] == true
+            && stats["redis"]["breaker_open"] == false
+            && stats["redis"]["subscribed"] == true
+        {
             return;
         }
         assert!(

@@ -1054,6 +1054,7 @@ impl Cache {
                 connected: l2.connected(),
                 breaker_open: l2.breaker().is_open(),
                 breaker_opened_total: l2.breaker().opened_total(),
+                subscribed: l2.subscribed(),
             }),
             l1_latency: inner.stats.l1_latency.snapshot(),
             l2_latency: inner.stats.l2_latency.snapshot(),

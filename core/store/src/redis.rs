@@ -115,6 +115,8 @@ struct Inner {
     channel: String,
     opts: Options,
     mode: RedisMode,
+    /// The invalidation channel's SUBSCRIBE has been answered.
+    subscribed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -220,6 +222,7 @@ impl RedisStore {
                 channel: cfg.channel.clone(),
                 opts,
                 mode,
+                subscribed: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         // Listening before connecting, so the first connection's notice cannot be missed.
@@ -280,6 +283,14 @@ impl RedisStore {
     /// The breaker (for stats).
     pub fn breaker(&self) -> &Breaker {
         &self.inner.breaker
+    }
+
+    /// Whether this instance listens to other instances' invalidations: its SUBSCRIBE to
+    /// the channel has been answered (the client re-subscribes by itself after reconnects).
+    pub fn subscribed(&self) -> bool {
+        self.inner
+            .subscribed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// At least one pooled connection is up.
@@ -611,7 +622,15 @@ impl RedisStore {
     where
         F: Fn(Bytes) + Send + Sync + 'static,
     {
-        let subscriber = self.inner.builder.build_subscriber_client()?;
+        // `fail_fast` off, as for the pool: with it on, a subscriber whose first connection
+        // fails (Redis down at start) stops trying for good, and this instance never hears
+        // another's purges although its commands work once Redis is up.
+        let subscriber = self
+            .inner
+            .builder
+            .clone()
+            .with_config(|c| c.fail_fast = false)
+            .build_subscriber_client()?;
         let mut rx = subscriber.message_rx();
         let channel = self.inner.channel.clone();
         subscriber.connect();
@@ -620,6 +639,9 @@ impl RedisStore {
         let sub = subscriber.clone();
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(20);
+            // A SUBSCRIBE sent before the connection was made can go unanswered; short
+            // first waits keep the time this instance misses purges short.
+            let mut wait = Duration::from_millis(100);
             loop {
                 if weak.strong_count() == 0 {
                     return;
@@ -628,11 +650,19 @@ impl RedisStore {
                 // and misses one that lands between its state check and its subscription to
                 // the notice. A SUBSCRIBE queued while disconnected goes out on connect.
                 let attempt = sub.subscribe(channel.as_str());
-                match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-                    Ok(Ok(())) => return,
+                match tokio::time::timeout(wait, attempt).await {
+                    Ok(Ok(())) => {
+                        if let Some(inner) = weak.upgrade() {
+                            inner
+                                .subscribed
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return;
+                    }
                     _ => {
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(1));
+                        wait = (wait * 2).min(Duration::from_secs(2));
                     }
                 }
             }

@@ -274,6 +274,8 @@ pub struct RedisState {
     pub breaker_open: bool,
     /// How often the breaker has opened since start.
     pub breaker_opened_total: u64,
+    /// This instance hears other instances' invalidations (its SUBSCRIBE was answered).
+    pub subscribed: bool,
 }
 
 #[cfg(test)]

@@ -477,4 +477,23 @@ async fn redis_down_at_start_is_used_once_it_comes_up() {
         .await
         .unwrap();
     assert!(in_l2(&cache, "after").await, "L2 in use");
+
+    // It joins cross-instance invalidation too, and says so: a purge made by an instance
+    // started now reaches its L1.
+    eventually(Duration::from_secs(10), "subscribed", || async {
+        cache.snapshot().redis.is_some_and(|r| r.subscribed)
+    })
+    .await;
+    let other = Cache::new(config(&redis.url())).await.unwrap();
+    assert!(cache.l1().get_now("after").is_some());
+    other
+        .invalidate(Purge::Keys(vec!["after".into()]))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the other instance's purge reaches this L1",
+        || async { cache.l1().get_now("after").is_none() },
+    )
+    .await;
 }
