@@ -13,6 +13,20 @@ fn hello_config(prefix: &str) -> String {
     )
 }
 
+/// Two GETs of `path`: the first is stored, the second is a hit.
+async fn stored_then_hit(larder: &Larder, path: &str) {
+    let c = reqwest::Client::new();
+    let status = |r: &reqwest::Response| r.headers()["cache-status"].to_str().unwrap().to_owned();
+    let first = c.get(larder.url(path)).send().await.unwrap();
+    assert!(
+        status(&first).contains("stored"),
+        "{path}: {}",
+        status(&first)
+    );
+    let again = c.get(larder.url(path)).send().await.unwrap();
+    assert!(status(&again).contains("hit"), "{path}: {}", status(&again));
+}
+
 #[tokio::test]
 async fn hello_plugin_is_loaded_documented_and_answers() {
     let larder = Larder::start(&hello_config("/hello")).unwrap();
@@ -156,20 +170,7 @@ async fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn a_plugins_shipped_policy_applies_until_the_folder_names_the_plugin() {
     let larder = Larder::start(&hello_config("/hello")).unwrap();
-    let c = reqwest::Client::new();
-    let status = |r: &reqwest::Response| r.headers()["cache-status"].to_str().unwrap().to_owned();
-    let first = c
-        .get(larder.url("/hello/greetings/bob"))
-        .send()
-        .await
-        .unwrap();
-    assert!(status(&first).contains("stored"), "{}", status(&first));
-    let second = c
-        .get(larder.url("/hello/greetings/bob"))
-        .send()
-        .await
-        .unwrap();
-    assert!(status(&second).contains("hit"), "{}", status(&second));
+    stored_then_hit(&larder, "/hello/greetings/bob").await;
 
     let folder = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -310,20 +311,8 @@ async fn the_hello_readme_works_as_written() {
         art.cdylib("hello-plugin").to_str().unwrap(),
     );
     let larder = Larder::start(&served).unwrap();
+    stored_then_hit(&larder, "/hello/greetings/ada").await;
     let c = reqwest::Client::new();
-    let status = |r: &reqwest::Response| r.headers()["cache-status"].to_str().unwrap().to_owned();
-    let first = c
-        .get(larder.url("/hello/greetings/ada"))
-        .send()
-        .await
-        .unwrap();
-    assert!(status(&first).contains("stored"), "{}", status(&first));
-    let again = c
-        .get(larder.url("/hello/greetings/ada"))
-        .send()
-        .await
-        .unwrap();
-    assert!(status(&again).contains("hit"), "{}", status(&again));
     let languages = |c: reqwest::Client, url: String| async move {
         c.get(url)
             .send()
