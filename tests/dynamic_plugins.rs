@@ -13,6 +13,16 @@ fn hello_config(prefix: &str) -> String {
     )
 }
 
+/// `GET /hello/languages`, whose `cached` says whether `get_or_load` found it.
+async fn languages(larder: &Larder) -> Value {
+    reqwest::get(larder.url("/hello/languages"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Two GETs of `path`: the first is stored, the second is a hit.
 async fn stored_then_hit(larder: &Larder, path: &str) {
     let c = reqwest::Client::new();
@@ -232,19 +242,10 @@ async fn the_example_warms_caches_from_code_and_allows_its_front_end() {
     let status = r.headers()["cache-status"].to_str().unwrap().to_owned();
     assert!(status.contains("hit"), "warmed, yet {status}");
 
-    let languages = |c: reqwest::Client, url: String| async move {
-        c.get(url)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
-    let first = languages(c.clone(), larder.url("/hello/languages")).await;
+    let first = languages(&larder).await;
     assert_eq!(first["cached"], false, "{first}");
     assert_eq!(first["languages"].as_array().unwrap().len(), 4);
-    let second = languages(c.clone(), larder.url("/hello/languages")).await;
+    let second = languages(&larder).await;
     assert_eq!(second["cached"], true, "{second}");
 
     let preflight = c
@@ -313,18 +314,8 @@ async fn the_hello_readme_works_as_written() {
     let larder = Larder::start(&served).unwrap();
     stored_then_hit(&larder, "/hello/greetings/ada").await;
     let c = reqwest::Client::new();
-    let languages = |c: reqwest::Client, url: String| async move {
-        c.get(url)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
-    let url = larder.url("/hello/languages");
-    assert_eq!(languages(c.clone(), url.clone()).await["cached"], false);
-    assert_eq!(languages(c.clone(), url).await["cached"], true);
+    assert_eq!(languages(&larder).await["cached"], false);
+    assert_eq!(languages(&larder).await["cached"], true);
     let put = c
         .put(larder.url("/hello/greetings/ada"))
         .json(&json!({"greeting": "Good morning"}))
