@@ -4,7 +4,7 @@
 //! no 5xx, a declared status, the declared content type, headers and body schema.
 //!
 //! Two passes, each against its own server (memory cache, the repository's policies, a
-//! fixed `server.clock_start`, a small analytics dataset):
+//! fixed `server.clock_start`, a small analytics dataset and products catalog):
 //! 1. credentials: rate limits off, a write admin key for the admin API and a JWT with every
 //!    permission the document names for the other secured routes, so the handlers are
 //!    reached;
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use larder_testkit::auth;
 use larder_testkit::schemathesis;
-use larder_testkit::server::{ANALYTICS_SMALL, Larder, LarderOptions};
+use larder_testkit::server::{ANALYTICS_SMALL, Larder, LarderOptions, PRODUCTS_SMALL};
 use serde_json::{Value, json};
 
 const ADMIN_KEY: &str = "conformance-admin-key-0123456789abcdef";
@@ -34,7 +34,8 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 /// run.
 const DEADLINE: Duration = Duration::from_secs(300);
 
-/// A server on `config` (YAML after the clock), with a small analytics dataset.
+/// A server on `config` (YAML after the clock), with a small analytics dataset and a small
+/// products catalog.
 fn start(config: &str) -> Larder {
     Larder::start_with(LarderOptions {
         config: Some(format!(
@@ -43,6 +44,7 @@ fn start(config: &str) -> Larder {
         )),
         env: ANALYTICS_SMALL
             .iter()
+            .chain(PRODUCTS_SMALL)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         policies: None,
@@ -56,7 +58,7 @@ fn start_open() -> Larder {
     let off = "{ per_second: 0, per_minute: 0 }";
     start(&format!(
         "plugins:\n  aliexpress: {{ rate_limit: {off} }}\n  analytics: {{ rate_limit: {off} }}\n  \
-         booking:\n    rate_limit: {off}\n    route_limits: {{ \"POST /api/v2/cache/benchmark/{{target}}\": {off} }}\n\
+         products: {{ rate_limit: {off} }}\n  booking:\n    rate_limit: {off}\n    route_limits: {{ \"POST /api/v2/cache/benchmark/{{target}}\": {off} }}\n\
          security:\n  admin_keys: [ {{ key: \"{ADMIN_KEY}\", role: write }} ]\n  \
          auth: {{ jwt: [ {{ algorithms: [HS256], secret: \"{}\" }} ] }}\n",
         auth::HS_SECRET

@@ -8,5 +8,6 @@ fn main() -> std::process::ExitCode {
     registry.register::<larder_aliexpress::AliexpressPlugin>();
     registry.register::<larder_analytics::AnalyticsPlugin>();
     registry.register::<larder_booking::BookingPlugin>();
+    registry.register::<larder_products::ProductsPlugin>();
     larder_core::app::cli::main(registry)
 }

@@ -48,6 +48,8 @@ pub struct JobStatus {
     pub last_errors: u64,
     /// The first errors of the last run.
     pub last_error_samples: Vec<String>,
+    /// Batches the last run sent (`batch_size` requests each, the last one fewer).
+    pub last_batches: u64,
     /// Interval, seconds, for scheduled jobs.
     pub every_seconds: Option<u64>,
 }
@@ -241,34 +243,49 @@ impl Warmer {
             s.running = true;
             s.last_started_ms = Some(started_ms);
         }
+        let mut batches = 0;
         let (entries, errors, samples) = match self.requests(job).await {
             Err(e) => (0, 1, vec![e]),
             Ok(requests) => {
-                let results: Vec<Result<(), String>> = futures::stream::iter(requests)
-                    .map(|(method, uri, body, principal)| {
-                        let endpoint = endpoint.clone();
-                        async move {
-                            let mut req = Request::builder().method(method.clone()).uri_str(&uri);
-                            if body.is_some() {
-                                req = req.content_type("application/json");
+                // Batch after batch (`batch_size`), each with at most `concurrency` in
+                // flight: a big source never has more than one batch of requests queued
+                // against the origin at once.
+                let mut results: Vec<Result<(), String>> = Vec::with_capacity(requests.len());
+                let mut requests = requests.into_iter().peekable();
+                while requests.peek().is_some() {
+                    let batch: Vec<WarmCall> = requests
+                        .by_ref()
+                        .take(job.batch_size.max(1) as usize)
+                        .collect();
+                    let done: Vec<Result<(), String>> = futures::stream::iter(batch)
+                        .map(|(method, uri, body, principal)| {
+                            let endpoint = endpoint.clone();
+                            async move {
+                                let mut req =
+                                    Request::builder().method(method.clone()).uri_str(&uri);
+                                if body.is_some() {
+                                    req = req.content_type("application/json");
+                                }
+                                let mut req = match body {
+                                    Some(b) => req.body(serde_json::to_vec(&b).unwrap_or_default()),
+                                    None => req.finish(),
+                                };
+                                if let Some(p) = principal {
+                                    req.extensions_mut().insert(crate::http::WarmAs(p));
+                                }
+                                match endpoint.call(req).await {
+                                    Ok(resp) if resp.status().is_success() => Ok(()),
+                                    Ok(resp) => Err(format!("{method} {uri}: {}", resp.status())),
+                                    Err(e) => Err(format!("{method} {uri}: {e}")),
+                                }
                             }
-                            let mut req = match body {
-                                Some(b) => req.body(serde_json::to_vec(&b).unwrap_or_default()),
-                                None => req.finish(),
-                            };
-                            if let Some(p) = principal {
-                                req.extensions_mut().insert(crate::http::WarmAs(p));
-                            }
-                            match endpoint.call(req).await {
-                                Ok(resp) if resp.status().is_success() => Ok(()),
-                                Ok(resp) => Err(format!("{method} {uri}: {}", resp.status())),
-                                Err(e) => Err(format!("{method} {uri}: {e}")),
-                            }
-                        }
-                    })
-                    .buffer_unordered(job.concurrency.max(1) as usize)
-                    .collect()
-                    .await;
+                        })
+                        .buffer_unordered(job.concurrency.max(1) as usize)
+                        .collect()
+                        .await;
+                    results.extend(done);
+                    batches += 1;
+                }
                 let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
                 let errs: Vec<String> = results.into_iter().filter_map(Result::err).collect();
                 (ok, errs.len() as u64, errs.into_iter().take(5).collect())
@@ -290,6 +307,7 @@ impl Warmer {
         s.last_entries = entries;
         s.last_errors = errors;
         s.last_error_samples = samples;
+        s.last_batches = batches;
         Ok(s.clone())
     }
 }

@@ -331,7 +331,11 @@ impl Host for CoreHost {
             serde_json::json!({
                 "plugin": plugin,
                 "rules": rules,
-                "l1": { "entries": snapshot.l1_entries, "bytes": snapshot.l1_bytes },
+                "l1": {
+                    "entries": snapshot.l1_entries,
+                    "bytes": snapshot.l1_bytes,
+                    "evictions": snapshot.counters.evictions,
+                },
             })
         })
     }

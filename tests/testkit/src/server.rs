@@ -158,11 +158,16 @@ impl Larder {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if !wants_analytics(
-            opts.config.as_deref(),
-            opts.env.iter().map(|(k, _)| k.as_str()),
-        ) {
-            cmd.env(ANALYTICS_OFF.0, ANALYTICS_OFF.1);
+        // Plugins whose data takes a while to make (a generated dataset, a warmed catalog)
+        // run only in the tests that name them.
+        for (plugin, off) in HEAVY_PLUGINS {
+            if !wants(
+                plugin,
+                opts.config.as_deref(),
+                opts.env.iter().map(|(k, _)| k.as_str()),
+            ) {
+                cmd.env(off.0, off.1);
+            }
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
@@ -287,7 +292,18 @@ impl Drop for Larder {
 
 /// The `analytics` plugin generates a million order lines on a fresh start; a test that
 /// does not ask for it (in its config or environment) runs without it.
-const ANALYTICS_OFF: (&str, &str) = ("LARDER_PLUGINS__ANALYTICS__ENABLED", "false");
+/// Plugins left off unless a test's config or environment names them, and how.
+const HEAVY_PLUGINS: &[(&str, (&str, &str))] = &[
+    ("analytics", ("LARDER_PLUGINS__ANALYTICS__ENABLED", "false")),
+    ("products", ("LARDER_PLUGINS__PRODUCTS__ENABLED", "false")),
+];
+
+/// Environment for a small products catalog (60 products, 5 users with preferences): a
+/// quick first start and warm run.
+pub const PRODUCTS_SMALL: &[(&str, &str)] = &[
+    ("LARDER_PLUGINS__PRODUCTS__SETTINGS__PRODUCTS", "60"),
+    ("LARDER_PLUGINS__PRODUCTS__SETTINGS__USERS", "5"),
+];
 
 /// Environment for a small analytics dataset (the generator's own code path, a fraction of
 /// the rows): enough for every query to return something.
@@ -308,8 +324,9 @@ pub const ANALYTICS_SMALL: &[(&str, &str)] = &[
     ("LARDER_PLUGINS__ANALYTICS__SETTINGS__DATASET__DAYS", "120"),
 ];
 
-fn wants_analytics<'a>(config: Option<&str>, mut env: impl Iterator<Item = &'a str>) -> bool {
-    config.is_some_and(|c| c.contains("analytics")) || env.any(|k| k.contains("ANALYTICS"))
+fn wants<'a>(plugin: &str, config: Option<&str>, mut env: impl Iterator<Item = &'a str>) -> bool {
+    let upper = plugin.to_uppercase();
+    config.is_some_and(|c| c.contains(plugin)) || env.any(|k| k.contains(&upper))
 }
 
 /// Runs `larder` with arguments to completion (for `check`, `openapi`, ...).
@@ -325,8 +342,10 @@ pub fn run_larder(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<std::pr
         .env_remove("REDIS_URL")
         .env("NO_COLOR", "1")
         .env("LARDER_POLICIES", workspace_root().join("policies"));
-    if !wants_analytics(None, env.iter().map(|(k, _)| *k)) {
-        cmd.env(ANALYTICS_OFF.0, ANALYTICS_OFF.1);
+    // Only analytics is heavy here: products builds an in-memory catalog when inspected.
+    let (plugin, off) = HEAVY_PLUGINS[0];
+    if !wants(plugin, None, env.iter().map(|(k, _)| *k)) {
+        cmd.env(off.0, off.1);
     }
     for (k, v) in env {
         cmd.env(k, v);
