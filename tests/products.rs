@@ -65,7 +65,9 @@ impl Client {
 
     /// `(hits, misses)` of a rule on one server, from its admin stats.
     async fn rule(&self, l: &Larder, rule: &str) -> (u64, u64) {
-        let stats = self.admin(l, reqwest::Method::GET, "/admin/cache/stats").await;
+        let stats = self
+            .admin(l, reqwest::Method::GET, "/admin/cache/stats")
+            .await;
         let r = &stats["rules"][rule];
         let n = |k: &str| r[k].as_u64().unwrap_or(0);
         (n("hits_l1") + n("hits_l2") + n("stale_served"), n("misses"))
@@ -75,9 +77,19 @@ impl Client {
     async fn ready(&self, l: &Larder) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ready = self.c.get(l.url("/ready")).send().await.unwrap().status().is_success();
-            let stats = self.admin(l, reqwest::Method::GET, "/admin/cache/stats").await;
-            if ready && stats["redis"]["connected"] == true && stats["redis"]["subscribed"] == true {
+            let ready = self
+                .c
+                .get(l.url("/ready"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success();
+            let stats = self
+                .admin(l, reqwest::Method::GET, "/admin/cache/stats")
+                .await;
+            if ready && stats["redis"]["connected"] == true && stats["redis"]["subscribed"] == true
+            {
                 return;
             }
             assert!(Instant::now() < deadline, "not ready: {}", stats["redis"]);
@@ -107,7 +119,11 @@ async fn two_processes_share_keys_and_an_update_on_one_is_fresh_on_the_other() {
         .unwrap_or_else(|| panic!("{jobs}"));
     // 80 products, categories, configuration, 13 first pages; batches of 50.
     assert_eq!(job["last_entries"], 80 + 1 + 1 + 13, "{job}");
-    assert_eq!((job["last_errors"].as_u64(), job["last_batches"].as_u64()), (Some(0), Some(2)), "{job}");
+    assert_eq!(
+        (job["last_errors"].as_u64(), job["last_batches"].as_u64()),
+        (Some(0), Some(2)),
+        "{job}"
+    );
     // Every product's entry reaches Redis (written off the response path) under its
     // explicit key.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -129,16 +145,19 @@ async fn two_processes_share_keys_and_an_update_on_one_is_fresh_on_the_other() {
 
     // An update through A: B's next read is fresh, B's other products stay hits.
     let before = c.get(&b, "/products-api/products/5").await.1;
-    let token = auth::hs256(&auth::claims("editor", json!({ "permissions": ["products:write"] })), None, None);
+    let token = auth::hs256(
+        &auth::claims("editor", json!({ "permissions": ["products:write"] })),
+        None,
+        None,
+    );
     let price = before["price_cents"].as_i64().unwrap() + 1;
-    let r = c
-        .c
-        .put(a.url("/products-api/products/5"))
-        .bearer_auth(&token)
-        .json(&json!({ "price_cents": price }))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        c.c.put(a.url("/products-api/products/5"))
+            .bearer_auth(&token)
+            .json(&json!({ "price_cents": price }))
+            .send()
+            .await
+            .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -153,7 +172,10 @@ async fn two_processes_share_keys_and_an_update_on_one_is_fresh_on_the_other() {
     c.get(&b, "/products-api/products/6").await;
     assert_eq!(c.rule(&b, "products-product").await, (hits + 1, misses));
     let page = c.get(&b, "/products-api/products?page_size=10").await.1;
-    assert_eq!(page["items"][4]["price_cents"], price, "B's catalog page is fresh");
+    assert_eq!(
+        page["items"][4]["price_cents"], price,
+        "B's catalog page is fresh"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +192,9 @@ async fn clearing_the_products_cache_leaves_other_plugins_entries() {
     let (status, _) = c.get(&l, "/api/v2/services").await;
     assert!(status.contains("hit"), "{status}");
 
-    let cleared = c.admin(&l, reqwest::Method::DELETE, "/products-api/cache/clear").await;
+    let cleared = c
+        .admin(&l, reqwest::Method::DELETE, "/products-api/cache/clear")
+        .await;
     assert_eq!(cleared["cleared"], true);
     assert!(cleared["entries"].as_u64().unwrap() >= 80, "{cleared}");
     let (status, _) = c.get(&l, "/api/v2/services").await;
@@ -184,7 +208,11 @@ async fn clearing_the_products_cache_leaves_other_plugins_entries() {
 fn explain_names_the_rule_a_product_route_is_cached_under_from_code() {
     let out = run_larder(&["explain", "GET", "/products-api/products/7"], &[]).unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("products.products_get_product"), "{text}");
     assert!(text.contains("products-product"), "{text}");
     assert!(text.contains("product:<id>"), "{text}");

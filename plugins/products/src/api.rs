@@ -148,6 +148,38 @@ fn own(req: &poem::Request, user: &str) -> Result<String, ProductsError> {
     Ok(principal.user.clone())
 }
 
+fn example_product_id() -> String {
+    "7".into()
+}
+
+fn example_user() -> String {
+    "me".into()
+}
+
+fn example_static_key() -> String {
+    store::APP_CONFIG.into()
+}
+
+fn example_new_static_key() -> String {
+    "banner".into()
+}
+
+/// A static-data value to store.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "ProductsStaticBody", example)]
+pub struct StaticBody {
+    /// Any JSON value (not `null`).
+    pub value: Value,
+}
+
+impl poem_openapi::types::Example for StaticBody {
+    fn example() -> Self {
+        StaticBody {
+            value: json!({ "text": "Winter sale: 20% off everything", "until": "2027-01-06" }),
+        }
+    }
+}
+
 /// What a product update changes. Every field is optional; at least one must be given.
 #[derive(Object, Debug, Clone, Default)]
 #[oai(rename = "ProductsProductUpdate")]
@@ -186,6 +218,7 @@ impl poem_openapi::types::Example for ProductUpdate {
 
 /// What a preferences update changes; others stay.
 #[derive(Object, Debug, Clone, Default)]
+#[oai(example)]
 #[oai(rename = "ProductsPreferencesUpdate")]
 pub struct PreferencesUpdate {
     /// Language code, e.g. `en`.
@@ -204,6 +237,16 @@ pub struct PreferencesUpdate {
     pub newsletter: Option<bool>,
     /// `light`, `dark` or `system`.
     pub theme: Option<String>,
+}
+
+impl poem_openapi::types::Example for PreferencesUpdate {
+    fn example() -> Self {
+        PreferencesUpdate {
+            theme: Some("dark".into()),
+            page_size: Some(50),
+            ..Default::default()
+        }
+    }
 }
 
 /// Seed 003's `CacheStats` for this plugin's rules, with `evictions` added.
@@ -384,7 +427,10 @@ impl ProductsApi {
         method = "get",
         operation_id = "products_get_product"
     )]
-    async fn get_product(&self, id: Path<String>) -> Reply<Product> {
+    async fn get_product(
+        &self,
+        #[oai(example = "example_product_id")] id: Path<String>,
+    ) -> Reply<Product> {
         let r = async {
             let id = product_id(&id)?;
             Ok(self.0.product(id).await?.value)
@@ -404,7 +450,7 @@ impl ProductsApi {
     )]
     async fn update_product(
         &self,
-        id: Path<String>,
+        #[oai(example = "example_product_id")] id: Path<String>,
         update: JsonBody<ProductUpdate>,
     ) -> Reply<Product> {
         let r = async {
@@ -518,7 +564,11 @@ impl ProductsApi {
         method = "get",
         operation_id = "products_user_preferences"
     )]
-    async fn preferences(&self, req: &poem::Request, id: Path<String>) -> Reply<Preferences> {
+    async fn preferences(
+        &self,
+        req: &poem::Request,
+        #[oai(example = "example_user")] id: Path<String>,
+    ) -> Reply<Preferences> {
         let r = async {
             name("id", &id)?;
             let user = own(req, &id)?;
@@ -540,7 +590,7 @@ impl ProductsApi {
     async fn update_preferences(
         &self,
         req: &poem::Request,
-        id: Path<String>,
+        #[oai(example = "example_user")] id: Path<String>,
         update: JsonBody<PreferencesUpdate>,
     ) -> Reply<Preferences> {
         let r = async {
@@ -642,7 +692,10 @@ impl ProductsApi {
         method = "get",
         operation_id = "products_static_get"
     )]
-    async fn static_get(&self, key: Path<String>) -> Reply<StaticEntry> {
+    async fn static_get(
+        &self,
+        #[oai(example = "example_static_key")] key: Path<String>,
+    ) -> Reply<StaticEntry> {
         let r = async {
             name("key", &key)?;
             Ok(self.0.static_data(&key).await?.value)
@@ -652,23 +705,28 @@ impl ProductsApi {
 
     /// Store static data
     ///
-    /// Seed 003's `cache_static_data`: the body (any JSON value) is stored under the key
-    /// and its cached copy dropped. Needs `cache:manage`.
+    /// Seed 003's `cache_static_data`: `value` (any JSON but `null`) is stored under the
+    /// key and its cached copy dropped. Needs `cache:manage`.
     #[oai(
         path = "/cache/static/:key",
         method = "post",
         operation_id = "products_static_put"
     )]
-    async fn static_put(&self, key: Path<String>, value: JsonBody<Value>) -> Reply<StaticEntry> {
+    async fn static_put(
+        &self,
+        #[oai(example = "example_new_static_key")] key: Path<String>,
+        body: JsonBody<StaticBody>,
+    ) -> Reply<StaticEntry> {
         let r = async {
             name("key", &key)?;
-            if value.0.is_null() {
+            let value = body.0.value;
+            if value.is_null() {
                 return Err(ProductsError::invalid(
-                    "body",
+                    "value",
                     "give the JSON value to store (use DELETE to remove an entry)",
                 ));
             }
-            self.0.put_static(&key, value.0).await
+            self.0.put_static(&key, value).await
         };
         r.await.into()
     }
@@ -682,7 +740,10 @@ impl ProductsApi {
         method = "delete",
         operation_id = "products_static_delete"
     )]
-    async fn static_delete(&self, key: Path<String>) -> Reply<DeleteReport> {
+    async fn static_delete(
+        &self,
+        #[oai(example = "example_new_static_key")] key: Path<String>,
+    ) -> Reply<DeleteReport> {
         let r = async {
             name("key", &key)?;
             let deleted = self.0.delete_static(&key).await?;
@@ -703,7 +764,10 @@ impl ProductsApi {
         method = "post",
         operation_id = "products_static_refresh"
     )]
-    async fn static_refresh(&self, key: Path<String>) -> Reply<StaticEntry> {
+    async fn static_refresh(
+        &self,
+        #[oai(example = "example_static_key")] key: Path<String>,
+    ) -> Reply<StaticEntry> {
         let r = async {
             name("key", &key)?;
             self.0.refresh_static(&key).await

@@ -425,7 +425,7 @@ async fn static_data_is_stored_served_refreshed_and_deleted() {
             "POST",
             banner,
             Some(("x-admin-key", READER)),
-            Some(json!({ "text": "x" })),
+            Some(json!({ "value": { "text": "x" } })),
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a read key cannot write");
@@ -433,7 +433,7 @@ async fn static_data_is_stored_served_refreshed_and_deleted() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     let (status, stored) = s
-        .admin("POST", banner, Some(json!({ "text": "Sale" })))
+        .admin("POST", banner, Some(json!({ "value": { "text": "Sale" } })))
         .await;
     assert_eq!(status, StatusCode::OK, "{stored}");
     assert_eq!(stored["value"]["text"], "Sale");
@@ -441,8 +441,12 @@ async fn static_data_is_stored_served_refreshed_and_deleted() {
         .call("GET", banner, Some(("x-admin-key", READER)), None)
         .await;
     assert_eq!(read["value"]["text"], "Sale");
-    s.admin("POST", banner, Some(json!({ "text": "Clearance" })))
-        .await;
+    s.admin(
+        "POST",
+        banner,
+        Some(json!({ "value": { "text": "Clearance" } })),
+    )
+    .await;
     let (_, read) = s.admin("GET", banner, None).await;
     assert_eq!(
         read["value"]["text"], "Clearance",
@@ -462,7 +466,7 @@ async fn static_data_is_stored_served_refreshed_and_deleted() {
     s.admin(
         "POST",
         "/products-api/cache/static/app_config",
-        Some(changed),
+        Some(json!({ "value": changed })),
     )
     .await;
     assert_eq!(
@@ -483,11 +487,16 @@ async fn static_data_is_stored_served_refreshed_and_deleted() {
         .admin(
             "POST",
             "/products-api/cache/static/bad%20key",
-            Some(json!(1)),
+            Some(json!({ "value": 1 })),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["field"], "key", "{body}");
+    for (bad, field) in [(json!({ "value": null }), "value"), (json!({}), "value")] {
+        let (status, body) = s.admin("POST", banner, Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["field"], field, "{body}");
+    }
 }
 
 #[tokio::test]
