@@ -37,7 +37,7 @@
 //! # Credentials
 //! Routes that need a permission (a plugin's cache-admin aliases, the admin API) answer 401
 //! unless the config gives a credential, e.g. `security: { admin_keys: [{ key: "...",
-//! role: write }] }` and an `x-admin-key` header on the request.
+//! role: write }] }` (16 characters at least) and an `x-admin-key` header on the request.
 
 use std::sync::Arc;
 
