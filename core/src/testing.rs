@@ -10,16 +10,47 @@
 //! let again = m.client.get("/items/1").send().await;
 //! assert!(m.cache_status(&again).contains("hit"));
 //! ```
+//!
+//! # What the plugin did
+//! The host the plugin talks to is the server's own, with a recorder attached that notes
+//! each service call after the host has carried it out, in the order it happened:
+//! - [`Mounted::events`]: the events the plugin emitted (name and fields). Their policy
+//!   triggers ran for real; the purges they made are in the engine's audit log
+//!   (`m.app.engine.audit(n)`). [`Mounted::on_event`] runs a check at the moment of the
+//!   emit, on the emitting task (was the change committed before its event?).
+//! - [`Mounted::invalidations`]: each purge the plugin asked for, as it wrote it, and how
+//!   many entries it removed.
+//! - [`Mounted::warms`]: each warm source the plugin ran through the server, and its run.
+//! - [`Mounted::loads`]: each `get_or_load` once finished: rule, the plugin's key, and
+//!   whether the cache answered ([`LoadOutcome`]).
+//!
+//! Only what happens after [`mount`] returns is noted: not the plugin's `new`.
+//!
+//! # Time
+//! The server's clock starts at the wall time unless the config sets one
+//! (`config: "server: { clock_start: \"2026-03-04T15:00:00Z\" }"`), and then runs with
+//! tokio's clock. To age entries past their TTL, move tokio's clock: in a current-thread
+//! test, `tokio::time::pause()`, `tokio::time::advance(d).await`, `tokio::time::resume()`
+//! (tokio's `test-util` feature), or `#[tokio::test(start_paused = true)]` for a test
+//! whose clock should not move unless told.
+//!
+//! # Credentials
+//! Routes that need a permission (a plugin's cache-admin aliases, the admin API) answer 401
+//! unless the config gives a credential, e.g. `security: { admin_keys: [{ key: "...",
+//! role: write }] }` (16 characters at least) and an `x-admin-key` header on the request.
 
 use std::sync::Arc;
 
-use larder_plugin::Plugin;
+use larder_plugin::{DynPlugin, Event, Plugin};
 use poem::test::{TestClient, TestResponse};
 
 use crate::app::App;
 use crate::config::LoadedConfig;
 use crate::http::pipeline::Server;
 use crate::plugins::PluginRegistry;
+use crate::plugins::record::Recorder;
+
+pub use crate::plugins::record::{Invalidated, Load, LoadOutcome, Warmed};
 
 /// How to mount the plugin.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +71,7 @@ pub struct Mounted {
     pub client: TestClient<Arc<Server>>,
     /// The application: its cache engine (`app.engine.cache`), policy, warmer.
     pub app: App,
+    recorder: Arc<Recorder>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,6 +84,61 @@ impl Mounted {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// The plugin, as the server drives it (its warm sources, events, routes).
+    pub fn plugin(&self) -> &Arc<dyn DynPlugin> {
+        &self.app.plugins[0].plugin
+    }
+
+    /// The events the plugin emitted, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        self.recorder.events()
+    }
+
+    /// The events named `name` (`appointment.created`), oldest first.
+    pub fn events_named(&self, name: &str) -> Vec<Event> {
+        self.recorder
+            .events()
+            .into_iter()
+            .filter(|e| e.name == name)
+            .collect()
+    }
+
+    /// Runs `check` on each event from now on, at the moment the plugin emits it: on the
+    /// handler's task, before the event's triggers run and the response leaves.
+    pub fn on_event(&self, check: impl Fn(&Event) + Send + Sync + 'static) {
+        self.recorder.observe_events(Arc::new(check));
+    }
+
+    /// The purges the plugin asked for, oldest first.
+    pub fn invalidations(&self) -> Vec<Invalidated> {
+        self.recorder.invalidations()
+    }
+
+    /// The warm sources the plugin ran, oldest first.
+    pub fn warms(&self) -> Vec<Warmed> {
+        self.recorder.warms()
+    }
+
+    /// The plugin's `get_or_load` calls, in the order they finished.
+    pub fn loads(&self) -> Vec<Load> {
+        self.recorder.loads()
+    }
+
+    /// Keys in the cache matching `pattern` (`*`, `?`), sorted; a plugin's `get_or_load`
+    /// keys are stored as `<plugin>:<key>`, its routes' as their rule's key template says.
+    pub async fn cached_keys(&self, pattern: &str) -> Vec<String> {
+        let found = self
+            .app
+            .engine
+            .cache
+            .keys(pattern, 100_000)
+            .await
+            .expect("the cache lists its keys");
+        let mut keys: Vec<String> = found.into_iter().map(|k| k.key).collect();
+        keys.sort();
+        keys
     }
 }
 
@@ -83,9 +170,12 @@ pub async fn mount<P: Plugin>(m: Mount) -> Mounted {
     let (app, endpoint) = App::build(loaded, &registry)
         .await
         .unwrap_or_else(|e| panic!("the application does not build: {e}"));
+    let recorder = Arc::new(Recorder::default());
+    app.host.record_into(recorder.clone());
     Mounted {
         client: TestClient::new(endpoint),
         app,
+        recorder,
         _dir: dir,
     }
 }

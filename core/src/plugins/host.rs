@@ -8,6 +8,9 @@
 //! as a cached route ([`crate::cache::lookup`]), with the same `cache.*` spans. Events a
 //! handler emits are queued for its request ([`with_events`]) and their triggers run
 //! before its response leaves.
+//!
+//! Under test ([`crate::testing::mount`]) a [`Recorder`] is attached, and each service
+//! notes what it did there once it has done it.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -18,10 +21,11 @@ use futures::future::BoxFuture;
 use larder_plugin::context::{BytesLoader, CachedBytes};
 use larder_plugin::{Event, Host, Invalidation, PluginError, WarmRun};
 use larder_policy::RuleMatch;
-use larder_store::{Entry, Loaded, OriginError, Outcome, Purge};
+use larder_store::{Entry, Loaded, OriginError, Purge};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::record::{Invalidated, Load, LoadOutcome, Recorder, Warmed};
 use crate::cache::{Engine, entry_tag, plugin_tag};
 use crate::telemetry::otel;
 
@@ -80,6 +84,8 @@ pub struct CoreHost {
     used: parking_lot::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Runs warm sources for [`Host::warm`]; the warming jobs (a later layer) attach it.
     warm_runner: OnceLock<Arc<dyn WarmRunner>>,
+    /// Set only by `testing::mount`, for a plugin's tests to read what the host did.
+    recorder: OnceLock<Arc<Recorder>>,
 }
 
 /// Runs a plugin's warm sources through the server, as the warming jobs do.
@@ -104,7 +110,13 @@ impl CoreHost {
             engine: OnceLock::new(),
             used: Default::default(),
             warm_runner: OnceLock::new(),
+            recorder: OnceLock::new(),
         })
+    }
+
+    /// Notes what the host does for plugins in `recorder` from now on.
+    pub fn record_into(&self, recorder: Arc<Recorder>) {
+        let _ = self.recorder.set(recorder);
     }
 
     /// Attaches what runs warm sources, once the warming jobs exist.
@@ -152,7 +164,11 @@ impl Host for CoreHost {
                 used.insert((plugin.clone(), rule_name.clone()));
             }
         }
-        Box::pin(async move {
+        let note = self
+            .recorder
+            .get()
+            .map(|r| (r.clone(), plugin.clone(), rule_name.clone(), key.clone()));
+        let served = async move {
             let policy = engine.as_ref().map(|e| e.policy());
             let rule = policy.as_ref().and_then(|p| p.rule(&rule_name));
             let (Some(engine), Some(rule)) = (engine, rule) else {
@@ -161,11 +177,7 @@ impl Host for CoreHost {
                     rule = rule_name,
                     "no policy rule by this name; loading uncached"
                 );
-                let bytes = load.await?;
-                return Ok(CachedBytes {
-                    bytes,
-                    cache_hit: false,
-                });
+                return Ok((load.await?, LoadOutcome::Uncached));
             };
             let bound = engine.bound_rule(rule.clone());
             let key = namespaced(&plugin, &key);
@@ -217,13 +229,28 @@ impl Host for CoreHost {
                 },
             }
             .map_err(|e| PluginError::Failed(e.message.to_string()))?;
-            let cache_hit = matches!(
-                served.status.outcome,
-                Outcome::Hit | Outcome::Stale | Outcome::StaleIfError
-            );
-            Ok(CachedBytes {
-                bytes: Bytes::clone(&served.entry.body),
-                cache_hit,
+            Ok((
+                Bytes::clone(&served.entry.body),
+                LoadOutcome::of(served.status.outcome),
+            ))
+        };
+        Box::pin(async move {
+            let served: Result<_, PluginError> = served.await;
+            if let Some((recorder, plugin, rule, key)) = note {
+                let outcome = match &served {
+                    Ok((_, outcome)) => outcome.clone(),
+                    Err(e) => LoadOutcome::Failed(e.to_string()),
+                };
+                recorder.loaded(Load {
+                    plugin,
+                    rule,
+                    key,
+                    outcome,
+                });
+            }
+            served.map(|(bytes, outcome)| CachedBytes {
+                bytes,
+                cache_hit: outcome.cache_hit(),
             })
         })
     }
@@ -240,7 +267,11 @@ impl Host for CoreHost {
             Some(user) => format!("plugin {plugin} for {user}"),
             None => format!("plugin {plugin}"),
         };
-        Box::pin(async move {
+        let note = self
+            .recorder
+            .get()
+            .map(|r| (r.clone(), plugin.clone(), what.clone()));
+        let purged = async move {
             let Some(engine) = engine else {
                 return Ok(0);
             };
@@ -261,6 +292,17 @@ impl Host for CoreHost {
                 Invalidation::All => Purge::Tags(vec![plugin_tag(&plugin)]),
             };
             Ok(engine.purge(target, &source).await)
+        };
+        Box::pin(async move {
+            let removed = purged.await;
+            if let Some((recorder, plugin, what)) = note {
+                recorder.invalidated(Invalidated {
+                    plugin,
+                    what,
+                    removed: removed.as_ref().map_err(ToString::to_string).copied(),
+                });
+            }
+            removed
         })
     }
 
@@ -270,17 +312,22 @@ impl Host for CoreHost {
         sources: Vec<String>,
     ) -> BoxFuture<'static, Result<Vec<WarmRun>, PluginError>> {
         let runner = self.warm_runner.get().cloned();
+        let recorder = self.recorder.get().cloned();
         let plugin = plugin.to_owned();
         Box::pin(async move {
             let runner =
                 runner.ok_or_else(|| PluginError::failed("the server is not ready to warm yet"))?;
             let mut runs = Vec::new();
             for source in sources {
-                let run = runner
-                    .run_source(plugin.clone(), source)
-                    .await
-                    .map_err(PluginError::failed)?;
-                runs.push(run);
+                let run = runner.run_source(plugin.clone(), source.clone()).await;
+                if let Some(recorder) = &recorder {
+                    recorder.warmed(Warmed {
+                        plugin: plugin.clone(),
+                        source,
+                        run: run.clone(),
+                    });
+                }
+                runs.push(run.map_err(PluginError::failed)?);
             }
             Ok(runs)
         })
@@ -342,6 +389,9 @@ impl Host for CoreHost {
 
     fn emit(&self, event: Event) {
         tracing::debug!(plugin = %event.plugin, event = %event.name, "plugin event");
+        if let Some(recorder) = self.recorder.get() {
+            recorder.event(&event);
+        }
         if let Err(event) = record_event(event) {
             // Not inside a request (a background task): apply the triggers right away.
             if let Some(engine) = self.engine() {

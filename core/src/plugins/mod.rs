@@ -3,6 +3,7 @@
 
 pub(crate) mod host;
 pub(crate) mod openapi;
+pub(crate) mod record;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

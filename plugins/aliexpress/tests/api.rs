@@ -1,32 +1,106 @@
-//! The plugin in-process against the fake gateway from the testkit (a real HTTP server on
-//! loopback that verifies signatures), with a test cache host.
+//! The plugin in the whole application (`larder_core::testing::mount`: the request
+//! pipeline, its shipped policy, the memory cache, the real host) against the fake gateway
+//! from the testkit (a real HTTP server on loopback that verifies signatures).
+//!
+//! Unset settings fall back to the `ALIEXPRESS_*` environment, as in production: the tests
+//! set every setting they depend on, and expect no `ALIEXPRESS_*` credentials or internal
+//! key in the environment they run in.
 
-mod common;
+use std::time::Duration;
 
-use common::Harness;
-use larder_aliexpress::config::AliexpressConfig;
-use larder_plugin::Plugin;
+use larder_aliexpress::AliexpressPlugin;
+use larder_core::testing::{LoadOutcome, Mount, Mounted, mount};
+use larder_plugin::Invalidation;
 use larder_testkit::aliexpress_gateway::{Failure, FakeGateway, methods};
 use poem::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const KEY: &str = "test-app-key";
 const SECRET: &str = "test-app-secret";
+/// Where the tests mount the plugin.
+const PREFIX: &str = "/ax";
+/// The core's admin key: the cache aliases (`/api/cache/*`) need `cache:read`/`cache:manage`.
+const ADMIN_KEY: &str = "admin-key-for-the-tests";
 
-fn real_config(gateway: &FakeGateway, secret: &str) -> AliexpressConfig {
-    AliexpressConfig {
-        app_key: Some(KEY.into()),
-        app_secret: Some(secret.into()),
-        api_url: Some(gateway.base_url()),
-        tracking_id: Some("larder_test".into()),
-        ..Default::default()
-    }
+fn real_settings(gateway: &FakeGateway, secret: &str) -> Value {
+    json!({
+        "app_key": KEY,
+        "app_secret": secret,
+        "api_url": gateway.base_url(),
+        "tracking_id": "larder_test",
+    })
 }
 
-async fn real() -> (FakeGateway, Harness) {
+/// The plugin with `settings`, mounted at [`PREFIX`]; the server's clock starts at
+/// 2026-03-04T15:00:00Z.
+async fn mounted(settings: Value) -> Mounted {
+    mounted_trusting(settings, false).await
+}
+
+/// [`mounted`], the core trusting proxy headers (`X-Forwarded-*`) or not.
+async fn mounted_trusting(settings: Value, trust_forwarded_for: bool) -> Mounted {
+    mount::<AliexpressPlugin>(Mount {
+        prefix: PREFIX.into(),
+        settings,
+        config: format!(
+            "server: {{ clock_start: \"2026-03-04T15:00:00Z\" }}\n\
+             security:\n  trust_forwarded_for: {trust_forwarded_for}\n  \
+             admin_keys: [{{ key: \"{ADMIN_KEY}\", role: write }}]\n"
+        ),
+        ..Mount::default()
+    })
+    .await
+}
+
+async fn real() -> (FakeGateway, Mounted) {
     let gateway = FakeGateway::start(KEY, SECRET).await.expect("fake gateway");
-    let harness = Harness::new(real_config(&gateway, SECRET));
-    (gateway, harness)
+    let m = mounted(real_settings(&gateway, SECRET)).await;
+    (gateway, m)
+}
+
+/// Sends a request under [`PREFIX`] (JSON body when given; the admin key on the cache
+/// aliases) and returns status and parsed JSON body.
+async fn call(m: &Mounted, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    call_with(m, method, path, body, &[]).await
+}
+
+/// Like [`call`], with extra headers.
+async fn call_with(
+    m: &Mounted,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut req = m.client.request(method, format!("{PREFIX}{path}"));
+    if path.starts_with("/api/cache/") {
+        req = req.header("x-admin-key", ADMIN_KEY);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(body) = body {
+        req = req.body_json(&body);
+    }
+    read(req.send().await).await
+}
+
+/// POSTs a raw body as JSON.
+async fn post_raw(m: &Mounted, path: &str, body: &'static str) -> (StatusCode, Value) {
+    let req = m
+        .client
+        .post(format!("{PREFIX}{path}"))
+        .content_type("application/json")
+        .body(body);
+    read(req.send().await).await
+}
+
+async fn read(resp: poem::test::TestResponse) -> (StatusCode, Value) {
+    let status = resp.0.status();
+    let text = resp.0.into_body().into_string().await.expect("body");
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not JSON ({e}), status {status}: {text}"));
+    (status, value)
 }
 
 fn meta(body: &Value) -> &Value {
@@ -35,10 +109,10 @@ fn meta(body: &Value) -> &Value {
 
 #[tokio::test]
 async fn second_search_is_served_from_cache() {
-    let (gateway, h) = real().await;
+    let (gateway, m) = real().await;
     let path = "/api/products/search?keywords=usb%20cable&page_size=5";
 
-    let (status, first) = h.call(Method::GET, path, None).await;
+    let (status, first) = call(&m, Method::GET, path, None).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["success"], true);
     assert_eq!(meta(&first)["cache_hit"], false);
@@ -58,7 +132,7 @@ async fn second_search_is_served_from_cache() {
     );
     assert_eq!(gateway.calls(methods::PRODUCT_QUERY), 1);
 
-    let (status, second) = h.call(Method::GET, path, None).await;
+    let (status, second) = call(&m, Method::GET, path, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(meta(&second)["cache_hit"], true);
     assert_eq!(second["data"], first["data"]);
@@ -71,50 +145,44 @@ async fn second_search_is_served_from_cache() {
 
 #[tokio::test]
 async fn get_and_post_forms_of_one_search_share_one_upstream_call() {
-    let (gateway, h) = real().await;
-    let (_, get) = h
-        .call(
-            Method::GET,
-            "/api/products/search?keywords=usb%20cable",
-            None,
-        )
-        .await;
+    let (gateway, m) = real().await;
+    let (_, get) = call(
+        &m,
+        Method::GET,
+        "/api/products/search?keywords=usb%20cable",
+        None,
+    )
+    .await;
     assert_eq!(meta(&get)["cache_hit"], false);
 
     // Same search: explicit defaults, other whitespace, the POST body form.
     let body =
         json!({"keywords": " usb  cable", "page_no": 1, "page_size": 10, "sort": "SALE_PRICE_ASC"});
-    let (status, post) = h
-        .call(Method::POST, "/api/products/search", Some(body.clone()))
-        .await;
+    let (status, post) = call(&m, Method::POST, "/api/products/search", Some(body.clone())).await;
     assert_eq!(status, StatusCode::OK, "{post}");
     assert_eq!(meta(&post)["cache_hit"], true);
-    let (_, alias) = h.call(Method::POST, "/api/products", Some(body)).await;
+    let (_, alias) = call(&m, Method::POST, "/api/products", Some(body)).await;
     assert_eq!(meta(&alias)["cache_hit"], true);
-    let (_, alias_get) = h
-        .call(Method::GET, "/api/products?keywords=usb+cable", None)
-        .await;
+    let (_, alias_get) = call(&m, Method::GET, "/api/products?keywords=usb+cable", None).await;
     assert_eq!(meta(&alias_get)["cache_hit"], true);
     assert_eq!(gateway.calls(methods::PRODUCT_QUERY), 1);
 
     // A different search is a different entry.
-    let (_, other) = h
-        .call(
-            Method::GET,
-            "/api/products/search?keywords=usb%20cable&page_no=2",
-            None,
-        )
-        .await;
+    let (_, other) = call(
+        &m,
+        Method::GET,
+        "/api/products/search?keywords=usb%20cable&page_no=2",
+        None,
+    )
+    .await;
     assert_eq!(meta(&other)["cache_hit"], false);
     assert_eq!(gateway.calls(methods::PRODUCT_QUERY), 2);
 }
 
 #[tokio::test]
 async fn requests_are_signed_and_prices_go_upstream_in_cents() {
-    let (gateway, h) = real().await;
-    let (status, body) = h
-        .call(
-            Method::POST,
+    let (gateway, m) = real().await;
+    let (status, body) = call(&m, Method::POST,
             "/api/products/search",
             Some(json!({"keywords": "lamp", "min_sale_price": 12.5, "max_sale_price": 99.99, "sort": "LAST_VOLUME_DESC"})),
         )
@@ -142,8 +210,8 @@ async fn requests_are_signed_and_prices_go_upstream_in_cents() {
 #[tokio::test]
 async fn wrong_secret_surfaces_the_gateway_error_as_a_502_envelope() {
     let gateway = FakeGateway::start(KEY, SECRET).await.unwrap();
-    let h = Harness::new(real_config(&gateway, "not-the-secret"));
-    let (status, body) = h.call(Method::GET, "/api/categories", None).await;
+    let m = mounted(real_settings(&gateway, "not-the-secret")).await;
+    let (status, body) = call(&m, Method::GET, "/api/categories", None).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["success"], false);
     assert_eq!(body["error"]["code"], "upstream_error");
@@ -157,17 +225,15 @@ async fn wrong_secret_surfaces_the_gateway_error_as_a_502_envelope() {
     assert!(body.get("data").is_none(), "no data, and never mock data");
     assert_eq!(gateway.rejected(), 1);
     // Errors are not cached: the next request asks again.
-    h.call(Method::GET, "/api/categories", None).await;
+    call(&m, Method::GET, "/api/categories", None).await;
     assert_eq!(gateway.calls(methods::CATEGORIES), 2);
 }
 
 #[tokio::test]
 async fn outage_with_nothing_cached_is_a_502_envelope() {
-    let (gateway, h) = real().await;
+    let (gateway, m) = real().await;
     gateway.set_failure(Failure::Http500);
-    let (status, body) = h
-        .call(Method::GET, "/api/products/hot?keywords=fan", None)
-        .await;
+    let (status, body) = call(&m, Method::GET, "/api/products/hot?keywords=fan", None).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"]["upstream"]["code"], "http_500");
     assert!(body.get("data").is_none());
@@ -176,13 +242,13 @@ async fn outage_with_nothing_cached_is_a_502_envelope() {
         code: "ApiCallLimit".into(),
         msg: "This ban will last for 1 more seconds".into(),
     });
-    let (status, body) = h
-        .call(
-            Method::GET,
-            "/api/affiliate/link?url=https://www.aliexpress.com/item/1.html",
-            None,
-        )
-        .await;
+    let (status, body) = call(
+        &m,
+        Method::GET,
+        "/api/affiliate/link?url=https://www.aliexpress.com/item/1.html",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(body["error"]["upstream"]["code"], "ApiCallLimit");
 }
@@ -190,25 +256,32 @@ async fn outage_with_nothing_cached_is_a_502_envelope() {
 #[tokio::test]
 async fn a_gateway_that_never_answers_times_out_into_a_502() {
     let gateway = FakeGateway::start(KEY, SECRET).await.unwrap();
-    let h = Harness::new(AliexpressConfig {
-        timeout_ms: Some(300),
-        ..real_config(&gateway, SECRET)
-    });
+    let mut settings = real_settings(&gateway, SECRET);
+    settings["timeout_ms"] = json!(300);
+    let m = mounted(settings).await;
     gateway.set_failure(Failure::Hang);
-    let (status, body) = h.call(Method::GET, "/api/categories", None).await;
+    let (status, body) = call(&m, Method::GET, "/api/categories", None).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"]["upstream"]["code"], "timeout");
 }
 
 #[tokio::test]
 async fn a_stale_entry_is_served_when_the_loader_fails() {
-    let (gateway, h) = real().await;
-    let (_, fresh) = h.call(Method::GET, "/api/categories", None).await;
-    h.host.expire_all();
+    let (gateway, m) = real().await;
+    let (_, fresh) = call(&m, Method::GET, "/api/categories", None).await;
+    // Past the categories rule's TTL (2h) and stale-while-revalidate window (5m), inside
+    // its stale-if-error window (1d), on the server's clock.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(3 * 3600)).await;
+    tokio::time::resume();
     gateway.set_failure(Failure::Http500);
-    let (status, stale) = h.call(Method::GET, "/api/categories", None).await;
+    let (status, stale) = call(&m, Method::GET, "/api/categories", None).await;
     assert_eq!(status, StatusCode::OK, "{stale}");
     assert_eq!(meta(&stale)["cache_hit"], true);
+    assert_eq!(
+        m.loads().last().map(|l| l.outcome.clone()),
+        Some(LoadOutcome::StaleIfError)
+    );
     assert_eq!(stale["data"], fresh["data"]);
     assert_eq!(
         gateway.calls(methods::CATEGORIES),
@@ -217,57 +290,56 @@ async fn a_stale_entry_is_served_when_the_loader_fails() {
     );
 
     // Once the entry is gone, the outage shows.
-    let (status, _) = h.call(Method::POST, "/api/cache/clear", None).await;
+    let (status, _) = call(&m, Method::POST, "/api/cache/clear", None).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = h.call(Method::GET, "/api/categories", None).await;
+    let (status, _) = call(&m, Method::GET, "/api/categories", None).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
 }
 
 #[tokio::test]
 async fn no_cache_search_always_asks_upstream_and_stores_nothing() {
-    let (gateway, h) = real().await;
+    let (gateway, m) = real().await;
     let body = json!({"keywords": "tent"});
     for _ in 0..2 {
-        let (status, reply) = h
-            .call(
-                Method::POST,
-                "/api/products/search/no-cache",
-                Some(body.clone()),
-            )
-            .await;
+        let (status, reply) = call(
+            &m,
+            Method::POST,
+            "/api/products/search/no-cache",
+            Some(body.clone()),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(meta(&reply)["cache_hit"], false);
         assert_eq!(meta(&reply)["cache_enabled"], false);
     }
     assert_eq!(gateway.calls(methods::PRODUCT_QUERY), 2);
-    assert!(h.host.keys().is_empty());
-    let (_, cached) = h
-        .call(Method::POST, "/api/products/search", Some(body))
-        .await;
+    assert!(m.loads().is_empty(), "{:?}", m.loads());
+    assert!(m.cached_keys("*").await.is_empty());
+    let (_, cached) = call(&m, Method::POST, "/api/products/search", Some(body)).await;
     assert_eq!(meta(&cached)["cache_hit"], false);
 }
 
 #[tokio::test]
 async fn details_children_and_links_come_from_the_gateway() {
-    let (gateway, h) = real().await;
+    let (gateway, m) = real().await;
 
-    let (status, one) = h
-        .call(Method::GET, "/api/products/details/1005000000001000", None)
-        .await;
+    let (status, one) = call(
+        &m,
+        Method::GET,
+        "/api/products/details/1005000000001000",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{one}");
     assert_eq!(
         one["data"]["products"][0]["product_title"],
         "Product 1005000000001000"
     );
-    let (status, missing) = h
-        .call(Method::GET, "/api/products/details/9123", None)
-        .await;
+    let (status, missing) = call(&m, Method::GET, "/api/products/details/9123", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
 
     let ids = json!({"product_ids": ["1005000000000002", "9000000000000001", "1005000000000001"]});
-    let (_, many) = h
-        .call(Method::POST, "/api/products/details", Some(ids))
-        .await;
+    let (_, many) = call(&m, Method::POST, "/api/products/details", Some(ids)).await;
     assert_eq!(many["data"]["requested"], 3);
     assert_eq!(many["data"]["found"], 2);
     assert_eq!(
@@ -279,9 +351,7 @@ async fn details_children_and_links_come_from_the_gateway() {
         "1005000000000001,1005000000000002,9000000000000001"
     );
 
-    let (_, children) = h
-        .call(Method::GET, "/api/categories/100/children", None)
-        .await;
+    let (_, children) = call(&m, Method::GET, "/api/categories/100/children", None).await;
     let names: Vec<&str> = children["data"]["children"]
         .as_array()
         .unwrap()
@@ -289,9 +359,7 @@ async fn details_children_and_links_come_from_the_gateway() {
         .map(|c| c["category_name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["Phones", "Audio"]);
-    let (status, _) = h
-        .call(Method::GET, "/api/categories/999/children", None)
-        .await;
+    let (status, _) = call(&m, Method::GET, "/api/categories/999/children", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Both children lookups reused the one cached category list.
     assert_eq!(gateway.calls(methods::CATEGORIES), 1);
@@ -300,13 +368,13 @@ async fn details_children_and_links_come_from_the_gateway() {
         "https://www.aliexpress.com/item/2.html",
         "https://www.aliexpress.com/item/1.html",
     ];
-    let (_, links) = h
-        .call(
-            Method::POST,
-            "/api/affiliate/links",
-            Some(json!({"urls": urls})),
-        )
-        .await;
+    let (_, links) = call(
+        &m,
+        Method::POST,
+        "/api/affiliate/links",
+        Some(json!({"urls": urls})),
+    )
+    .await;
     assert_eq!(meta(&links)["cache_hit"], false);
     let got: Vec<&str> = links["data"]["affiliate_links"]
         .as_array()
@@ -323,13 +391,13 @@ async fn details_children_and_links_come_from_the_gateway() {
     );
     // The same URLs in another order: the same entry, answered in the order asked.
     let reversed = [urls[1], urls[0]];
-    let (_, again) = h
-        .call(
-            Method::POST,
-            "/api/affiliate/links",
-            Some(json!({"urls": reversed})),
-        )
-        .await;
+    let (_, again) = call(
+        &m,
+        Method::POST,
+        "/api/affiliate/links",
+        Some(json!({"urls": reversed})),
+    )
+    .await;
     assert_eq!(meta(&again)["cache_hit"], true);
     assert_eq!(again["data"]["affiliate_links"][0]["original_url"], urls[1]);
     assert_eq!(gateway.calls(methods::LINK_GENERATE), 1);
@@ -337,7 +405,7 @@ async fn details_children_and_links_come_from_the_gateway() {
 
 #[tokio::test]
 async fn without_credentials_every_route_answers_from_mock_mode() {
-    let h = Harness::new(AliexpressConfig::default());
+    let m = mounted(Value::Null).await;
     let search = json!({"keywords": "desk lamp", "page_size": 3});
     let routes: Vec<(Method, &str, Option<Value>)> = vec![
         (
@@ -382,34 +450,34 @@ async fn without_credentials_every_route_answers_from_mock_mode() {
         (Method::POST, "/api/cache/clear?pattern=search", None),
     ];
     for (method, path, body) in routes {
-        let (status, reply) = h.call(method.clone(), path, body).await;
+        let (status, reply) = call(&m, method.clone(), path, body).await;
         assert_eq!(status, StatusCode::OK, "{method} {path}: {reply}");
         assert_eq!(reply["success"], true, "{method} {path}");
         assert_eq!(meta(&reply)["api_integration"], "mock", "{method} {path}");
     }
-    let (_, products) = h
-        .call(
-            Method::GET,
-            "/api/products/search?keywords=desk%20lamp&page_size=3",
-            None,
-        )
-        .await;
+    let (_, products) = call(
+        &m,
+        Method::GET,
+        "/api/products/search?keywords=desk%20lamp&page_size=3",
+        None,
+    )
+    .await;
     assert_eq!(products["data"]["products"].as_array().unwrap().len(), 3);
     assert_eq!(
         meta(&products)["cache_hit"],
         false,
         "the clear above dropped it"
     );
-    let (_, status) = h.call(Method::GET, "/api/status", None).await;
+    let (_, status) = call(&m, Method::GET, "/api/status", None).await;
     assert_eq!(status["data"]["integration_mode"], "mock");
-    let (status, doc) = h.call(Method::GET, "/openapi-gpt.json", None).await;
+    let (status, doc) = call(&m, Method::GET, "/openapi-gpt.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
 }
 
 #[tokio::test]
 async fn bad_inputs_are_400s_that_name_the_field() {
-    let h = Harness::new(AliexpressConfig::default());
+    let m = mounted(Value::Null).await;
     let ids: Vec<String> = (0..21).map(|i| format!("10050000000000{i:02}")).collect();
     let urls: Vec<String> = (0..51)
         .map(|i| format!("https://a.aliexpress.com/{i}"))
@@ -507,7 +575,7 @@ async fn bad_inputs_are_400s_that_name_the_field() {
         (Method::POST, "/api/cache/clear?pattern=*", None, "pattern"),
     ];
     for (method, path, body, field) in cases {
-        let (status, reply) = h.call(method.clone(), path, body).await;
+        let (status, reply) = call(&m, method.clone(), path, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {reply}");
         assert_eq!(reply["success"], false);
         assert_eq!(
@@ -517,12 +585,10 @@ async fn bad_inputs_are_400s_that_name_the_field() {
         assert_eq!(reply["error"]["field"], field, "{method} {path}: {reply}");
         assert_eq!(meta(&reply)["api_integration"], "mock");
     }
-    let (status, reply) = h.post_raw("/api/products/search", "{\"keywords\": ").await;
+    let (status, reply) = post_raw(&m, "/api/products/search", "{\"keywords\": ").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
     assert_eq!(reply["error"]["field"], "body");
-    let (_, reply) = h
-        .call(Method::POST, "/api/cache/clear?pattern=*", None)
-        .await;
+    let (_, reply) = call(&m, Method::POST, "/api/cache/clear?pattern=*", None).await;
     assert!(
         reply["error"]["message"]
             .as_str()
@@ -533,38 +599,31 @@ async fn bad_inputs_are_400s_that_name_the_field() {
 
 #[tokio::test]
 async fn api_routes_need_the_internal_key_when_one_is_set() {
-    let h = Harness::new(AliexpressConfig {
-        internal_key: Some("k3y-for-tests".into()),
-        ..Default::default()
-    });
+    let m = mounted(json!({"internal_key": "k3y-for-tests"})).await;
     for headers in [&[][..], &[("x-internal-key", "wrong")][..]] {
-        let (status, body) = h
-            .call_with(Method::GET, "/api/categories", None, headers)
-            .await;
+        let (status, body) = call_with(&m, Method::GET, "/api/categories", None, headers).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert_eq!(body["success"], false);
         assert_eq!(body["error"]["code"], "unauthorized");
     }
     // Refused before validation: a bad input without the key is still a 401.
-    let (status, _) = h
-        .call(Method::GET, "/api/products/search?page_size=0", None)
-        .await;
+    let (status, _) = call(&m, Method::GET, "/api/products/search?page_size=0", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = h
-        .call_with(
-            Method::GET,
-            "/api/categories",
-            None,
-            &[
-                ("x-internal-key", "k3y-for-tests"),
-                ("x-request-id", "req-42"),
-            ],
-        )
-        .await;
+    let (status, body) = call_with(
+        &m,
+        Method::GET,
+        "/api/categories",
+        None,
+        &[
+            ("x-internal-key", "k3y-for-tests"),
+            ("x-request-id", "req-42"),
+        ],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(meta(&body)["request_id"], "req-42");
     // The GPT document is public and declares the key.
-    let (status, doc) = h.call(Method::GET, "/openapi-gpt.json", None).await;
+    let (status, doc) = call(&m, Method::GET, "/openapi-gpt.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         doc["components"]["securitySchemes"]["internalKey"]["name"],
@@ -613,11 +672,8 @@ fn check_gpt_document(doc: &Value) {
 
 #[tokio::test]
 async fn gpt_document_is_openapi_3_with_the_configured_server() {
-    let h = Harness::new(AliexpressConfig {
-        public_url: Some("https://gpt.example.test/aliexpress/".into()),
-        ..Default::default()
-    });
-    let (status, doc) = h.call(Method::GET, "/openapi-gpt.json", None).await;
+    let m = mounted(json!({"public_url": "https://gpt.example.test/aliexpress/"})).await;
+    let (status, doc) = call(&m, Method::GET, "/openapi-gpt.json", None).await;
     assert_eq!(status, StatusCode::OK);
     check_gpt_document(&doc);
     assert_eq!(
@@ -625,25 +681,26 @@ async fn gpt_document_is_openapi_3_with_the_configured_server() {
         "https://gpt.example.test/aliexpress"
     );
 
-    // Without a configured URL, it is the request's host and the mount prefix.
-    let h = Harness::new(AliexpressConfig::default());
-    let (_, doc) = h
-        .call_with(
-            Method::GET,
-            "/openapi-gpt.json",
-            None,
-            &[("host", "larder.test:8080"), ("x-forwarded-proto", "https")],
-        )
-        .await;
+    // Without a configured URL, it is the request's host and the mount prefix; the
+    // forwarded scheme counts because the core is told to trust proxy headers.
+    let m = mounted_trusting(Value::Null, true).await;
+    let (_, doc) = call_with(
+        &m,
+        Method::GET,
+        "/openapi-gpt.json",
+        None,
+        &[("host", "larder.test:8080"), ("x-forwarded-proto", "https")],
+    )
+    .await;
     check_gpt_document(&doc);
     assert_eq!(doc["servers"][0]["url"], "https://larder.test:8080/ax");
 }
 
 #[tokio::test]
 async fn the_categories_warm_source_fills_the_cache() {
-    let (gateway, h) = real().await;
-    assert_eq!(h.plugin.warm_sources()[0].name, "categories");
-    let requests = h.plugin.warm_source("categories").await.unwrap();
+    let (gateway, m) = real().await;
+    assert_eq!(m.plugin().warm_sources()[0].name, "categories");
+    let requests = m.plugin().warm_source("categories").await.unwrap();
     let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -653,32 +710,42 @@ async fn the_categories_warm_source_fills_the_cache() {
             "/api/categories/200/children"
         ]
     );
-    let (_, body) = h.call(Method::GET, "/api/categories", None).await;
+    let (_, body) = call(&m, Method::GET, "/api/categories", None).await;
     assert_eq!(meta(&body)["cache_hit"], true);
     assert_eq!(body["data"]["total_categories"], 2);
     assert_eq!(gateway.calls(methods::CATEGORIES), 1);
-    assert!(h.plugin.warm_source("nope").await.is_err());
+    assert!(m.plugin().warm_source("nope").await.is_err());
 }
 
 #[tokio::test]
 async fn cache_clear_drops_matching_entries_only() {
-    let (gateway, h) = real().await;
-    h.call(Method::GET, "/api/products/search?keywords=a", None)
-        .await;
-    h.call(Method::GET, "/api/categories", None).await;
-    let (status, cleared) = h
-        .call(Method::POST, "/api/cache/clear?pattern=search", None)
-        .await;
+    let (gateway, m) = real().await;
+    call(&m, Method::GET, "/api/products/search?keywords=a", None).await;
+    call(&m, Method::GET, "/api/categories", None).await;
+    let (status, cleared) = call(&m, Method::POST, "/api/cache/clear?pattern=search", None).await;
     assert_eq!(status, StatusCode::OK, "{cleared}");
     assert_eq!(cleared["data"]["cleared_entries"], 1);
-    let (_, cats) = h.call(Method::GET, "/api/categories", None).await;
+    let (_, cats) = call(&m, Method::GET, "/api/categories", None).await;
     assert_eq!(meta(&cats)["cache_hit"], true);
-    let (_, all) = h.call(Method::POST, "/api/cache/clear", None).await;
+    let (_, all) = call(&m, Method::POST, "/api/cache/clear", None).await;
     assert_eq!(all["data"]["pattern"], "all");
     assert_eq!(all["data"]["cleared_entries"], 1);
     assert_eq!(gateway.calls(methods::CATEGORIES), 1);
     // Keys are per rule and mode, readable for pattern clears.
-    let (rule, key) = h.host.calls.lock().unwrap()[0].clone();
-    assert_eq!(rule, "aliexpress-search");
-    assert!(key.starts_with("search:real:"), "{key}");
+    let first = &m.loads()[0];
+    assert_eq!(first.rule, "aliexpress-search");
+    assert!(first.key.starts_with("search:real:"), "{}", first.key);
+    // What the clears asked the host for, and what each removed from the real cache.
+    let asked: Vec<(Invalidation, Result<u64, String>)> = m
+        .invalidations()
+        .into_iter()
+        .map(|i| (i.what, i.removed))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            (Invalidation::Pattern("*search*".into()), Ok(1)),
+            (Invalidation::All, Ok(1)),
+        ]
+    );
 }

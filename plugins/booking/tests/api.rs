@@ -1,15 +1,17 @@
-//! The booking routes in process: slots, bookings (including concurrent ones), events,
-//! validation, the cache-admin aliases and warm sources.
+//! The booking routes in the whole application: slots (through the policy's cache),
+//! bookings (including concurrent ones), events and what their triggers purge, validation,
+//! the cache-admin aliases and warm sources.
 
 mod common;
 
 use std::sync::Arc;
 
-use common::{add_test_barber, app, day, sql};
+use common::{App, add_test_barber, app, day, sql};
 use larder_booking::time::weekday_index;
-use poem::Route;
-use poem::http::StatusCode;
-use poem::test::{TestClient, TestResponse};
+use larder_core::testing::LoadOutcome;
+use larder_plugin::Invalidation;
+use poem::http::{Method, StatusCode};
+use poem::test::TestResponse;
 use serde_json::{Value, json};
 
 async fn read(resp: TestResponse) -> (StatusCode, Value) {
@@ -23,12 +25,20 @@ async fn read(resp: TestResponse) -> (StatusCode, Value) {
     (status, body)
 }
 
-async fn get(client: &TestClient<Route>, uri: &str) -> (StatusCode, Value) {
-    read(client.get(uri).send().await).await
+async fn get(app: &App, uri: &str) -> (StatusCode, Value) {
+    read(app.m.client.get(uri).send().await).await
 }
 
-async fn post(client: &TestClient<Route>, uri: &str, body: Value) -> (StatusCode, Value) {
-    read(client.post(uri).body_json(&body).send().await).await
+async fn post(app: &App, uri: &str, body: Value) -> (StatusCode, Value) {
+    read(app.m.client.post(uri).body_json(&body).send().await).await
+}
+
+/// A GET, with its `Cache-Status`.
+async fn get_cached(app: &App, uri: &str) -> (StatusCode, Value, String) {
+    let resp = app.m.client.get(uri).send().await;
+    let status = app.cache_status(&resp);
+    let (code, body) = read(resp).await;
+    (code, body, status)
 }
 
 fn starts(v: &Value) -> Vec<String> {
@@ -42,7 +52,7 @@ fn starts(v: &Value) -> Vec<String> {
 
 /// Day D (in two days) is a working day of barber 100; D+2 is its day off.
 struct Fixture {
-    app: common::App,
+    app: App,
     d: String,
 }
 
@@ -63,7 +73,7 @@ fn booking(barber: i64, service: i64, client: i64, date: &str, start: &str) -> V
 #[tokio::test]
 async fn slots_follow_hours_time_off_and_appointments() {
     let f = fixture().await;
-    let (c, d) = (&f.app.client, &f.d);
+    let (c, d) = (&f.app, &f.d);
     let all = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
     // A free day: 30-minute slots (default duration) every 15 minutes inside 09–12, 13–17.
@@ -83,7 +93,7 @@ async fn slots_follow_hours_time_off_and_appointments() {
     assert_eq!(free.len(), 11 + 15);
     assert_eq!(v["slots"][0], json!({"start": "09:00", "end": "09:30"}));
 
-    // 10:00–10:30 booked and 14:00–15:00 off.
+    // 10:00–10:30 booked and 14:00–15:00 off, written behind the plugin's back.
     sql(
         &f.app.db_path,
         &format!(
@@ -93,7 +103,21 @@ async fn slots_follow_hours_time_off_and_appointments() {
              VALUES (100, '{d}', '{d}', 840, 900, 'errand');"
         ),
     );
-    let (_, v) = get(c, &format!("/api/v2/barbers/100/slots?date={d}")).await;
+    // No event, so no purge: the day's cached answer stands until something drops it.
+    let slots = format!("/api/v2/barbers/100/slots?date={d}");
+    let (_, v, cache) = get_cached(c, &slots).await;
+    assert!(cache.contains("hit"), "{cache}");
+    assert_eq!(starts(&v), free);
+    let (status, v) = read(
+        c.admin(Method::POST, "/api/v2/cache/invalidate")
+            .body_json(&json!({"tags": [format!("slots:100:{d}")]}))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["cleared_entries"], 1, "{v}");
+    let (_, v) = get(c, &slots).await;
     assert_eq!(
         starts(&v),
         all(&[
@@ -135,7 +159,13 @@ async fn slots_follow_hours_time_off_and_appointments() {
 #[tokio::test]
 async fn booking_takes_the_slot_and_emits_after_commit() {
     let f = fixture().await;
-    let (c, d) = (&f.app.client, &f.d);
+    let (c, d) = (&f.app, &f.d);
+    // The day's slots are cached before the booking...
+    let slots = format!("/api/v2/barbers/100/slots?date={d}");
+    let (_, before) = get(c, &slots).await;
+    assert!(starts(&before).contains(&"11:00".into()));
+    let (_, _, cache) = get_cached(c, &slots).await;
+    assert!(cache.contains("hit"), "{cache}");
     let (status, v) = post(c, "/api/v2/appointments", booking(100, 1, 5, d, "11:00")).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let id = v["id"].as_i64().unwrap();
@@ -143,8 +173,10 @@ async fn booking_takes_the_slot_and_emits_after_commit() {
     assert_eq!(v["end"], "11:30");
     assert_eq!(v["status"], "booked");
 
-    // The very next computation no longer offers it, nor a start that would overlap it.
-    let (_, slots) = get(c, &format!("/api/v2/barbers/100/slots?date={d}")).await;
+    // ...and the booking's trigger purged them before its answer: the very next request
+    // computes them again, without it nor a start that would overlap it.
+    let (_, slots, cache) = get_cached(c, &slots).await;
+    assert!(!cache.contains("hit"), "{cache}");
     let free = starts(&slots);
     assert!(!free.contains(&"11:00".into()) && !free.contains(&"10:45".into()));
     assert!(!free.contains(&"11:15".into()));
@@ -158,7 +190,7 @@ async fn booking_takes_the_slot_and_emits_after_commit() {
         assert!(v["message"].as_str().unwrap().contains("11:00–11:30"));
     }
 
-    let created = f.app.host.events_named("appointment.created");
+    let created = f.app.events_named("appointment.created");
     assert_eq!(created.len(), 1);
     let e = &created[0];
     assert_eq!(e.event.plugin, "booking");
@@ -174,17 +206,32 @@ async fn booking_takes_the_slot_and_emits_after_commit() {
     assert_eq!(e.committed, Some(true), "emitted before the commit");
 
     // Cancelling frees the slot again and emits with the same fields.
-    let (status, v) = read(c.delete(format!("/api/v2/appointments/{id}")).send().await).await;
+    let (status, v) = read(
+        c.m.client
+            .delete(format!("/api/v2/appointments/{id}"))
+            .send()
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "cancelled");
     let (_, slots) = get(c, &format!("/api/v2/barbers/100/slots?date={d}")).await;
     assert!(starts(&slots).contains(&"11:00".into()));
-    let cancelled = f.app.host.events_named("appointment.cancelled");
+    // Every event the plugin emitted, in order (refused bookings emit nothing).
+    let names: Vec<String> = f.app.m.events().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["appointment.created", "appointment.cancelled"]);
+    let cancelled = f.app.events_named("appointment.cancelled");
     assert_eq!(cancelled.len(), 1);
     assert_eq!(cancelled[0].event.fields["appointment_id"], id);
     assert_eq!(cancelled[0].event.fields["date"], d.as_str());
     assert_eq!(cancelled[0].committed, Some(true));
-    let (status, v) = read(c.delete(format!("/api/v2/appointments/{id}")).send().await).await;
+    let (status, v) = read(
+        c.m.client
+            .delete(format!("/api/v2/appointments/{id}"))
+            .send()
+            .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(v["error"], "already_cancelled");
 
@@ -196,17 +243,18 @@ async fn booking_takes_the_slot_and_emits_after_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_for_one_slot_book_it_once() {
     let f = fixture().await;
-    let client: Arc<TestClient<Route>> = f.app.client.clone();
+    let m = f.app.m.clone();
     let d = f.d.clone();
     let barrier = Arc::new(tokio::sync::Barrier::new(20));
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let (client, d, barrier) = (client.clone(), d.clone(), barrier.clone());
+        let (m, d, barrier) = (m.clone(), d.clone(), barrier.clone());
         // Half ask for 15:00 exactly, half for 15:15 (overlapping 15:00–15:45 of service 2).
         let start = if i % 2 == 0 { "15:00" } else { "15:15" };
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            let resp = client
+            let resp = m
+                .client
                 .post("/api/v2/appointments")
                 .body_json(&booking(100, 2, 10 + i, &d, start))
                 .send()
@@ -237,13 +285,13 @@ async fn concurrent_creates_for_one_slot_book_it_once() {
         )
         .unwrap();
     assert_eq!(rows, 1);
-    assert_eq!(f.app.host.events_named("appointment.created").len(), 1);
+    assert_eq!(f.app.events_named("appointment.created").len(), 1);
 }
 
 #[tokio::test]
 async fn payments_are_recorded_and_emitted() {
     let f = fixture().await;
-    let (c, d) = (&f.app.client, &f.d);
+    let (c, d) = (&f.app, &f.d);
     let (_, appt) = post(c, "/api/v2/appointments", booking(100, 1, 5, d, "09:00")).await;
     let id = appt["id"].as_i64().unwrap();
     let (status, v) = post(
@@ -255,7 +303,7 @@ async fn payments_are_recorded_and_emitted() {
     assert_eq!(status, StatusCode::CREATED, "{v}");
     assert_eq!(v["amount"], 35.5);
     assert_eq!(v["method"], "cash");
-    let events = f.app.host.events_named("payment.recorded");
+    let events = f.app.events_named("payment.recorded");
     assert_eq!(events.len(), 1);
     let fields = &events[0].event.fields;
     assert_eq!(fields["appointment_id"], id);
@@ -285,7 +333,7 @@ async fn payments_are_recorded_and_emitted() {
 #[tokio::test]
 async fn bad_input_is_named() {
     let f = fixture().await;
-    let (c, d) = (&f.app.client, &f.d);
+    let (c, d) = (&f.app, &f.d);
     let cases: Vec<(&str, StatusCode, &str)> = vec![
         (
             "/api/v2/barbers/9999/slots?date=2030-01-07",
@@ -446,13 +494,13 @@ async fn bad_input_is_named() {
     let (status, v) = post(c, "/api/v2/appointments", booking(100, 1, 1, d, "10:30")).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(v["error"], "barber_unavailable");
-    assert!(f.app.host.events_named("appointment.created").is_empty());
+    assert!(f.app.events_named("appointment.created").is_empty());
 }
 
 #[tokio::test]
 async fn catalog_profiles_and_analytics_answer() {
     let f = fixture().await;
-    let c = &f.app.client;
+    let c = &f.app;
     let (status, v) = get(c, "/api/v2/barbers").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v.as_array().unwrap().len(), 4);
@@ -475,7 +523,8 @@ async fn catalog_profiles_and_analytics_answer() {
     assert_eq!(v["total_slots"], 6 * 26);
 
     let (status, v) = read(
-        c.put("/api/v2/services/4")
+        c.m.client
+            .put("/api/v2/services/4")
             .body_json(&json!({"duration_minutes": 20, "price": 22.5}))
             .send()
             .await,
@@ -484,12 +533,23 @@ async fn catalog_profiles_and_analytics_answer() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["duration_minutes"], 20);
     assert_eq!(
-        f.app.host.events_named("service.changed")[0].event.fields["service_id"],
+        f.app.events_named("service.changed")[0].event.fields["service_id"],
         4
     );
+    // Its trigger purged the catalog cached above: the change shows at once.
+    let (_, v, cache) = get_cached(c, "/api/v2/services").await;
+    assert!(!cache.contains("hit"), "{cache}");
+    let four = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == 4)
+        .unwrap_or_else(|| panic!("no service 4 in {v}"));
+    assert_eq!(four["duration_minutes"], 20, "{four}");
 
     let (status, v) = read(
-        c.put("/api/v2/users/3")
+        c.m.client
+            .put("/api/v2/users/3")
             .body_json(&json!({"notes": "skin fade, no. 2 on top"}))
             .send()
             .await,
@@ -498,7 +558,8 @@ async fn catalog_profiles_and_analytics_answer() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["notes"], "skin fade, no. 2 on top");
     let (status, v) = read(
-        c.put("/api/v2/barbers/100")
+        c.m.client
+            .put("/api/v2/barbers/100")
             .body_json(&json!({"bio": "New bio."}))
             .send()
             .await,
@@ -508,7 +569,6 @@ async fn catalog_profiles_and_analytics_answer() {
     assert_eq!(v["working_hours"].as_array().unwrap().len(), 6);
     let profile_events: Vec<Value> = f
         .app
-        .host
         .events_named("profile.updated")
         .into_iter()
         .map(|s| Value::Object(s.event.fields))
@@ -539,12 +599,8 @@ async fn catalog_profiles_and_analytics_answer() {
 #[tokio::test]
 async fn warm_source_lists_every_barber_for_seven_days() {
     let f = fixture().await;
-    let reqs = f
-        .app
-        .plugin
-        .warm_requests("slots_next_7_days")
-        .await
-        .unwrap();
+    let plugin = f.app.m.plugin();
+    let reqs = plugin.warm_source("slots_next_7_days").await.unwrap();
     assert_eq!(reqs.len(), 4 * 7);
     assert!(reqs.iter().all(|r| r.method == "GET"));
     assert_eq!(
@@ -559,79 +615,127 @@ async fn warm_source_lists_every_barber_for_seven_days() {
         reqs[27].path,
         format!("/api/v2/barbers/100/slots?date={}", day(6))
     );
-    assert!(f.app.plugin.warm_requests("nope").await.is_err());
+    assert!(plugin.warm_source("nope").await.is_err());
     // Every warm request is a route that answers 200.
     for r in &reqs {
-        let (status, _) = get(&f.app.client, &r.path).await;
+        let (status, _) = get(&f.app, &r.path).await;
         assert_eq!(status, StatusCode::OK, "{}", r.path);
     }
+}
+
+async fn admin_get(app: &App, uri: &str) -> (StatusCode, Value) {
+    read(app.admin(Method::GET, uri).send().await).await
+}
+
+async fn admin_post(app: &App, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let req = app.admin(Method::POST, uri);
+    let req = match body {
+        Some(body) => req.body_json(&body),
+        None => req,
+    };
+    read(req.send().await).await
 }
 
 #[tokio::test]
 async fn cache_admin_aliases_use_the_plugin_context() {
     let f = fixture().await;
-    let c = &f.app.client;
-    let (status, v) = get(c, "/api/v2/cache/health").await;
+    let c = &f.app;
+    let (status, v) = admin_get(c, "/api/v2/cache/health").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "healthy");
-    let (_, v) = get(c, "/api/v2/cache/metrics").await;
-    assert_eq!(v["hit_rate"], 0.75);
-    let (status, _) = get(c, "/api/v2/cache/performance-report").await;
+    // One miss and three hits on the plugin's rules.
+    for _ in 0..4 {
+        get(c, "/api/v2/services").await;
+    }
+    let (_, v) = admin_get(c, "/api/v2/cache/metrics").await;
+    assert_eq!(v["hit_rate"], 0.75, "{v}");
+    let (status, _) = admin_get(c, "/api/v2/cache/performance-report").await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, v) = post(
+    let (status, v) = admin_post(
         c,
         "/api/v2/cache/invalidate",
-        json!({"patterns": ["booking:slots:1:*", "**"]}),
+        Some(json!({"patterns": ["slots:1:*", "**"]})),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(v["field"], "patterns[1]");
-    assert!(f.app.host.invalidations.lock().unwrap().is_empty());
-    let (status, v) = post(c, "/api/v2/cache/invalidate", json!({})).await;
+    assert!(f.app.m.invalidations().is_empty());
+    let (status, v) = admin_post(c, "/api/v2/cache/invalidate", Some(json!({}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-    let (status, v) = post(
+    // One entry under each: barber 1's slots for a day, and the dashboard (`analytics`).
+    get(c, &format!("/api/v2/barbers/1/slots?date={}", f.d)).await;
+    get(c, "/api/v2/analytics/dashboard").await;
+    let (status, v) = admin_post(
         c,
         "/api/v2/cache/invalidate",
-        json!({"patterns": ["booking:slots:1:*"], "tags": ["analytics"]}),
+        Some(json!({"patterns": ["slots:1:*"], "tags": ["analytics"]})),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    assert_eq!(v["cleared_entries"], 2);
+    assert_eq!(v["cleared_entries"], 2, "{v}");
+    let asked: Vec<(Invalidation, Result<u64, String>)> = f
+        .app
+        .m
+        .invalidations()
+        .into_iter()
+        .map(|i| (i.what, i.removed))
+        .collect();
     assert_eq!(
-        *f.app.host.invalidations.lock().unwrap(),
-        vec![
-            larder_plugin::Invalidation::Pattern("booking:slots:1:*".into()),
-            larder_plugin::Invalidation::Tags(vec!["analytics".into()]),
+        asked,
+        [
+            (Invalidation::Pattern("slots:1:*".into()), Ok(1)),
+            (Invalidation::Tags(vec!["analytics".into()]), Ok(1)),
         ]
     );
+    let (_, _, cache) = get_cached(c, "/api/v2/analytics/dashboard").await;
+    assert!(!cache.contains("hit"), "{cache}");
 
-    let (status, v) = post(
+    let (status, v) = admin_post(
         c,
         "/api/v2/cache/warm-cache?source=slots_next_7_days",
-        json!({}),
+        Some(json!({})),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["sources"][0]["requests"].as_array().unwrap().len(), 28);
     assert_eq!(v["started"], true);
+    let warms = f.app.m.warms();
+    let sources: Vec<&str> = warms.iter().map(|w| w.source.as_str()).collect();
     assert_eq!(
-        *f.app.host.warmed.lock().unwrap(),
+        sources,
         ["slots_next_7_days"],
         "the alias asks the core to run the source"
     );
+    // The core sent every request through the server: 28 answers, all 2xx.
+    assert_eq!(warms[0].run.as_ref().map(|r| r.entries), Ok(28));
+    assert_eq!(v["entries"], 28, "{v}");
+    let (_, _, cache) = get_cached(c, &format!("/api/v2/barbers/100/slots?date={}", day(6))).await;
+    assert!(cache.contains("hit"), "{cache}");
     // Without a source, every source runs.
-    let (status, v) = read(c.post("/api/v2/cache/warm-cache").send().await).await;
+    let (status, v) = admin_post(c, "/api/v2/cache/warm-cache", None).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["sources"].as_array().unwrap().len(), 2);
-    assert_eq!(f.app.host.warmed.lock().unwrap().len(), 3);
+    assert_eq!(f.app.m.warms().len(), 3);
 
     let uri = format!(
         "/api/v2/cache/benchmark/slots?barber_id=100&date={}&iterations=10",
         f.d
     );
-    let (status, v) = read(c.post(uri).send().await).await;
+    let (status, v) = admin_post(c, &uri, None).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["uncached"]["iterations"], 10);
     assert_eq!(v["cached"]["cache_hits"], 9);
+    // Through the booking-slots rule: one load, then nine hits.
+    let bench: Vec<LoadOutcome> = f
+        .app
+        .m
+        .loads()
+        .into_iter()
+        .filter(|l| l.key.starts_with("booking:bench:slots:100:"))
+        .map(|l| l.outcome)
+        .collect();
+    let mut want = vec![LoadOutcome::Loaded];
+    want.extend(std::iter::repeat_n(LoadOutcome::Hit, 9));
+    assert_eq!(bench, want);
 }

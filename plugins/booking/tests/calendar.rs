@@ -1,6 +1,7 @@
 //! The shop's calendar at chosen instants: every weekday, a barber's day off, the evening
-//! when the shop's date (New York) is behind UTC's, and both DST changes. The plugin's clock
-//! is started at each instant; nothing here reads the wall clock.
+//! when the shop's date (New York) is behind UTC's, and both DST changes. The server's clock
+//! is started at each instant and tokio's clock is paused, so it stays there; nothing here
+//! reads the wall clock.
 
 mod common;
 
@@ -15,7 +16,7 @@ const SHOP_ZONE: &str = "America/New_York";
 const THURSDAY: u32 = 3;
 
 async fn get(app: &common::App, uri: &str) -> (StatusCode, Value) {
-    let resp = app.client.get(uri).send().await;
+    let resp = app.m.client.get(uri).send().await;
     let status = resp.0.status();
     (
         status,
@@ -26,6 +27,7 @@ async fn get(app: &common::App, uri: &str) -> (StatusCode, Value) {
 async fn book(app: &common::App, date: Date, start: &str) -> (StatusCode, Value) {
     let body = json!({"barber_id": 100, "service_id": 1, "client_id": 1, "date": date.to_string(), "start": start});
     let resp = app
+        .m
         .client
         .post("/api/v2/appointments")
         .body_json(&body)
@@ -72,10 +74,23 @@ fn date(s: &str) -> Date {
     s.parse().unwrap()
 }
 
+/// The dates a warm source's requests are for, in order.
+async fn warm_dates(app: &common::App, source: &str) -> Vec<String> {
+    let warm = app.m.plugin().warm_source(source).await.unwrap();
+    warm.iter()
+        .map(|r| r.path.rsplit('=').next().unwrap().to_owned())
+        .collect()
+}
+
+/// The shop's today as the plugin reads it: the first day its slots warm source covers.
+async fn shop_today(app: &common::App) -> Date {
+    date(&warm_dates(app, "slots_next_7_days").await[0])
+}
+
 /// At 10:00 in the shop on each day of one week (which holds the spring DST change on
 /// Sunday 03-08): today is the shop's date, today's first start is 11:00 (an hour's notice),
 /// yesterday is closed, a day off has no slots and refuses a booking by its weekday.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn each_weekday_at_ten_in_the_morning() {
     let week = [
         ("2026-03-02T15:00:00Z", "2026-03-02", "monday"),
@@ -90,7 +105,7 @@ async fn each_weekday_at_ten_in_the_morning() {
     for (at, today, weekday) in week {
         let app = shop_at(at, false).await;
         let today = date(today);
-        assert_eq!(app.plugin.state().clock.today(), today, "{at}");
+        assert_eq!(shop_today(&app).await, today, "{at}");
 
         let (status, settings) = get(&app, "/api/v2/settings").await;
         assert_eq!(status, StatusCode::OK);
@@ -146,7 +161,12 @@ async fn each_weekday_at_ten_in_the_morning() {
         }
 
         // The warm source covers the shop's today and the six days after it.
-        let warm = app.plugin.warm_requests("slots_next_7_days").await.unwrap();
+        let warm = app
+            .m
+            .plugin()
+            .warm_source("slots_next_7_days")
+            .await
+            .unwrap();
         let dates: Vec<&str> = warm
             .iter()
             .filter(|r| r.path.starts_with("/api/v2/barbers/100/"))
@@ -158,11 +178,11 @@ async fn each_weekday_at_ten_in_the_morning() {
 }
 
 /// 21:30 on Tuesday in New York is 02:30 on Wednesday in UTC: the shop's today is Tuesday.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_evening_when_the_shop_is_a_day_behind_utc() {
     let app = shop_at("2026-03-04T02:30:00Z", false).await;
     let tuesday = date("2026-03-03");
-    assert_eq!(app.plugin.state().clock.today(), tuesday);
+    assert_eq!(shop_today(&app).await, tuesday);
 
     assert!(
         starts(&app, tuesday).await.is_empty(),
@@ -188,11 +208,17 @@ async fn the_evening_when_the_shop_is_a_day_behind_utc() {
     let (status, v) = book(&app, wednesday, "09:00").await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
 
-    let warm = app.plugin.warm_requests("slots_next_7_days").await.unwrap();
+    let warm = app
+        .m
+        .plugin()
+        .warm_source("slots_next_7_days")
+        .await
+        .unwrap();
     assert_eq!(warm[0].path, "/api/v2/barbers/1/slots?date=2026-03-03");
     let week = app
-        .plugin
-        .warm_requests("availability_two_weeks")
+        .m
+        .plugin()
+        .warm_source("availability_two_weeks")
         .await
         .unwrap();
     assert_eq!(
@@ -203,12 +229,12 @@ async fn the_evening_when_the_shop_is_a_day_behind_utc() {
 
 /// An hour's notice is an hour of real time, also across a DST change (barber 100 works
 /// through Sunday night here).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn notice_counts_real_time_across_dst_changes() {
     // Spring forward: 01:45 EST + 60 minutes = 03:45 EDT (02:00–03:00 does not exist).
     let app = shop_at("2026-03-08T06:45:00Z", true).await;
     let sunday = date("2026-03-08");
-    assert_eq!(app.plugin.state().clock.today(), sunday);
+    assert_eq!(shop_today(&app).await, sunday);
     assert_eq!(
         starts(&app, sunday).await.first().map(String::as_str),
         Some("03:45")
@@ -226,7 +252,7 @@ async fn notice_counts_real_time_across_dst_changes() {
     // Fall back: 01:30 EDT + 60 minutes = 01:30 EST (01:00–02:00 happens twice).
     let app = shop_at("2026-11-01T05:30:00Z", true).await;
     let sunday = date("2026-11-01");
-    assert_eq!(app.plugin.state().clock.today(), sunday);
+    assert_eq!(shop_today(&app).await, sunday);
     assert_eq!(
         starts(&app, sunday).await.first().map(String::as_str),
         Some("01:30")

@@ -159,10 +159,12 @@ async fn a_second_start_keeps_the_data() {
     common::sql(&path, "UPDATE clients SET notes = 'kept' WHERE id = 1");
     let before = dump(&path);
     assert!(before.contains("\"kept\""));
-    drop(app.plugin);
+    // The first server stops; its folder (the database's) stays for the second.
+    let common::App { m, _dir: dir, .. } = app;
+    drop(m);
     let again = common::app_with(tempfile::tempdir().unwrap(), config).await;
     assert_eq!(dump(&again.db_path), before);
-    drop(app._dir);
+    drop(dir);
 }
 
 /// Uncached slot computation latency on the default-size dataset (8 barbers, 26 weeks of

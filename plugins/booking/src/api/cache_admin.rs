@@ -24,8 +24,9 @@ use crate::{analytics, store, time};
 #[derive(Object, Debug, Clone)]
 #[oai(example)]
 pub struct InvalidateRequest {
-    /// Key patterns (`*` any run, `?` one character), e.g. `booking:slots:3:*`. A pattern of
-    /// only wildcards is refused: set `all` instead.
+    /// Key patterns (`*` any run, `?` one character) inside this plugin's keys, which all
+    /// start `booking:`: `slots:3:*` purges `booking:slots:3:*`. A pattern of only
+    /// wildcards is refused: set `all` instead.
     #[oai(default, validator(max_items = 100))]
     pub patterns: Vec<String>,
     /// Tags, e.g. `slots:3:2025-01-11` or `analytics`.
@@ -39,7 +40,7 @@ pub struct InvalidateRequest {
 impl poem_openapi::types::Example for InvalidateRequest {
     fn example() -> Self {
         InvalidateRequest {
-            patterns: vec!["booking:slots:3:*".into()],
+            patterns: vec!["slots:3:*".into()],
             tags: vec!["analytics".into()],
             all: false,
         }
