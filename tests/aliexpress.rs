@@ -89,6 +89,13 @@ async fn searches_are_cached_with_an_exact_cache_hit_and_shared_by_get_and_post(
         .send()
         .await
         .unwrap();
+    // Cached from the handler's code, the answer's headers say so too (RFC 9211).
+    let status = r.headers()["cache-status"].to_str().unwrap().to_owned();
+    assert!(
+        status.starts_with("larder; hit; ttl=") && status.ends_with("; rule=aliexpress-search"),
+        "{status}"
+    );
+    assert!(r.headers().contains_key("server-timing"));
     let post: Value = r.json().await.unwrap();
     assert_eq!(post["metadata"]["cache_hit"], true, "{post}");
     assert_eq!(

@@ -48,7 +48,7 @@ use crate::http::error::{ApiError, error_response};
 use crate::http::respond::{CACHE_STATUS, origin_failure, respond, set_header, set_owned_header};
 use crate::http::store::{Pending, to_loaded};
 use crate::http::view::{View, Who};
-use crate::plugins::host::with_events;
+use crate::plugins::host::{Handled, handling};
 use crate::telemetry::metrics::Meter;
 use crate::telemetry::otel;
 
@@ -458,9 +458,11 @@ impl Pipeline {
         let loader = move || async move {
             let t = Instant::now();
             let origin = otel::origin_span(&parent, &plugin);
-            let (resp, events) = run_handler(&handler, req).instrument(origin.clone()).await;
+            // The route's rule owns this answer's `Cache-Status`: the handler's own
+            // `get_or_load` outcomes are not reported.
+            let (resp, handled) = run_handler(&handler, req).instrument(origin.clone()).await;
             origin_time.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-            apply_events(&engine, &events)
+            apply_events(&engine, &handled.events)
                 .instrument(origin.clone())
                 .await;
             drop(origin);
@@ -487,11 +489,22 @@ impl Pipeline {
     ) -> Response {
         let span = trace.for_origin(self, &req);
         let t = Instant::now();
-        let (resp, events) = run_handler(&self.origin, req)
+        let (mut resp, handled) = run_handler(&self.origin, req)
             .instrument(span.clone())
             .await;
         origin_time.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-        apply_events(&self.engine, &events).instrument(span).await;
+        apply_events(&self.engine, &handled.events)
+            .instrument(span)
+            .await;
+        // A handler that cached from code (`get_or_load`) says what the cache did, as a
+        // cached route would: one RFC 9211 member per value it read.
+        if !handled.cache_status.is_empty() && !resp.headers().contains_key(&CACHE_STATUS) {
+            set_owned_header(
+                &mut resp,
+                CACHE_STATUS.clone(),
+                handled.cache_status.join(", "),
+            );
+        }
         resp
     }
 
@@ -508,7 +521,7 @@ impl Pipeline {
         let span = trace.for_origin(self, &req);
         let by = larder_plugin::principal_of(&req).map(|p| p.user.clone());
         let t = Instant::now();
-        let (mut resp, events) = run_handler(&self.origin, req)
+        let (mut resp, handled) = run_handler(&self.origin, req)
             .instrument(span.clone())
             .await;
         origin_time.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -526,7 +539,9 @@ impl Pipeline {
                 .instrument(span.clone())
                 .await;
         }
-        apply_events(&self.engine, &events).instrument(span).await;
+        apply_events(&self.engine, &handled.events)
+            .instrument(span)
+            .await;
         set_header(&mut resp, CACHE_STATUS.clone(), cache_status);
         resp
     }
@@ -641,9 +656,9 @@ fn strip_forwarded(req: &mut Request) {
 }
 
 /// Runs the handler collecting the events it emits; an error becomes its JSON answer.
-async fn run_handler(handler: &BoxEndpoint<'static>, req: Request) -> (Response, Vec<Event>) {
+async fn run_handler(handler: &BoxEndpoint<'static>, req: Request) -> (Response, Handled) {
     let by = larder_plugin::principal_of(&req).map(|p| p.user.clone());
-    with_events(by, async {
+    handling(by, async {
         match handler.call(req).await {
             Ok(r) => r,
             Err(e) => error_response(e),

@@ -29,11 +29,21 @@ use super::record::{Invalidated, Load, LoadOutcome, Recorder, Warmed};
 use crate::cache::{Engine, entry_tag, plugin_tag};
 use crate::telemetry::otel;
 
-/// What the host knows of the request a handler is serving: the events it emitted and who
-/// asked (for the audit log of a purge the handler makes).
+/// What the host knows of the request a handler is serving: the events it emitted, who
+/// asked (for the audit log of a purge the handler makes) and what its `get_or_load` calls
+/// found in the cache (for the answer's `Cache-Status`).
 struct Handling {
     events: RefCell<Vec<Event>>,
     by: Option<String>,
+    cache_status: RefCell<Vec<String>>,
+}
+
+/// What a handler did besides answering: the events it emitted, and one RFC 9211
+/// `Cache-Status` member per value it read through `get_or_load` (e.g.
+/// `larder; hit; ttl=290; detail=l1; rule=products-product`).
+pub(crate) struct Handled {
+    pub events: Vec<Event>,
+    pub cache_status: Vec<String>,
 }
 
 tokio::task_local! {
@@ -43,19 +53,30 @@ tokio::task_local! {
 }
 
 /// Runs `f` (a request's handler, on behalf of `by`, the verified principal's user)
-/// collecting the events it emits; returns its output and the events, for the caller to
-/// run their triggers before answering.
-pub(crate) async fn with_events<F: Future>(by: Option<String>, f: F) -> (F::Output, Vec<Event>) {
+/// collecting the events it emits and the cache outcomes of its `get_or_load` calls; the
+/// caller runs the events' triggers before answering.
+pub(crate) async fn handling<F: Future>(by: Option<String>, f: F) -> (F::Output, Handled) {
     let handling = Handling {
         events: RefCell::new(Vec::new()),
         by,
+        cache_status: RefCell::new(Vec::new()),
     };
     HANDLING
         .scope(handling, async {
             let out = f.await;
-            (out, HANDLING.with(|h| h.events.take()))
+            let handled = HANDLING.with(|h| Handled {
+                events: h.events.take(),
+                cache_status: h.cache_status.take(),
+            });
+            (out, handled)
         })
         .await
+}
+
+/// Notes a `get_or_load` outcome for the answer of the request being handled on this task
+/// (none outside a request, e.g. a plugin's background refresh).
+fn note_cache_status(member: String) {
+    let _ = HANDLING.try_with(|h| h.cache_status.borrow_mut().push(member));
 }
 
 /// Queues an event for the request being handled on this task; gives it back when the
@@ -177,7 +198,7 @@ impl Host for CoreHost {
                     rule = rule_name,
                     "no policy rule by this name; loading uncached"
                 );
-                return Ok((load.await?, LoadOutcome::Uncached));
+                return Ok((load.await?, LoadOutcome::Uncached, None));
             };
             let bound = engine.bound_rule(rule.clone());
             let key = namespaced(&plugin, &key);
@@ -229,16 +250,23 @@ impl Host for CoreHost {
                 },
             }
             .map_err(|e| PluginError::Failed(e.message.to_string()))?;
+            let mut member = served.status.header_value("larder");
+            member.push_str("; rule=");
+            member.push_str(&rule.name);
             Ok((
                 Bytes::clone(&served.entry.body),
                 LoadOutcome::of(served.status.outcome),
+                Some(member),
             ))
         };
         Box::pin(async move {
             let served: Result<_, PluginError> = served.await;
+            if let Ok((_, _, Some(member))) = &served {
+                note_cache_status(member.clone());
+            }
             if let Some((recorder, plugin, rule, key)) = note {
                 let outcome = match &served {
-                    Ok((_, outcome)) => outcome.clone(),
+                    Ok((_, outcome, _)) => outcome.clone(),
                     Err(e) => LoadOutcome::Failed(e.to_string()),
                 };
                 recorder.loaded(Load {
@@ -248,7 +276,7 @@ impl Host for CoreHost {
                     outcome,
                 });
             }
-            served.map(|(bytes, outcome)| CachedBytes {
+            served.map(|(bytes, outcome, _)| CachedBytes {
                 bytes,
                 cache_hit: outcome.cache_hit(),
             })

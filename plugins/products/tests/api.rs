@@ -107,12 +107,34 @@ impl Shop {
 #[tokio::test]
 async fn a_product_is_stored_then_hit_under_its_explicit_key() {
     let s = shop().await;
-    let first = s.get("/products-api/products/3").await;
+    let status = |resp: &poem::test::TestResponse| s.m.cache_status(resp);
+    let resp = s.m.client.get("/products-api/products/3").send().await;
+    // Cached from code, the answer still says what the cache did (RFC 9211).
+    let first_status = status(&resp);
+    assert!(
+        first_status.starts_with("larder; fwd=uri-miss; stored; ttl=300")
+            && first_status.ends_with("; rule=products-product"),
+        "{first_status}"
+    );
+    let first: Value = resp.json().await.value().deserialize();
     assert_eq!(first["id"], 3);
     assert_eq!(s.counts("products-product"), (0, 1));
-    let again = s.get("/products-api/products/3").await;
+    let resp = s.m.client.get("/products-api/products/3").send().await;
+    let again_status = status(&resp);
+    assert!(
+        again_status.starts_with("larder; hit; ttl=")
+            && again_status.contains("detail=l1; rule=products-product"),
+        "{again_status}"
+    );
+    let again: Value = resp.json().await.value().deserialize();
     assert_eq!(again, first);
     assert_eq!(s.counts("products-product"), (1, 1));
+    let loads = s.m.loads();
+    assert_eq!(loads.len(), 2, "{loads:?}");
+    assert_eq!(
+        (loads[0].key.as_str(), loads[1].outcome.cache_hit()),
+        ("product:3", true)
+    );
     // The key is the product's id, nothing process-specific: any instance computes it.
     let (status, keys) = s
         .admin("GET", "/admin/cache/keys?pattern=products:product:*", None)
