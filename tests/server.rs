@@ -262,3 +262,175 @@ async fn the_access_log_has_a_line_per_request_and_piped_logs_no_colour() {
         "colour codes in piped logs: {logs}"
     );
 }
+
+/// Reads from `stream` until the server closes it (EOF or reset) or `deadline` passes;
+/// whether it closed.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, deadline: Instant) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // A 408 or similar before closing is fine: keep reading to the close.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_closed_while_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let larder = Larder::start("server:\n  header_read_timeout_seconds: 1\n").unwrap();
+    let addr = larder.addr;
+    // 100 idle connections that never send a byte, and a slowloris client that sends one
+    // header line every 300 ms and never ends its head.
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        for i in 0.. {
+            // The client's own pace, not a wait for the server.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if slow
+                .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return (i, started.elapsed());
+            }
+        }
+        unreachable!()
+    });
+    // Meanwhile a well-behaved client is answered at once.
+    let (status, body) = get_json(&larder.url("/health")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for conn in &mut idle {
+        assert!(
+            closed_by_server(conn, deadline).await,
+            "an idle connection stayed open"
+        );
+    }
+    let (lines, after) = tokio::time::timeout(Duration::from_secs(10), trickle)
+        .await
+        .expect("the slow client was cut off")
+        .unwrap();
+    // Cut off for its head taking too long, though it kept sending.
+    assert!(lines >= 2, "{lines} lines in {after:?}");
+    let (status, _) = get_json(&larder.url("/health")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_new_clients_wait_for_a_free_slot() {
+    let larder =
+        Larder::start("server:\n  max_connections: 4\n  header_read_timeout_seconds: 60\n")
+            .unwrap();
+    let addr = larder.addr;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // The kernel completes the handshake (backlog), the server does not take the request.
+    let url = larder.url("/health");
+    let waiting = tokio::spawn(async move {
+        let c = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        c.get(url).send().await.map(|r| r.status().as_u16())
+    });
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        assert!(!waiting.is_finished(), "answered past the cap");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One held connection closes: the waiting client gets its slot and its answer.
+    drop(held.pop());
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once a slot freed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        larder.logs().contains("max_connections=4"),
+        "{}",
+        larder.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_is_refused_on_routes_without_a_rule() {
+    let larder = Larder::start_with(LarderOptions {
+        config: Some(format!(
+            "limits: {{ request_body_bytes: 65536 }}\nsecurity:\n  admin_keys: [ {{ key: \"{WRITE_KEY}\", role: write }} ]\n"
+        )),
+        ..LarderOptions::default()
+    })
+    .unwrap();
+    // An AliExpress route (cached from code: no HTTP rule reads the body first) and an
+    // admin route, each sent 64 MiB in 1 MiB chunks with no Content-Length.
+    for (path, key) in [
+        ("/api/products/search", ""),
+        ("/admin/cache/invalidate", WRITE_KEY),
+    ] {
+        let status = chunked_post(larder.addr, path, key, 64).await;
+        assert_eq!(
+            status, 413,
+            "{path}: a 64 MiB chunked body answered {status}"
+        );
+    }
+    let (status, _) = get_json(&larder.url("/health")).await;
+    assert_eq!(status, 200);
+}
+
+/// Sends `POST path` with a chunked body of `mib` 1 MiB chunks (stopping when the server
+/// stops reading) and returns the answer's status.
+async fn chunked_post(addr: std::net::SocketAddr, path: &str, admin_key: &str, mib: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let key = if admin_key.is_empty() {
+        String::new()
+    } else {
+        format!("x-admin-key: {admin_key}\r\n")
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{key}Transfer-Encoding: chunked\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..mib {
+            wr.write_all(b"100000\r\n").await?;
+            wr.write_all(&chunk).await?;
+            wr.write_all(b"\r\n").await?;
+        }
+        wr.write_all(b"0\r\n\r\n").await
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(30), rd.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no answer to the chunked POST of {path}"),
+        }
+    }
+    writer.abort();
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{path}: no status in {text:?}"))
+}

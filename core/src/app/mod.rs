@@ -8,6 +8,7 @@
 
 pub mod cli;
 mod explain;
+mod listen;
 mod serve;
 mod system;
 

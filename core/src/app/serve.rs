@@ -3,8 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use poem::listener::TcpAcceptor;
-
+use crate::app::listen::{self, ConnectionLimits};
 use crate::app::{App, StartError};
 use crate::config::LoadedConfig;
 use crate::plugins::PluginRegistry;
@@ -34,7 +33,8 @@ async fn shutdown_signal() {
 
 /// Builds, binds, serves until SIGTERM/SIGINT, drains, stops plugins.
 pub async fn serve(config: LoadedConfig, registry: &PluginRegistry) -> Result<(), StartError> {
-    let grace = Duration::from_secs(config.config.server.shutdown_grace_seconds);
+    let server = config.config.server.clone();
+    let grace = Duration::from_secs(server.shutdown_grace_seconds);
     let addr_text = config.config.listen.clone();
     // Build first: it checks the whole config and reports every problem at once.
     let (app, endpoint) = App::build(config, registry).await?;
@@ -54,19 +54,21 @@ pub async fn serve(config: LoadedConfig, registry: &PluginRegistry) -> Result<()
     })?;
     app.start().await?;
     let names: Vec<&str> = app.plugins.iter().map(|p| p.name).collect();
-    tracing::info!(addr = %local, plugins = ?names, "larder ready");
+    tracing::info!(
+        addr = %local,
+        plugins = ?names,
+        max_connections = server.connection_cap(),
+        header_read_timeout_seconds = server.header_read_timeout_seconds,
+        "larder ready"
+    );
     // The one line on stdout: scripts and tests read the bound address (port 0 included).
     println!("listening on http://{local}");
-    let acceptor = TcpAcceptor::from_tokio(listener).map_err(|source| StartError::Bind {
-        addr: addr_text,
-        source,
-    })?;
-    let result = poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(endpoint, shutdown_signal(), Some(grace))
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "server stopped with an error");
-    }
+    let limits = ConnectionLimits {
+        max_connections: server.connection_cap(),
+        header_read_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+        grace,
+    };
+    listen::serve(listener, endpoint, limits, shutdown_signal()).await;
     app.stop(grace).await;
     tracing::info!("stopped");
     Ok(())

@@ -359,6 +359,20 @@ pub struct ServerConfig {
     /// reads this one clock, so tests and demos run at a chosen date. Unset in production.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_start: Option<String>,
+    /// Seconds a client has to send a request's headers, counted from when the server
+    /// starts waiting for them (a new connection, or the end of the previous response on a
+    /// kept-alive one). HTTP/1 connections that trickle their headers (slowloris) or sit
+    /// idle longer are closed.
+    #[serde(default = "default_header_read_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub header_read_timeout_seconds: u64,
+    /// Open client connections at most. At the cap the server stops accepting until one
+    /// closes (new clients wait in the kernel's backlog). Default: the process's file
+    /// descriptor limit (`ulimit -n`) less a tenth and 64 more, kept for Redis, the
+    /// plugins' files and logs, so the server never runs out of descriptors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -366,7 +380,32 @@ impl Default for ServerConfig {
         Self {
             shutdown_grace_seconds: default_grace(),
             clock_start: None,
+            header_read_timeout_seconds: default_header_read_timeout(),
+            max_connections: None,
         }
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+
+impl ServerConfig {
+    /// [`Self::max_connections`], or its default from the descriptor limit.
+    pub fn connection_cap(&self) -> usize {
+        if let Some(n) = self.max_connections {
+            return n as usize;
+        }
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` through a valid pointer and reads nothing.
+        let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+            0 if limit.rlim_cur != libc::RLIM_INFINITY => limit.rlim_cur as usize,
+            _ => 65_536,
+        };
+        (soft - soft / 10).saturating_sub(64).max(64)
     }
 }
 

@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -233,6 +234,24 @@ pub struct Admission {
     pub cors: Option<Arc<Cors>>,
 }
 
+/// Set on a request whose chunked body is capped as it streams: whoever read it past the
+/// limit got a read error, which a handler may answer as malformed input; the origin phase
+/// answers 413 instead, as for a declared length over the limit.
+#[derive(Clone)]
+pub(crate) struct BodyOverLimit {
+    limit: usize,
+    tripped: Arc<AtomicBool>,
+}
+
+impl BodyOverLimit {
+    /// The 413, once the body went past the limit.
+    pub(crate) fn refusal(&self) -> Option<Response> {
+        self.tripped
+            .load(Ordering::Relaxed)
+            .then(|| ApiError::body_too_large(self.limit))
+    }
+}
+
 /// What admission made of a request.
 pub(crate) enum Admitted {
     /// It may go on, as this identity.
@@ -328,10 +347,16 @@ impl Admission {
             Some(_) => None,
             None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
                 let mut seen = 0usize;
+                let over = BodyOverLimit {
+                    limit,
+                    tripped: Arc::new(AtomicBool::new(false)),
+                };
+                let tripped = over.tripped.clone();
                 let capped = req.take_body().into_bytes_stream().map(move |chunk| {
                     let chunk = chunk?;
                     seen += chunk.len();
                     if seen > limit {
+                        tripped.store(true, Ordering::Relaxed);
                         return Err(std::io::Error::other(format!(
                             "request body is larger than {limit} bytes"
                         )));
@@ -339,6 +364,7 @@ impl Admission {
                     Ok(chunk)
                 });
                 req.set_body(Body::from_bytes_stream(capped));
+                req.extensions_mut().insert(over);
                 None
             }
             None => None,

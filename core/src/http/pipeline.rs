@@ -42,7 +42,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::cache::{BoundRule, Engine, RouteSlot, entry_tag, plugin_tag};
-use crate::http::admission::{Admission, Admitted, Cors};
+use crate::http::admission::{Admission, Admitted, BodyOverLimit, Cors};
 use crate::http::auth::Identity;
 use crate::http::error::{ApiError, error_response};
 use crate::http::respond::{CACHE_STATUS, origin_failure, respond, set_header, set_owned_header};
@@ -658,10 +658,15 @@ fn strip_forwarded(req: &mut Request) {
 /// Runs the handler collecting the events it emits; an error becomes its JSON answer.
 async fn run_handler(handler: &BoxEndpoint<'static>, req: Request) -> (Response, Handled) {
     let by = larder_plugin::principal_of(&req).map(|p| p.user.clone());
+    let over = req.extensions().get::<BodyOverLimit>().cloned();
     handling(by, async {
-        match handler.call(req).await {
+        let resp = match handler.call(req).await {
             Ok(r) => r,
             Err(e) => error_response(e),
+        };
+        match over.and_then(|o| o.refusal()) {
+            Some(refused) => refused,
+            None => resp,
         }
     })
     .await
