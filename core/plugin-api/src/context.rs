@@ -186,19 +186,46 @@ pub struct HttpDefaults {
     pub operation_limits: Vec<OperationLimit>,
 }
 
+/// One rule's counters in a [`PluginContext::cache_stats`] answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleCounts {
+    /// Answers from the cache: fresh from L1 or L2, or stale.
+    pub hits: u64,
+    /// Lookups that found nothing fresh.
+    pub misses: u64,
+    /// Loader (origin) calls.
+    pub loads: u64,
+    /// Loader calls that failed.
+    pub load_errors: u64,
+}
+
+/// Each rule's counters in a [`PluginContext::cache_stats`] answer, by rule name.
+pub fn rule_counts(stats: &serde_json::Value) -> Vec<(String, RuleCounts)> {
+    let Some(rules) = stats.get("rules").and_then(serde_json::Value::as_object) else {
+        return Vec::new();
+    };
+    rules
+        .iter()
+        .map(|(name, r)| {
+            let n = |k: &str| r.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let counts = RuleCounts {
+                hits: n("hits_l1") + n("hits_l2") + n("stale_served"),
+                misses: n("misses"),
+                loads: n("origin_calls"),
+                load_errors: n("origin_errors"),
+            };
+            (name.clone(), counts)
+        })
+        .collect()
+}
+
 /// Hits (from L1, from L2, stale answers served) and misses, summed over the rules of a
 /// [`PluginContext::cache_stats`] answer: what a seed's "hit rate" of its cache means.
 /// The top level of that answer has no such totals (its counters are per rule).
 pub fn rule_hits_and_misses(stats: &serde_json::Value) -> (u64, u64) {
-    let (mut hits, mut misses) = (0, 0);
-    if let Some(rules) = stats.get("rules").and_then(serde_json::Value::as_object) {
-        for r in rules.values() {
-            let n = |k: &str| r.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-            hits += n("hits_l1") + n("hits_l2") + n("stale_served");
-            misses += n("misses");
-        }
-    }
-    (hits, misses)
+    rule_counts(stats)
+        .iter()
+        .fold((0, 0), |(h, m), (_, c)| (h + c.hits, m + c.misses))
 }
 
 /// A rate limit for one route, per client.

@@ -29,8 +29,9 @@ pub use api::PluginApi;
 pub use body::JsonBody;
 pub use context::{
     CacheHealth, Event, EventKind, EventSpec, Host, HttpDefaults, Invalidation, KeyListing,
-    ListedKey, LoadedValue, NamedRule, NamedRuleSpec, OperationLimit, PluginContext, WarmRequest,
-    WarmRun, WarmSource, WarmSourceSpec, is_wildcard_only, rule_hits_and_misses,
+    ListedKey, LoadedValue, NamedRule, NamedRuleSpec, OperationLimit, PluginContext, RuleCounts,
+    WarmRequest, WarmRun, WarmSource, WarmSourceSpec, is_wildcard_only, rule_counts,
+    rule_hits_and_misses,
 };
 pub use identity::{
     CACHE_MANAGE, CACHE_READ, Principal, PrincipalKind, RoutePermission, principal_of,

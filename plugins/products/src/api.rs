@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use larder_plugin::{Invalidation, JsonBody, PluginApi, principal_of};
+use larder_plugin::{Invalidation, JsonBody, PluginApi, RuleCounts, principal_of};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::ToJSON;
@@ -359,30 +359,35 @@ pub struct DeleteReport {
 }
 
 fn stats_of(stats: &Value, purged: u64) -> CacheStats {
-    let (hits, misses) = larder_plugin::rule_hits_and_misses(stats);
-    let mut loads = 0;
-    let mut errors = 0;
-    if let Some(rules) = stats.get("rules").and_then(Value::as_object) {
-        for r in rules.values() {
-            let n = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
-            loads += n("origin_calls");
-            errors += n("origin_errors");
-        }
-    }
-    let total = hits + misses;
-    CacheStats {
-        hits,
-        misses,
-        sets: loads.saturating_sub(errors),
-        deletes: purged,
-        errors,
-        evictions: stats["l1"]["evictions"].as_u64().unwrap_or(0),
-        hit_rate: if total == 0 {
-            0.0
-        } else {
-            (hits as f64 / total as f64 * 10_000.0).round() / 10_000.0
+    let sum = larder_plugin::rule_counts(stats).into_iter().fold(
+        RuleCounts::default(),
+        |mut sum, (_, c)| {
+            sum.hits += c.hits;
+            sum.misses += c.misses;
+            sum.loads += c.loads;
+            sum.load_errors += c.load_errors;
+            sum
         },
+    );
+    let total = sum.hits + sum.misses;
+    CacheStats {
+        hits: sum.hits,
+        misses: sum.misses,
+        sets: sum.loads.saturating_sub(sum.load_errors),
+        deletes: purged,
+        errors: sum.load_errors,
+        evictions: stats["l1"]["evictions"].as_u64().unwrap_or(0),
+        hit_rate: rate(sum.hits, total),
         total_requests: total,
+    }
+}
+
+/// `part / whole` to four decimals; 0 when `whole` is.
+fn rate(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 / whole as f64 * 10_000.0).round() / 10_000.0
     }
 }
 
@@ -390,19 +395,15 @@ fn stats_of(stats: &Value, purged: u64) -> CacheStats {
 fn rule_rates(stats: &Value) -> (serde_json::Map<String, Value>, Option<(String, f64)>) {
     let mut rates = serde_json::Map::new();
     let mut lowest: Option<(String, f64)> = None;
-    if let Some(rules) = stats.get("rules").and_then(Value::as_object) {
-        for (name, r) in rules {
-            let n = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
-            let hits = n("hits_l1") + n("hits_l2") + n("stale_served");
-            let total = hits + n("misses");
-            if total == 0 {
-                continue;
-            }
-            let rate = hits as f64 / total as f64;
-            rates.insert(name.clone(), json!((rate * 10_000.0).round() / 10_000.0));
-            if lowest.as_ref().is_none_or(|(_, l)| rate < *l) {
-                lowest = Some((name.clone(), rate));
-            }
+    for (name, c) in larder_plugin::rule_counts(stats) {
+        let total = c.hits + c.misses;
+        if total == 0 {
+            continue;
+        }
+        let r = rate(c.hits, total);
+        rates.insert(name.clone(), json!(r));
+        if lowest.as_ref().is_none_or(|(_, l)| r < *l) {
+            lowest = Some((name, r));
         }
     }
     (rates, lowest)
@@ -606,16 +607,8 @@ impl ProductsApi {
                     format!("unknown theme `{theme}`; one of: light, dark, system"),
                 ));
             }
-            if let Some(favourites) = &u.favourite_categories
-                && let Some(bad) = favourites.iter().find(|f| !self.0.categories.contains(f))
-            {
-                return Err(ProductsError::invalid(
-                    "favourite_categories",
-                    format!(
-                        "no category `{bad}`; one of: {}",
-                        self.0.categories.join(", ")
-                    ),
-                ));
+            for slug in u.favourite_categories.iter().flatten() {
+                self.0.known_category("favourite_categories", slug)?;
             }
             if let Some(v) = u.language {
                 p.language = v;
@@ -808,11 +801,7 @@ impl ProductsApi {
         let operations = self.0.monitor.snapshot();
         let calls: u64 = operations.iter().map(|o| o.count).sum();
         let failures: u64 = operations.iter().map(|o| o.failures).sum();
-        let error_rate = if calls == 0 {
-            0.0
-        } else {
-            failures as f64 / calls as f64
-        };
+        let error_rate = rate(failures, calls);
         let (rates, lowest) = rule_rates(&stats);
         let mut alerts = Vec::new();
         let mut recommendations = Vec::new();
@@ -869,12 +858,8 @@ impl ProductsApi {
         Reply::Ok(Json(PerformanceReport {
             performance_metrics: PerformanceMetrics {
                 hit_rate: cache_stats.hit_rate,
-                miss_rate: if cache_stats.total_requests == 0 {
-                    0.0
-                } else {
-                    ((1.0 - cache_stats.hit_rate) * 10_000.0).round() / 10_000.0
-                },
-                error_rate: (error_rate * 10_000.0).round() / 10_000.0,
+                miss_rate: rate(cache_stats.misses, cache_stats.total_requests),
+                error_rate: rate(failures, calls),
                 l1_entries: l1("entries"),
                 l1_bytes: l1("bytes"),
                 rule_hit_rates: Value::Object(rates),

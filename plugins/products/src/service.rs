@@ -28,6 +28,20 @@ fn to_plugin(e: ProductsError) -> PluginError {
 }
 
 impl State {
+    /// Refuses a category slug the catalog does not have, naming `field`.
+    pub fn known_category(&self, field: &str, slug: &str) -> Result<(), ProductsError> {
+        if self.categories.iter().any(|c| c == slug) {
+            return Ok(());
+        }
+        Err(ProductsError::invalid(
+            field,
+            format!(
+                "no category `{slug}`; one of: {}",
+                self.categories.join(", ")
+            ),
+        ))
+    }
+
     /// `get_or_load` under `rule`, timed as `operation`.
     async fn cached<T, F, Fut>(
         &self,
@@ -90,16 +104,8 @@ impl State {
         &self,
         q: CatalogQuery,
     ) -> Result<LoadedValue<CatalogPage>, ProductsError> {
-        if let Some(slug) = &q.category
-            && !self.categories.contains(slug)
-        {
-            return Err(ProductsError::invalid(
-                "category",
-                format!(
-                    "no category `{slug}`; one of: {}",
-                    self.categories.join(", ")
-                ),
-            ));
+        if let Some(slug) = &q.category {
+            self.known_category("category", slug)?;
         }
         // Checked against this instance's counts (refreshed by its own updates; products
         // move between categories but are never added), so a client cannot mint keys for
@@ -220,16 +226,8 @@ impl State {
         id: i64,
         patch: ProductPatch,
     ) -> Result<Product, ProductsError> {
-        if let Some(slug) = &patch.category
-            && !self.categories.contains(slug)
-        {
-            return Err(ProductsError::invalid(
-                "category",
-                format!(
-                    "no category `{slug}`; one of: {}",
-                    self.categories.join(", ")
-                ),
-            ));
+        if let Some(slug) = &patch.category {
+            self.known_category("category", slug)?;
         }
         let started = Instant::now();
         let now = self.now_text();
