@@ -515,17 +515,6 @@ async fn policy_edits_apply_within_two_seconds_and_bad_edits_keep_the_old_policy
     std::fs::write(&file, text).unwrap();
     let larder = start(dir.path(), 0, "");
     let c = reqwest::Client::new();
-    let max_age = |h: &HeaderMap| -> u64 {
-        let cc = h["cache-control"].to_str().unwrap();
-        cc.split("max-age=")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     let (_, h, _) = get(&c, &larder.url("/greetings/before")).await;
     assert!(max_age(&h) > 200, "{h:?}");
 
@@ -582,6 +571,136 @@ async fn policy_edits_apply_within_two_seconds_and_bad_edits_keep_the_old_policy
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
+}
+
+/// The `max-age` clients are told, which is how the reload tests see the rule's TTL.
+fn max_age(h: &HeaderMap) -> u64 {
+    let cc = h["cache-control"].to_str().unwrap();
+    cc.split("max-age=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no max-age in {cc}"))
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A Kubernetes ConfigMap volume: the kubelet writes each version into a timestamped folder
+/// and points `..data` at it; the visible `hello.yaml` is a symlink through `..data`.
+struct ConfigMapVolume {
+    dir: tempfile::TempDir,
+    current: String,
+}
+
+impl ConfigMapVolume {
+    fn new(version: &str, hello_yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = format!("..{version}");
+        std::fs::create_dir(dir.path().join(&folder)).unwrap();
+        std::fs::write(dir.path().join(&folder).join("hello.yaml"), hello_yaml).unwrap();
+        std::os::unix::fs::symlink(&folder, dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/hello.yaml", dir.path().join("hello.yaml")).unwrap();
+        Self {
+            dir,
+            current: folder,
+        }
+    }
+
+    /// An update as the kubelet's atomic writer makes it: the new version's folder, a
+    /// temporary symlink to it renamed over `..data`, then the old folder removed.
+    fn update(&mut self, version: &str, hello_yaml: &str) {
+        let d = self.dir.path();
+        let folder = format!("..{version}");
+        std::fs::create_dir(d.join(&folder)).unwrap();
+        std::fs::write(d.join(&folder).join("hello.yaml"), hello_yaml).unwrap();
+        std::os::unix::fs::symlink(&folder, d.join("..data_tmp")).unwrap();
+        std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+        std::fs::remove_dir_all(d.join(&self.current)).unwrap();
+        self.current = folder;
+    }
+}
+
+#[tokio::test]
+async fn a_configmap_update_reloads_the_policies_and_a_bad_one_keeps_the_old() {
+    let shipped = std::fs::read_to_string(policy_dir(&[]).path().join("hello.yaml")).unwrap();
+    let v1 = shipped.replacen(
+        "stale_while_revalidate: 30s",
+        "stale_while_revalidate: 30s\n    client: { revalidate: false }",
+        1,
+    );
+    let mut volume = ConfigMapVolume::new("2026_12_01_10_00_00.1", &v1);
+    let larder = start(volume.dir.path(), 0, "");
+    let c = reqwest::Client::new();
+    let (_, h, _) = get(&c, &larder.url("/greetings/before")).await;
+    // A fresh entry's max-age is its TTL less the time storing it took (299 or 300).
+    assert!(max_age(&h) > 200, "the mounted policy applies: {h:?}");
+    let policies: Value = admin_get(&c, &larder, "/admin/policies").await;
+    let files: Vec<&str> = policies["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .filter(|f| f.contains("hello"))
+        .collect();
+    assert_eq!(
+        files,
+        [volume.dir.path().join("hello.yaml").to_str().unwrap()],
+        "the kubelet's own folders are not policies"
+    );
+
+    volume.update(
+        "2026_12_01_10_05_00.2",
+        &v1.replacen("ttl: 5m", "ttl: 42s", 1),
+    );
+    let swapped = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let (_, h, _) = get(&c, &larder.url(&format!("/greetings/after{n}"))).await;
+        if max_age(&h) <= 42 {
+            break;
+        }
+        assert!(
+            swapped.elapsed() < Duration::from_secs(10),
+            "the swapped-in TTL did not apply within 10s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("ConfigMap swap applied after {:?}", swapped.elapsed());
+    let policies: Value = admin_get(&c, &larder, "/admin/policies").await;
+    assert_eq!(
+        policies["last_reload"]["trigger"], "file change",
+        "{policies}"
+    );
+    assert_eq!(policies["last_reload"]["ok"], true, "{policies}");
+
+    volume.update(
+        "2026_12_01_10_10_00.3",
+        &v1.replacen("ttl: 5m", "tll: 5m", 1),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let policies = loop {
+        let p: Value = admin_get(&c, &larder, "/admin/policies").await;
+        if p["last_reload"]["ok"] == false {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bad update was never reported: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let errors = policies["last_reload"]["errors"].to_string();
+    assert!(
+        errors.contains("hello.yaml") && errors.contains("unknown field `tll`"),
+        "{errors}"
+    );
+    let (_, h, _) = get(&c, &larder.url("/greetings/still-42")).await;
+    assert!(
+        (1..=42).contains(&max_age(&h)),
+        "the last good policy stays in force: {h:?}"
+    );
 }
 
 #[tokio::test]

@@ -108,6 +108,8 @@ pub struct Engine {
     catalog: Catalog,
     slots: Mutex<Vec<Arc<RouteSlot>>>,
     reload: Mutex<ReloadStatus>,
+    /// What the policy files held when the last load (start or reload) began.
+    loaded_files: Mutex<PolicyFiles>,
     audit: Mutex<VecDeque<AuditEntry>>,
 }
 
@@ -126,6 +128,7 @@ impl Engine {
         policy_paths: Vec<PathBuf>,
         catalog: Catalog,
     ) -> Result<Self, Diagnostics> {
+        let loaded_files = PolicyFiles::read(&policy_paths);
         let policy = load_policies(&policy_paths, &catalog)?;
         let rules = policy.rules().len();
         let at_ms = cache.now_ms();
@@ -142,6 +145,7 @@ impl Engine {
                 errors: Vec::new(),
                 rules,
             }),
+            loaded_files: Mutex::new(loaded_files),
             audit: Mutex::default(),
         })
     }
@@ -209,6 +213,9 @@ impl Engine {
     /// Reloads the policy folder. On success every route is re-bound atomically; on failure
     /// the old policies keep serving and the errors are kept for the admin API.
     pub fn reload(&self, trigger: &str) -> Result<usize, Vec<String>> {
+        // Read before loading: a write landing in between shows as a difference on the
+        // watcher's next look, and is loaded then.
+        *self.loaded_files.lock() = PolicyFiles::read(&self.policy_paths);
         match load_policies(&self.policy_paths, &self.catalog) {
             Ok(policy) => {
                 let rules = policy.rules().len();
@@ -249,6 +256,14 @@ impl Engine {
     /// The last reload's outcome.
     pub fn reload_status(&self) -> ReloadStatus {
         self.reload.lock().clone()
+    }
+
+    /// Whether the policy files (their names, and their contents through any symlink) differ
+    /// from what the last load read. A file event says only that something in the folder
+    /// moved: a ConfigMap update is a symlink swap no `*.yaml` event reports, and unrelated
+    /// writes should not reload.
+    pub fn policy_files_changed(&self) -> bool {
+        PolicyFiles::read(&self.policy_paths) != *self.loaded_files.lock()
     }
 
     /// Applies a rendered invalidation (tags, keys, patterns, all) of `plugin`'s policy
@@ -393,22 +408,15 @@ pub struct RouteRule {
 /// when the default `./policies` folder is not there: the binary run outside the
 /// repository). A folder that cannot be read is an error, not an empty policy set.
 fn load_policies(paths: &[PathBuf], catalog: &Catalog) -> Result<PolicySet, Diagnostics> {
-    let mut files = Vec::new();
+    let files = policy_file_list(paths).map_err(|(path, e)| {
+        Diagnostics(vec![larder_policy::Diagnostic::new(
+            path,
+            Default::default(),
+            format!("cannot read the policy folder: {e}"),
+        )])
+    })?;
     for path in paths {
-        if path.is_dir() {
-            match larder_policy::load::policy_files(path) {
-                Ok(found) => files.extend(found),
-                Err(e) => {
-                    return Err(Diagnostics(vec![larder_policy::Diagnostic::new(
-                        path.clone(),
-                        Default::default(),
-                        format!("cannot read the policy folder: {e}"),
-                    )]));
-                }
-            }
-        } else if path.exists() {
-            files.push(path.clone());
-        } else if path != std::path::Path::new("policies") {
+        if !path.exists() && path != std::path::Path::new("policies") {
             tracing::warn!(path = %path.display(), "policy path not found");
         }
     }
@@ -416,6 +424,41 @@ fn load_policies(paths: &[PathBuf], catalog: &Catalog) -> Result<PolicySet, Diag
         tracing::info!("no policy files: using the policies the plugins ship");
     }
     PolicySet::load_files(&files, Some(catalog))
+}
+
+/// The policy files `paths` stand for: each folder's `*.yaml`/`*.yml`, each existing file.
+fn policy_file_list(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(larder_policy::load::policy_files(path).map_err(|e| (path.clone(), e))?);
+        } else if path.exists() {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// The policy files as a load would read them: each one's path and bytes (through
+/// symlinks), or the error reading it or its folder gave.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PolicyFiles(Vec<(PathBuf, Result<Vec<u8>, std::io::ErrorKind>)>);
+
+impl PolicyFiles {
+    fn read(paths: &[PathBuf]) -> Self {
+        match policy_file_list(paths) {
+            Ok(files) => Self(
+                files
+                    .into_iter()
+                    .map(|f| {
+                        let bytes = std::fs::read(&f).map_err(|e| e.kind());
+                        (f, bytes)
+                    })
+                    .collect(),
+            ),
+            Err((path, e)) => Self(vec![(path, Err(e.kind()))]),
+        }
+    }
 }
 
 fn describe(target: &Purge) -> String {

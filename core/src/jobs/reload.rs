@@ -1,6 +1,13 @@
-//! Hot reload of the policies: on a file change in the policy folder (debounced), on SIGHUP,
-//! or from the admin API (which calls [`Engine::reload`] directly).
+//! Hot reload of the policies: on a change in the policy folder (debounced), on SIGHUP, or
+//! from the admin API (which calls [`Engine::reload`] directly).
+//!
+//! The watcher looks at folders, not files, and reloads when what a load would read has
+//! changed ([`Engine::policy_files_changed`]) rather than when an event names a `*.yaml`:
+//! a Kubernetes ConfigMap update is a new `..2026_…` folder and a rename of `..data`, with no
+//! event for `policy.yaml` itself, and an editor's rename-over-the-original replaces the
+//! inode a file watch would be on.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use notify::{RecursiveMode, Watcher};
@@ -9,29 +16,62 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::engine::{Engine, RELOAD_DEBOUNCE};
 
+/// Why the reload loop woke up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// Something moved in a watched folder: reload only if the policy files changed.
+    Files,
+    /// SIGHUP: reload whatever the files say.
+    Hangup,
+}
+
+/// The folders to watch for `paths`: a folder itself (not recursively: its subfolders are
+/// the kubelet's, reached through `..data`), a file's parent, so that replacing the file or
+/// the symlink it is is seen too.
+fn watched_folders(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let folder = if path.is_file() {
+            match path.parent() {
+                Some(p) if p != Path::new("") => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            }
+        } else {
+            path.clone()
+        };
+        if !folders.contains(&folder) {
+            folders.push(folder);
+        }
+    }
+    folders
+}
+
 /// Starts the file watcher and the SIGHUP listener.
 pub fn watch(engine: Arc<Engine>, tasks: &TaskTracker, shutdown: CancellationToken) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
-    let paths = engine.policy_paths().to_vec();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Trigger>();
+    let folders = watched_folders(engine.policy_paths());
     let file_tx = tx.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(event) = res
-            && (event.kind.is_modify() || event.kind.is_create() || event.kind.is_remove())
-            && event
-                .paths
-                .iter()
-                .any(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        {
-            let _ = file_tx.send("file change");
+        // Reading the files (ours included) reports opens and closes: only changes count.
+        // An error (e.g. the kernel's queue overflowed) may hide a change, so it counts too.
+        let changed = match res {
+            Ok(event) => !event.kind.is_access(),
+            Err(_) => true,
+        };
+        if changed {
+            let _ = file_tx.send(Trigger::Files);
         }
     });
     let watcher = match watcher {
         Ok(mut w) => {
-            for path in &paths {
-                if let Err(e) = w.watch(path, RecursiveMode::NonRecursive) {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot watch policies; reload with SIGHUP or the admin API");
+            for folder in &folders {
+                if let Err(e) = w.watch(folder, RecursiveMode::NonRecursive) {
+                    tracing::warn!(path = %folder.display(), error = %e, "cannot watch policies; reload with SIGHUP or the admin API");
                 }
             }
+            // A change between the start-up load and the watch would otherwise wait for the
+            // next event: look once now.
+            let _ = tx.send(Trigger::Files);
             Some(w)
         }
         Err(e) => {
@@ -53,7 +93,7 @@ pub fn watch(engine: Arc<Engine>, tasks: &TaskTracker, shutdown: CancellationTok
                     _ = shutdown.cancelled() => return,
                     got = hup.recv() => {
                         if got.is_none() { return; }
-                        let _ = tx.send("SIGHUP");
+                        let _ = tx.send(Trigger::Hangup);
                     }
                 }
             }
@@ -63,14 +103,28 @@ pub fn watch(engine: Arc<Engine>, tasks: &TaskTracker, shutdown: CancellationTok
         // Keep the watcher alive as long as this loop runs.
         let _watcher = watcher;
         loop {
-            let trigger = tokio::select! {
+            let mut trigger = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 t = rx.recv() => match t { Some(t) => t, None => return },
             };
-            // Editors save in several writes: wait for the burst to end, then reload once.
+            // Editors save in several writes and the kubelet swaps in several steps: wait
+            // for the burst to end, then look once.
             tokio::time::sleep(RELOAD_DEBOUNCE).await;
-            while rx.try_recv().is_ok() {}
-            let _ = engine.reload(trigger);
+            while let Ok(t) = rx.try_recv() {
+                if t == Trigger::Hangup {
+                    trigger = t;
+                }
+            }
+            match trigger {
+                Trigger::Hangup => {
+                    let _ = engine.reload("SIGHUP");
+                }
+                Trigger::Files => {
+                    if engine.policy_files_changed() {
+                        let _ = engine.reload("file change");
+                    }
+                }
+            }
         }
     });
 }

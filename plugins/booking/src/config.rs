@@ -28,9 +28,16 @@ pub struct BookingConfig {
     pub default_duration_minutes: u32,
     /// Earliest start, in minutes from now, of a slot offered or booked for today.
     pub min_notice_minutes: u32,
-    /// How many days ahead clients may book.
+    /// How many days ahead clients may book. Also the last day the slots and weekly
+    /// availability routes answer for.
     #[schemars(range(min = 1, max = 365))]
     pub max_advance_days: u32,
+    /// How many days back the slots and weekly availability routes answer for (past days
+    /// have no slots; their hours and booked time still show). Earlier dates, like dates
+    /// past `max_advance_days`, are refused with 400: every date answered is a cache entry,
+    /// so this window bounds what clients can make the cache hold.
+    #[schemars(range(max = 3650))]
+    pub lookback_days: u32,
     /// Clients may cancel up to this many hours before the start (shown in the settings;
     /// the API itself lets staff cancel any time).
     pub cancellation_notice_hours: u32,
@@ -74,6 +81,7 @@ impl Default for BookingConfig {
             default_duration_minutes: 30,
             min_notice_minutes: 60,
             max_advance_days: 90,
+            lookback_days: 365,
             cancellation_notice_hours: 24,
             default_opening: "09:00-18:00".into(),
             dataset: DatasetConfig::default(),

@@ -56,13 +56,13 @@ use crate::time::ShopClock;
 pub const WARM_SLOTS_NEXT_7_DAYS: WarmSource = WarmSource::new(
     "slots_next_7_days",
     "GET /api/v2/barbers/{id}/slots?date=D for every active barber and each day from today \
-     to today + 6.",
+     to today + 6 (up to the booking horizon).",
 );
 /// Warm source: every active barber's weekly availability for this week and the next.
 pub const WARM_AVAILABILITY_TWO_WEEKS: WarmSource = WarmSource::new(
     "availability_two_weeks",
     "GET /api/v2/barbers/{id}/availability/weekly?week_start=M for every active barber, this \
-     week and next.",
+     week and next (when the booking horizon reaches it).",
 );
 
 /// The plugin.
@@ -93,6 +93,53 @@ impl State {
     pub fn now(&self) -> Now {
         Now::at(&self.clock.zoned(), self.rules.min_notice)
     }
+
+    /// The days the slots and weekly availability routes answer for when the shop's date is
+    /// `today`: `lookback_days` back to the booking horizon ahead. Each day answered is a
+    /// cache entry (per barber and service), so a client walking the calendar must stop.
+    pub fn date_window_at(&self, today: jiff::civil::Date) -> time::DateWindow {
+        time::DateWindow::around(
+            today,
+            self.config.lookback_days,
+            self.config.max_advance_days,
+        )
+    }
+
+    /// Nothing if the window holds `date`; otherwise a 400 naming `field` and the window.
+    pub fn check_day(&self, field: &str, date: jiff::civil::Date) -> Result<(), BookingError> {
+        let today = self.clock.today();
+        let w = self.date_window_at(today);
+        if w.contains(date) {
+            return Ok(());
+        }
+        Err(BookingError::invalid(
+            field,
+            "date_out_of_range",
+            format!(
+                "{field} must be between {} and {} ({} days back to {} days ahead of the \
+                 shop's today, {today}); got {date}",
+                w.first, w.last, self.config.lookback_days, self.config.max_advance_days
+            ),
+        ))
+    }
+
+    /// Nothing if `monday`'s week overlaps the window; otherwise a 400 naming `field`.
+    pub fn check_week(&self, field: &str, monday: jiff::civil::Date) -> Result<(), BookingError> {
+        let today = self.clock.today();
+        let w = self.date_window_at(today).mondays();
+        if w.contains(monday) {
+            return Ok(());
+        }
+        Err(BookingError::invalid(
+            field,
+            "date_out_of_range",
+            format!(
+                "{field} must be a Monday between {} and {} (the weeks from {} days back to \
+                 {} days ahead of the shop's today, {today}); got {monday}",
+                w.first, w.last, self.config.lookback_days, self.config.max_advance_days
+            ),
+        ))
+    }
 }
 
 fn setting(path: &str, message: impl Into<String>) -> PluginError {
@@ -108,32 +155,41 @@ impl BookingPlugin {
         &self.state
     }
 
-    /// The requests a warm source stands for now.
+    /// The requests a warm source stands for now. Days and weeks past the booking horizon
+    /// (a horizon under a week) are left out: the routes refuse them.
     pub async fn warm_requests(&self, name: &str) -> Result<Vec<WarmRequest>, BookingError> {
         let state = self.state.clone();
         let today = state.clock.today();
+        let window = state.date_window_at(today);
         let barbers = state.db.read(store::active_barber_ids).await?;
         match name {
-            n if n == WARM_SLOTS_NEXT_7_DAYS.name => Ok(barbers
-                .iter()
-                .flat_map(|b| {
-                    (0..7).map(move |i| {
-                        WarmRequest::get(format!(
-                            "/api/v2/barbers/{b}/slots?date={}",
-                            time::add_days(today, i)
-                        ))
-                    })
-                })
-                .collect()),
-            n if n == WARM_AVAILABILITY_TWO_WEEKS.name => {
-                let monday = time::week_start(today);
+            n if n == WARM_SLOTS_NEXT_7_DAYS.name => {
+                let days: Vec<_> = (0..7)
+                    .map(|i| time::add_days(today, i))
+                    .filter(|d| window.contains(*d))
+                    .collect();
                 Ok(barbers
                     .iter()
                     .flat_map(|b| {
-                        [0, 7].map(move |i| {
+                        days.iter().map(move |d| {
+                            WarmRequest::get(format!("/api/v2/barbers/{b}/slots?date={d}"))
+                        })
+                    })
+                    .collect())
+            }
+            n if n == WARM_AVAILABILITY_TWO_WEEKS.name => {
+                let monday = time::week_start(today);
+                let weeks: Vec<_> = [0, 7]
+                    .map(|i| time::add_days(monday, i))
+                    .into_iter()
+                    .filter(|m| window.mondays().contains(*m))
+                    .collect();
+                Ok(barbers
+                    .iter()
+                    .flat_map(|b| {
+                        weeks.iter().map(move |m| {
                             WarmRequest::get(format!(
-                                "/api/v2/barbers/{b}/availability/weekly?week_start={}",
-                                time::add_days(monday, i)
+                                "/api/v2/barbers/{b}/availability/weekly?week_start={m}"
                             ))
                         })
                     })

@@ -210,8 +210,11 @@ pub struct BookingSettings {
     pub default_duration_minutes: u32,
     /// Earliest start from now for same-day bookings, in minutes.
     pub min_notice_minutes: u32,
-    /// How many days ahead bookings are taken.
+    /// How many days ahead bookings are taken; slots and availability are answered up to
+    /// that day.
     pub max_advance_days: u32,
+    /// How many days back slots and availability are answered.
+    pub lookback_days: u32,
     /// Free cancellation up to this many hours before the start.
     pub cancellation_notice_hours: u32,
     /// The shop's opening hours.

@@ -93,6 +93,38 @@ pub fn add_days(date: Date, days: i64) -> Date {
         .unwrap_or(date)
 }
 
+/// The days a route answers for, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateWindow {
+    /// The first day.
+    pub first: Date,
+    /// The last day.
+    pub last: Date,
+}
+
+impl DateWindow {
+    /// From `back` days before `today` to `ahead` days after it.
+    pub fn around(today: Date, back: u32, ahead: u32) -> Self {
+        Self {
+            first: add_days(today, -i64::from(back)),
+            last: add_days(today, i64::from(ahead)),
+        }
+    }
+
+    /// Whether `date` is in the window.
+    pub fn contains(&self, date: Date) -> bool {
+        self.first <= date && date <= self.last
+    }
+
+    /// The Mondays of the weeks that overlap the window.
+    pub fn mondays(&self) -> Self {
+        Self {
+            first: week_start(self.first),
+            last: week_start(self.last),
+        }
+    }
+}
+
 /// Where "now" comes from: the server's clock ([`larder_plugin::PluginContext::now`]), so
 /// that the shop, the policies' `today` and the tests agree on the instant.
 pub type NowSource = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -163,6 +195,20 @@ mod tests {
         assert_eq!(parse_range("09:00-18:00"), Ok((540, 1080)));
         assert!(parse_range("18:00-09:00").is_err());
         assert_eq!(hhmm(545), "09:05");
+    }
+
+    #[test]
+    fn a_window_holds_its_ends_and_the_weeks_touching_them() {
+        let today = parse_date("2026-03-04").unwrap(); // a Wednesday
+        let w = DateWindow::around(today, 365, 90);
+        assert_eq!(w.first.to_string(), "2025-03-04");
+        assert_eq!(w.last.to_string(), "2026-06-02");
+        assert!(w.contains(w.first) && w.contains(w.last) && w.contains(today));
+        assert!(!w.contains(add_days(w.first, -1)) && !w.contains(add_days(w.last, 1)));
+        // 2025-03-04 is a Tuesday, 2026-06-02 a Tuesday: their weeks' Mondays.
+        let m = w.mondays();
+        assert_eq!(m.first.to_string(), "2025-03-03");
+        assert_eq!(m.last.to_string(), "2026-06-01");
     }
 
     #[test]

@@ -334,52 +334,60 @@ async fn payments_are_recorded_and_emitted() {
 async fn bad_input_is_named() {
     let f = fixture().await;
     let (c, d) = (&f.app, &f.d);
-    let cases: Vec<(&str, StatusCode, &str)> = vec![
+    let cases: Vec<(String, StatusCode, &str)> = vec![
         (
-            "/api/v2/barbers/9999/slots?date=2030-01-07",
+            format!("/api/v2/barbers/9999/slots?date={d}"),
             StatusCode::NOT_FOUND,
             "barber_id",
         ),
         (
-            "/api/v2/barbers/100/slots?date=07-01-2030",
+            "/api/v2/barbers/100/slots?date=07-01-2030".to_owned(),
             StatusCode::BAD_REQUEST,
             "date",
         ),
         (
-            "/api/v2/barbers/100/slots?date=2030-02-30",
+            "/api/v2/barbers/100/slots?date=2030-02-30".to_owned(),
             StatusCode::BAD_REQUEST,
             "date",
         ),
-        ("/api/v2/barbers/100/slots", StatusCode::BAD_REQUEST, "date"),
         (
-            "/api/v2/barbers/007/slots?date=2030-01-07",
+            "/api/v2/barbers/100/slots".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "date",
+        ),
+        (
+            format!("/api/v2/barbers/007/slots?date={d}"),
             StatusCode::BAD_REQUEST,
             "barber_id",
         ),
         (
-            "/api/v2/barbers/abc/slots?date=2030-01-07",
+            format!("/api/v2/barbers/abc/slots?date={d}"),
             StatusCode::BAD_REQUEST,
             "barber_id",
         ),
         (
-            "/api/v2/barbers/100/slots?date=2030-01-07&service_id=999",
+            format!("/api/v2/barbers/100/slots?date={d}&service_id=999"),
             StatusCode::NOT_FOUND,
             "service_id",
         ),
         (
-            "/api/v2/barbers/100/availability/weekly?week_start=2030-01-09",
+            "/api/v2/barbers/100/availability/weekly?week_start=2030-01-09".to_owned(),
             StatusCode::BAD_REQUEST,
             "week_start",
         ),
-        ("/api/v2/users/999999", StatusCode::NOT_FOUND, "user_id"),
         (
-            "/api/v2/appointments?size=1000",
+            "/api/v2/users/999999".to_owned(),
+            StatusCode::NOT_FOUND,
+            "user_id",
+        ),
+        (
+            "/api/v2/appointments?size=1000".to_owned(),
             StatusCode::BAD_REQUEST,
             "size",
         ),
     ];
     for (uri, want, field) in cases {
-        let (status, v) = get(c, uri).await;
+        let (status, v) = get(c, &uri).await;
         assert_eq!(status, want, "{uri}: {v}");
         assert_eq!(v["field"], field, "{uri}: {v}");
         assert!(
@@ -495,6 +503,101 @@ async fn bad_input_is_named() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(v["error"], "barber_unavailable");
     assert!(f.app.events_named("appointment.created").is_empty());
+}
+
+/// Slots and weekly availability answer from `lookback_days` (365) back to `max_advance_days`
+/// (90) ahead of the shop's today (Wednesday 2026-03-04): every date answered is a cache
+/// entry, so a client walking the calendar from 0001 to 9999 must not fill the cache.
+#[tokio::test(start_paused = true)]
+async fn slots_and_availability_answer_only_within_the_date_window() {
+    let app = app().await;
+    add_test_barber(&app.db_path, 3);
+    let (first, last) = (day(-365), day(90));
+    assert_eq!(
+        (first.to_string().as_str(), last.to_string().as_str()),
+        ("2025-03-04", "2026-06-02")
+    );
+    let slots = |d: &str| format!("/api/v2/barbers/100/slots?date={d}");
+    let weekly = |m: &str| format!("/api/v2/barbers/100/availability/weekly?week_start={m}");
+
+    for d in [first, last] {
+        let (status, v) = get(&app, &slots(&d.to_string())).await;
+        assert_eq!(status, StatusCode::OK, "{d}: {v}");
+        assert_eq!(v["date"], d.to_string(), "{v}");
+    }
+    // The horizon's day (a Tuesday, a working day) is bookable: it has slots.
+    let (_, v) = get(&app, &slots(&last.to_string())).await;
+    assert!(!starts(&v).is_empty(), "{v}");
+    // The weeks holding the window's ends: Mondays 2025-03-03 and 2026-06-01.
+    for m in ["2025-03-03", "2026-06-01"] {
+        let (status, v) = get(&app, &weekly(m)).await;
+        assert_eq!(status, StatusCode::OK, "{m}: {v}");
+    }
+
+    let refused_days = [
+        day(-366).to_string(),
+        day(91).to_string(),
+        "0001-01-01".to_owned(),
+        "9999-12-31".to_owned(),
+    ];
+    for d in &refused_days {
+        let (status, v) = get(&app, &slots(d)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{d}: {v}");
+        assert_eq!(v["field"], "date", "{v}");
+        assert_eq!(v["error"], "date_out_of_range", "{v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains("between 2025-03-04 and 2026-06-02"),
+            "{message}"
+        );
+    }
+    let refused_weeks = ["2025-02-24", "2026-06-08", "0001-01-01", "9999-12-27"];
+    for m in refused_weeks {
+        let (status, v) = get(&app, &weekly(m)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{m}: {v}");
+        assert_eq!(v["field"], "week_start", "{v}");
+        assert_eq!(v["error"], "date_out_of_range", "{v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains("a Monday between 2025-03-03 and 2026-06-01"),
+            "{message}"
+        );
+    }
+    // The benchmark keys its entries by date as well.
+    let (status, v) = read(
+        app.admin(
+            Method::POST,
+            &format!(
+                "/api/v2/cache/benchmark/slots?date={}&iterations=1",
+                day(91)
+            ),
+        )
+        .send()
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "date", "{v}");
+
+    // Accepted dates were cached; refused ones left nothing behind.
+    let keys = app.m.cached_keys("booking:*").await;
+    for d in [first, last] {
+        assert!(
+            keys.contains(&format!("booking:slots:100:{d}:any")),
+            "{d} not cached: {keys:?}"
+        );
+    }
+    let refused_keys = refused_days
+        .iter()
+        .map(|d| format!("booking:slots:100:{d}:"))
+        .chain(refused_weeks.map(|m| format!("booking:availability:100:{m}:")));
+    for prefix in refused_keys {
+        assert!(
+            !keys.iter().any(|k| k.starts_with(&prefix)),
+            "{prefix}* was refused yet cached: {keys:?}"
+        );
+    }
+    assert_eq!(keys.len(), 4, "{keys:?}");
 }
 
 #[tokio::test]
@@ -620,6 +723,43 @@ async fn warm_source_lists_every_barber_for_seven_days() {
     for r in &reqs {
         let (status, _) = get(&f.app, &r.path).await;
         assert_eq!(status, StatusCode::OK, "{}", r.path);
+    }
+}
+
+/// With a horizon under a week the warm sources stop at it, as the routes do: a warming run
+/// asks for nothing the routes refuse.
+#[tokio::test(start_paused = true)]
+async fn warm_sources_stay_within_a_short_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = larder_booking::BookingConfig {
+        max_advance_days: 3,
+        ..common::small_config(dir.path())
+    };
+    let app = common::app_with(dir, config).await;
+    let plugin = app.m.plugin();
+    let slots = plugin.warm_source("slots_next_7_days").await.unwrap();
+    let days: Vec<String> = slots
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v2/barbers/1/"))
+        .map(|r| r.path.rsplit('=').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        days,
+        (0..=3).map(|i| day(i).to_string()).collect::<Vec<_>>()
+    );
+    // Today is Wednesday 2026-03-04; + 3 days is Saturday: next week is out of reach.
+    let weeks = plugin.warm_source("availability_two_weeks").await.unwrap();
+    assert_eq!(
+        weeks[0].path,
+        "/api/v2/barbers/1/availability/weekly?week_start=2026-03-02"
+    );
+    assert!(
+        weeks.iter().all(|r| r.path.ends_with("2026-03-02")),
+        "{weeks:?}"
+    );
+    for r in slots.iter().chain(&weeks) {
+        let (status, v) = get(&app, &r.path).await;
+        assert_eq!(status, StatusCode::OK, "{}: {v}", r.path);
     }
 }
 

@@ -208,6 +208,18 @@ async fn the_evening_when_the_shop_is_a_day_behind_utc() {
     let (status, v) = book(&app, wednesday, "09:00").await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
 
+    // The read window ends 90 days after the shop's today, not UTC's.
+    let horizon = add_days(tuesday, 90);
+    let (status, v) = get(&app, &format!("/api/v2/barbers/100/slots?date={horizon}")).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = get(
+        &app,
+        &format!("/api/v2/barbers/100/slots?date={}", add_days(horizon, 1)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["field"], "date", "{v}");
+
     let warm = app
         .m
         .plugin()

@@ -100,12 +100,20 @@ impl PolicySet {
     }
 }
 
-/// The `*.yaml`/`*.yml` files of `dir`, sorted.
+/// The `*.yaml`/`*.yml` files of `dir`, sorted. Symlinks are followed: a Kubernetes
+/// ConfigMap mounts each file as `name.yaml -> ..data/name.yaml`.
 pub fn policy_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            // Names starting with `..` are the kubelet's own (`..data`, `..2026_12_01_…`,
+            // `..data_tmp`): the same files again, or a half-written update.
+            let kubelet_internal = p
+                .file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(b".."));
+            !kubelet_internal
+                && p.is_file()
+                && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
         })
         .collect();
     files.sort();
@@ -284,5 +292,27 @@ impl<'c> Compiler<'c> {
         } else {
             Err(finish(self.diags))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::policy_files;
+
+    /// A ConfigMap volume as the kubelet lays it out: the visible name is a symlink through
+    /// `..data` into a timestamped folder.
+    #[cfg(unix)]
+    #[test]
+    fn a_configmap_folder_lists_each_file_once_through_its_symlink() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("..2026_12_01_a")).unwrap();
+        std::fs::write(d.join("..2026_12_01_a/shop.yaml"), "version: 1\n").unwrap();
+        symlink("..2026_12_01_a", d.join("..data")).unwrap();
+        symlink("..data/shop.yaml", d.join("shop.yaml")).unwrap();
+        // A stray file with a kubelet-style name is not a policy either.
+        std::fs::write(d.join("..stray.yaml"), "version: 1\n").unwrap();
+        assert_eq!(policy_files(d).unwrap(), vec![d.join("shop.yaml")]);
     }
 }

@@ -573,7 +573,7 @@ impl CacheAdminApi {
         target: Path<BenchTarget>,
         /// The barber (slot targets).
         barber_id: Query<Option<Id>>,
-        /// The day, `YYYY-MM-DD` (slot targets).
+        /// The day, `YYYY-MM-DD` (slot targets), within the window of the slots route.
         date: Query<Option<Day>>,
         /// Calls per side, 1–500.
         #[oai(
@@ -607,6 +607,12 @@ impl CacheAdminApi {
             .0
             .map(|d| d.0)
             .unwrap_or_else(|| time::add_days(self.0.clock.today(), 1));
+        // Each date benchmarked is a cache entry too.
+        if !matches!(target.0, BenchTarget::Dashboard)
+            && let Err(e) = self.0.check_day("date", date)
+        {
+            return Err(e).into();
+        }
         let result = self.bench(target.0, barber, date, iterations.0).await;
         if let Ok(report) = &result {
             let summary = json!({

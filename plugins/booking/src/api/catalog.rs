@@ -33,8 +33,9 @@ impl CatalogApi {
     ///
     /// Computed from the barber's weekly hours minus time off and existing appointments,
     /// cut into starts on the shop's slot grid. With `service_id` the slots have that
-    /// service's duration; without, the default duration. Past days and days beyond the
-    /// booking horizon have no slots; today's slots respect the minimum notice.
+    /// service's duration; without, the default duration. Past days have no slots; today's
+    /// slots respect the minimum notice. Days from `lookback_days` back to the booking
+    /// horizon (`max_advance_days`) are answered; others are refused with 400 naming `date`.
     #[oai(
         path = "/barbers/:barber_id/slots",
         method = "get",
@@ -44,13 +45,16 @@ impl CatalogApi {
         &self,
         /// The barber.
         barber_id: Path<PathId<BarberId>>,
-        /// The day, `YYYY-MM-DD`.
+        /// The day, `YYYY-MM-DD`, within the window the settings give.
         date: Query<Day>,
         /// Size the slots for this service.
         service_id: Query<Option<Id>>,
     ) -> Reply<SlotList> {
-        let (rules, now) = (self.0.rules, self.0.now());
         let (barber, date, service) = (barber_id.0.0, date.0.0, service_id.0.map(|s| s.0));
+        if let Err(e) = self.0.check_day("date", date) {
+            return Err(e).into();
+        }
+        let (rules, now) = (self.0.rules, self.0.now());
         self.0
             .db
             .read(move |c| store::slots_for(c, &rules, now, barber, date, service))
@@ -61,7 +65,8 @@ impl CatalogApi {
     /// Weekly availability of a barber
     ///
     /// Seven days from `week_start` (a Monday): working hours, booked and free minutes, and
-    /// the bookable slots of each day.
+    /// the bookable slots of each day. Weeks overlapping `lookback_days` back to the booking
+    /// horizon are answered; others are refused with 400 naming `week_start`.
     #[oai(
         path = "/barbers/:barber_id/availability/weekly",
         method = "get",
@@ -71,7 +76,7 @@ impl CatalogApi {
         &self,
         /// The barber.
         barber_id: Path<PathId<BarberId>>,
-        /// The Monday the week starts on, `YYYY-MM-DD`.
+        /// The Monday the week starts on, `YYYY-MM-DD`, within the window the settings give.
         week_start: Query<Day>,
         /// Size the slots for this service.
         service_id: Query<Option<Id>>,
@@ -87,6 +92,9 @@ impl CatalogApi {
                     crate::time::week_start(monday)
                 ),
             )));
+        }
+        if let Err(e) = self.0.check_week("week_start", monday) {
+            return Err(e).into();
         }
         let (rules, now) = (self.0.rules, self.0.now());
         let (barber, service) = (barber_id.0.0, service_id.0.map(|s| s.0));
@@ -172,6 +180,7 @@ impl CatalogApi {
                         default_duration_minutes: cfg.default_duration_minutes,
                         min_notice_minutes: cfg.min_notice_minutes,
                         max_advance_days: cfg.max_advance_days,
+                        lookback_days: cfg.lookback_days,
                         cancellation_notice_hours: cfg.cancellation_notice_hours,
                         opening_hours: Span {
                             start: hhmm(state.opening.0),

@@ -310,16 +310,12 @@ impl ParseFromParameter for Day {
 /// into the past or out of the booking window.
 static EXAMPLE_DAY: RwLock<Option<jiff::civil::Date>> = RwLock::new(None);
 
-/// The last Monday within the booking window as of `today` (the next Monday when the
-/// window is shorter than a week): a valid `week_start`, a day with slots to show, and
-/// bookable for about `max_advance_days` after the server starts.
+/// The last Monday within the booking window as of `today`: a valid `week_start`, a day
+/// with slots to show, and bookable for about `max_advance_days` after the server starts.
+/// When the window holds no Monday after today (a horizon under a week), this week's
+/// Monday: the routes refuse weeks past the horizon, and an example should be answered.
 pub fn example_day_for(today: jiff::civil::Date, max_advance_days: u32) -> jiff::civil::Date {
-    let monday = crate::time::week_start(crate::time::add_days(today, i64::from(max_advance_days)));
-    if monday > today {
-        monday
-    } else {
-        crate::time::add_days(crate::time::week_start(today), 7)
-    }
+    crate::time::week_start(crate::time::add_days(today, i64::from(max_advance_days)))
 }
 
 /// The date the document's examples give (see [`build`]).
@@ -385,8 +381,9 @@ mod tests {
         assert_eq!(example_day_for(date(2026, 12, 1), 90), date(2027, 3, 1));
         // + 30 days is a Thursday: the Monday of its week.
         assert_eq!(example_day_for(date(2026, 12, 1), 30), date(2026, 12, 28));
-        // A window shorter than a week may hold no Monday: the next one all the same.
-        assert_eq!(example_day_for(date(2026, 12, 1), 3), date(2026, 12, 7));
+        // A window shorter than a week may hold no Monday after today: this week's, which
+        // the availability route still answers for.
+        assert_eq!(example_day_for(date(2026, 12, 1), 3), date(2026, 11, 30));
         for offset in 0..14 {
             let today = add_days(date(2026, 12, 1), offset);
             for window in [7, 30, 90, 365] {
