@@ -199,6 +199,14 @@ async fn compression_is_negotiated_and_done_once() {
         r.json().await.unwrap()
     };
     assert_eq!(plain.len(), 200);
+    // The entry is stored brotli-compressed; answering that first client without `br`
+    // decoded it once, and L1 keeps (and weighs) the identity form beside it.
+    let plain_len = serde_json::to_vec(&plain).unwrap().len() as u64;
+    let l1_bytes = admin_stats(&c, &larder).await["l1_bytes"].as_u64().unwrap();
+    assert!(
+        l1_bytes > plain_len + 500,
+        "L1 weighs both forms: {l1_bytes} bytes, {plain_len} decoded"
+    );
     let cases = [
         ("br", Some("br")),
         ("gzip, br;q=0.5", Some("br")),
@@ -233,6 +241,25 @@ async fn compression_is_negotiated_and_done_once() {
     assert_eq!(
         stats["rules"]["hello-greetings"]["origin_calls"], 1,
         "{stats}"
+    );
+    assert_eq!(
+        stats["l1_bytes"], l1_bytes,
+        "identity clients reused the kept form: {stats}"
+    );
+    // A purge takes both forms: the next identity client finds nothing.
+    let purged = c
+        .post(larder.url("/admin/cache/invalidate"))
+        .header("x-admin-key", KEY)
+        .json(&serde_json::json!({ "keys": ["hello:greetings:200"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(purged.status().is_success(), "{}", purged.status());
+    let r = c.get(&url).send().await.unwrap();
+    assert!(
+        status(r.headers()).contains("stored"),
+        "{}",
+        status(r.headers())
     );
 }
 

@@ -119,7 +119,7 @@ type OriginTime = Arc<AtomicU64>;
 /// What the decision phase (and L1) made of a request.
 enum Plan {
     /// A fresh copy in L1: the short exit.
-    Hit(Served, Arc<BoundRule>),
+    Hit(Served, Arc<BoundRule>, String),
     /// No rule binds the route: the origin alone.
     Uncovered,
     /// The rule may key on the body: decided once it is read.
@@ -177,10 +177,11 @@ impl Pipeline {
                 // nothing to enter), so the state machine holds one copy of the answer.
                 let span = trace.span.clone().unwrap_or_else(tracing::Span::none);
                 match span.in_scope(|| self.plan(&req, &identity, &trace)) {
-                    Plan::Hit(served, bound) => {
+                    Plan::Hit(served, bound, key) => {
                         let h = req.headers();
                         respond(
                             &served,
+                            &key,
                             &bound,
                             h.get(header::ACCEPT_ENCODING),
                             h.get(header::IF_NONE_MATCH),
@@ -227,7 +228,7 @@ impl Pipeline {
         match self.decide(&bound, req, None, self.who(req, identity), trace) {
             Ok(key) => {
                 match crate::cache::lookup(&self.engine, &bound, &key, trace.cache_spans()) {
-                    Ok(hit) => Plan::Hit(hit, bound),
+                    Ok(hit) => Plan::Hit(hit, bound, key),
                     Err(lookup) => Plan::Look(bound, key, lookup),
                 }
             }
@@ -393,7 +394,7 @@ impl Pipeline {
                         miss,
                         &bound,
                         slot,
-                        key,
+                        key.clone(),
                         (req, body),
                         identity,
                         trace,
@@ -408,6 +409,7 @@ impl Pipeline {
         };
         respond(
             &served,
+            &key,
             &bound,
             accept.as_ref(),
             if_none_match.as_ref(),
@@ -836,7 +838,7 @@ impl Pipeline {
             ("buffer_body", size(&buffer_body(req(), 1))),
             (
                 "respond",
-                size(&respond(&served, &bound, None, None, 1, &self.engine)),
+                size(&respond(&served, "k", &bound, None, None, 1, &self.engine)),
             ),
             ("run", size(&self.run(req()))),
         ]

@@ -38,10 +38,12 @@ fn etag_matches(if_none_match: &HeaderValue, etag: &str) -> bool {
     list.split(',').any(|t| t.trim() == "*" || bare(t) == etag)
 }
 
-/// Builds the answer from what the engine served. `decoded_limit` caps what a stored body
-/// may decode to for a client that cannot take its coding.
+/// Builds the answer from what the engine served under `key`. `decoded_limit` caps what a
+/// stored body may decode to for a client that cannot take its coding; the decoded body is
+/// then kept with the entry in L1, so such clients cost one decode per entry, not per hit.
 pub(crate) async fn respond(
     served: &Served,
+    key: &str,
     bound: &BoundRule,
     accept: Option<&HeaderValue>,
     if_none_match: Option<&HeaderValue>,
@@ -120,13 +122,22 @@ pub(crate) async fn respond(
             resp.set_body(entry.body.clone());
         }
         Delivery::Decode => {
+            if let Some(plain) = entry.identity.get() {
+                resp.set_body(plain.clone());
+                return resp;
+            }
             let span = tracing::debug_span!("cache.decompress", cache.encoding = stored.token());
             match Box::pin(
                 compression::decompress(&entry.body, stored, decoded_limit).instrument(span),
             )
             .await
             {
-                Ok(plain) => resp.set_body(plain),
+                Ok(plain) => {
+                    let plain = bytes::Bytes::from(plain);
+                    // Another client may have kept one meanwhile: the first one stays.
+                    engine.cache.l1().keep_identity(key, entry, plain.clone());
+                    resp.set_body(plain);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "stored body could not be decoded for this client");
                     return ApiError::new(

@@ -16,6 +16,7 @@
 //! u64 xxh3 of everything before it
 //! ```
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -135,6 +136,10 @@ pub struct Entry {
     pub tags: Vec<String>,
     /// Strong validator for `If-None-Match`, computed once at store time.
     pub etag: Option<String>,
+    /// `body` decoded, kept in L1 once a client that cannot take [`Entry::encoding`] asked
+    /// for it, so later such clients get it without a decode. Never written to L2 (a
+    /// promoted entry makes its own on first demand); counted by [`Entry::weight`].
+    pub identity: OnceLock<Bytes>,
 }
 
 /// Why stored bytes could not be turned back into an [`Entry`]. The engine treats every
@@ -173,6 +178,7 @@ impl Entry {
             stale_if_error: Duration::ZERO,
             tags: Vec::new(),
             etag: None,
+            identity: OnceLock::new(),
         }
     }
 
@@ -295,8 +301,9 @@ impl Entry {
         // Each tag is stored as a String here and indexed (a set slot) in L1's tag index.
         let tags: usize = self.tags.iter().map(|t| t.len() + 64).sum();
         let etag = self.etag.as_ref().map_or(0, |e| e.len() + 24);
+        let identity = self.identity.get().map_or(0, Bytes::len);
         // The Arc, this struct, the cache slot and allocator rounding of each buffer.
-        (self.body.len() + headers + tags + etag + 320) as u64
+        (self.body.len() + identity + headers + tags + etag + 320) as u64
     }
 
     /// Serialises into the versioned layout described in the module docs.
@@ -437,6 +444,7 @@ impl Entry {
             stale_if_error,
             tags,
             etag,
+            identity: OnceLock::new(),
         })
     }
 }

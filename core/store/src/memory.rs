@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
@@ -120,6 +121,23 @@ impl MemoryStore {
             }
         }
         true
+    }
+
+    /// Keeps `identity`, the decoded form of `entry`'s body, in the entry (see
+    /// [`Entry::identity`]) if `key` still holds this very entry, and weighs it again with
+    /// it; the budget then evicts as for any insert.
+    pub fn keep_identity(&self, key: &str, entry: &Arc<Entry>, identity: Bytes) {
+        let key: Arc<str> = Arc::from(key);
+        // Set inside the callback: quick_cache weighs the entry before and after it. A zero
+        // timeout: a key being loaded elsewhere keeps no form now.
+        let _ = self
+            .cache
+            .entry(&key, Some(std::time::Duration::ZERO), |_, current| {
+                if Arc::ptr_eq(current, entry) {
+                    let _ = current.identity.set(identity);
+                }
+                quick_cache::sync::EntryAction::Retain(())
+            });
     }
 
     /// Removes one key; true if it was present.
@@ -286,6 +304,28 @@ mod tests {
                 .with_ttl(Duration::from_secs(60))
                 .with_tags(tags.iter().copied()),
         )
+    }
+
+    #[tokio::test]
+    async fn a_kept_identity_form_is_weighed_and_only_for_the_entry_in_place() {
+        let m = MemoryStore::new(1 << 20, Clock::new());
+        let first = entry(100, &[]);
+        m.insert("k", first.clone());
+        let before = m.bytes();
+        m.keep_identity("k", &first, Bytes::from(vec![1u8; 4000]));
+        assert_eq!(m.bytes(), before + 4000);
+        assert_eq!(
+            m.get_now("k").unwrap().identity.get().map(Bytes::len),
+            Some(4000)
+        );
+        // The first form kept stays; a form for an entry no longer in place is not kept.
+        m.keep_identity("k", &first, Bytes::from(vec![2u8; 10]));
+        assert_eq!(m.bytes(), before + 4000);
+        let newer = entry(100, &[]);
+        m.insert("k", newer.clone());
+        m.keep_identity("k", &first, Bytes::from(vec![3u8; 4000]));
+        assert!(newer.identity.get().is_none());
+        assert_eq!(m.bytes(), before);
     }
 
     #[tokio::test]
