@@ -133,7 +133,6 @@ pub(crate) async fn respond(
             .await
             {
                 Ok(plain) => {
-                    let plain = bytes::Bytes::from(plain);
                     // Another client may have kept one meanwhile: the first one stays.
                     engine.cache.l1().keep_identity(key, entry, plain.clone());
                     resp.set_body(plain);
