@@ -251,6 +251,8 @@ async fn the_cores_refusals_are_declared_with_their_bodies() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    // Its body unread, the connection is closed and says so: no client reuses it.
+    assert_eq!(r.headers()["connection"], "close");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
     assert!(

@@ -49,11 +49,18 @@ impl ApiError {
 
     /// `413`: a request body over `limit` bytes (`limits.request_body_bytes`).
     pub fn body_too_large(limit: usize) -> Response {
-        Self::new(
+        let mut resp = Self::new(
             "payload_too_large",
             format!("request body is larger than {limit} bytes (limits.request_body_bytes)"),
         )
-        .respond(StatusCode::PAYLOAD_TOO_LARGE)
+        .respond(StatusCode::PAYLOAD_TOO_LARGE);
+        // The rest of the body is not read, so the connection cannot carry another request:
+        // say so, or a client reuses it and its next request fails (RFC 9112 §9.6).
+        resp.headers_mut().insert(
+            poem::http::header::CONNECTION,
+            poem::http::HeaderValue::from_static("close"),
+        );
+        resp
     }
 }
 
