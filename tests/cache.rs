@@ -355,6 +355,25 @@ async fn public_rule_never_serves_or_stores_credentialed_requests() {
     );
 }
 
+/// Polls `/admin/policies` (with a deadline) until the last reload is reported refused, and
+/// checks it names `hello.yaml` and the misspelt `tll`.
+async fn refused_reload(c: &reqwest::Client, larder: &Larder, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    let policies = loop {
+        let p: Value = admin_get(c, larder, "/admin/policies").await;
+        if p["last_reload"]["ok"] == false {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "{what}: {p}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let errors = policies["last_reload"]["errors"].to_string();
+    assert!(
+        errors.contains("hello.yaml") && errors.contains("unknown field `tll`"),
+        "{errors}"
+    );
+}
+
 /// Waits (with a deadline) until the server's Redis connection is up and its breaker closed:
 /// on a loaded machine the first connection can take longer than start-up.
 async fn wait_for_redis(c: &reqwest::Client, l: &Larder) {
@@ -564,23 +583,13 @@ async fn policy_edits_apply_within_two_seconds_and_bad_edits_keep_the_old_policy
     println!("TTL edit applied after {:?}", edited.elapsed());
 
     std::fs::write(&file, text.replacen("ttl: 5m", "tll: 5m", 1)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let policies = loop {
-        let p: Value = admin_get(&c, &larder, "/admin/policies").await;
-        if p["last_reload"]["ok"] == false {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the bad edit was never reported: {p}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let errors = policies["last_reload"]["errors"].to_string();
-    assert!(
-        errors.contains("hello.yaml") && errors.contains("unknown field `tll`"),
-        "{errors}"
-    );
+    refused_reload(
+        &c,
+        &larder,
+        Duration::from_secs(5),
+        "the bad edit was never reported",
+    )
+    .await;
     let (_, h, _) = get(&c, &larder.url("/greetings/still-old")).await;
     assert!(max_age(&h) <= 42, "the last good policy stays in force");
 
@@ -706,23 +715,13 @@ async fn a_configmap_update_reloads_the_policies_and_a_bad_one_keeps_the_old() {
         "2026_12_01_10_10_00.3",
         &v1.replacen("ttl: 5m", "tll: 5m", 1),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let policies = loop {
-        let p: Value = admin_get(&c, &larder, "/admin/policies").await;
-        if p["last_reload"]["ok"] == false {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the bad update was never reported: {p}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let errors = policies["last_reload"]["errors"].to_string();
-    assert!(
-        errors.contains("hello.yaml") && errors.contains("unknown field `tll`"),
-        "{errors}"
-    );
+    refused_reload(
+        &c,
+        &larder,
+        Duration::from_secs(10),
+        "the bad update was never reported",
+    )
+    .await;
     let (_, h, _) = get(&c, &larder.url("/greetings/still-42")).await;
     assert!(
         (1..=42).contains(&max_age(&h)),
