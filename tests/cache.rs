@@ -1205,3 +1205,39 @@ async fn l2_hits_and_misses_read_redis_once_and_are_charged_once() {
     let hits = r#"larder_cache_rule_results_total{rule="hello-greeting",result="hit_l2"}"#;
     assert_eq!(counter(&text, hits), 4.0, "{text}");
 }
+
+/// An instance started while Redis is down says so in its health — including that it does
+/// not hear other instances' purges — until Redis is up and it has subscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_degraded_until_other_instances_purges_are_heard() {
+    let mut redis = RedisServer::spawn().unwrap();
+    redis.kill();
+    let dir = policy_dir(&[]);
+    let storage = format!(
+        "storage:\n  mode: hybrid\n  redis:\n    url: {}\n",
+        redis.url()
+    );
+    let larder = start(dir.path(), 0, &storage);
+    let c = reqwest::Client::new();
+    let health = admin_get(&c, &larder, "/admin/cache/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["cache"]["redis"]["subscribed"], false, "{health}");
+    let problems = health["problems"].to_string();
+    assert!(
+        problems.contains("unreachable") && problems.contains("other instances' purges"),
+        "{problems}"
+    );
+
+    redis.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let health = admin_get(&c, &larder, "/admin/cache/health").await;
+        if health["status"] == "ok" {
+            assert_eq!(health["cache"]["redis"]["subscribed"], true, "{health}");
+            assert_eq!(health["problems"], serde_json::json!([]), "{health}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still degraded: {health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

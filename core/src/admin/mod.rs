@@ -445,7 +445,8 @@ impl AdminApi {
     }
 
     /// Cache health: mode (memory, standalone, sentinel, cluster), Redis connection and
-    /// breaker state, ping latency, and the last policy reload.
+    /// breaker state, ping latency, whether other instances' purges are heard, and the last
+    /// policy reload; `degraded` with the `problems` in words when something is off.
     #[oai(
         path = "/cache/health",
         method = "get",
@@ -454,8 +455,20 @@ impl AdminApi {
     async fn health(&self, _auth: AdminAuth) -> Json<serde_json::Value> {
         let engine = self.engine();
         let health = engine.cache.health().await;
+        let mut problems = Vec::new();
+        if let Some(redis) = &health.redis {
+            if !redis.connected {
+                problems.push(
+                    "Redis is unreachable: L2 is skipped and answers come from L1 and the origin",
+                );
+            }
+            if !redis.subscribed {
+                problems.push("not subscribed to the invalidation channel: other instances' purges do not reach this instance's L1");
+            }
+        }
         Json(serde_json::json!({
-            "status": if health.redis.as_ref().is_none_or(|r| r.connected) { "ok" } else { "degraded" },
+            "status": if problems.is_empty() { "ok" } else { "degraded" },
+            "problems": problems,
             "cache": serde_json::to_value(&health).unwrap_or_default(),
             "policies": engine.reload_status(),
         }))

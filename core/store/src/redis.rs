@@ -97,6 +97,8 @@ pub struct RedisHealth {
     pub ping_ms: Option<f64>,
     /// Why the PING failed, if it did.
     pub error: Option<String>,
+    /// Subscribed to the invalidation channel: other instances' purges reach this L1.
+    pub subscribed: bool,
 }
 
 /// The L2 store. Cloning shares the connections.
@@ -707,6 +709,7 @@ impl RedisStore {
             breaker_open: self.inner.breaker.is_open(),
             ping_ms,
             error,
+            subscribed: self.subscribed(),
         }
     }
 }
