@@ -229,6 +229,18 @@ async fn compression_is_negotiated_and_done_once() {
             .map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(enc.as_deref(), expect, "Accept-Encoding: {accept}");
         assert_eq!(r.headers()["vary"].to_str().unwrap(), "Accept-Encoding");
+        // Strong for the stored bytes, weak for another coding of them.
+        let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+        assert_eq!(etag.starts_with("W/"), expect.is_none(), "{accept}: {etag}");
+        let again = c
+            .get(&url)
+            .header("accept-encoding", accept)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{accept}: {etag}");
+        assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
         let bytes = r.bytes().await.unwrap();
         if expect.is_none() {
             let v: Vec<Value> = serde_json::from_slice(&bytes).unwrap();

@@ -102,8 +102,18 @@ pub(crate) async fn respond(
     if !vary.is_empty() {
         set_header(&mut resp, header::VARY, &vary.join(", "));
     }
+    let stored = entry.encoding;
+    let accept = accept.and_then(|v| v.to_str().ok());
+    let delivery = compression::negotiate(accept, stored);
     if let Some(etag) = &entry.etag {
-        set_header(&mut resp, header::ETAG, etag);
+        // The stored validator is strong for the stored bytes; another coding of them is
+        // the same data but not the same bytes, so it gets the weak form (RFC 9110 §8.8.1).
+        match delivery {
+            Delivery::Decode if !etag.starts_with("W/") => {
+                set_owned_header(&mut resp, header::ETAG, format!("W/{etag}"));
+            }
+            _ => set_header(&mut resp, header::ETAG, etag),
+        }
         if let Some(inm) = if_none_match
             && etag_matches(inm, etag)
         {
@@ -112,9 +122,7 @@ pub(crate) async fn respond(
             return resp;
         }
     }
-    let stored = entry.encoding;
-    let accept = accept.and_then(|v| v.to_str().ok());
-    match compression::negotiate(accept, stored) {
+    match delivery {
         Delivery::AsStored => {
             if let Some(token) = entry.encoding.content_encoding() {
                 set_header(&mut resp, header::CONTENT_ENCODING, token);
