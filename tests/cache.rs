@@ -207,46 +207,81 @@ async fn compression_is_negotiated_and_done_once() {
         l1_bytes > plain_len + 500,
         "L1 weighs both forms: {l1_bytes} bytes, {plain_len} decoded"
     );
+    // What each client gets: the stored coding if it takes it, else the rule's preferred
+    // algorithm it takes (br, zstd, gzip by default), else identity.
     let cases = [
         ("br", Some("br")),
         ("gzip, br;q=0.5", Some("br")),
-        ("gzip;q=1, br;q=0", None),
+        ("gzip;q=1, br;q=0", Some("gzip")),
+        ("gzip, deflate", Some("gzip")),
         ("identity", None),
         ("*", Some("br")),
-        ("zstd", None),
+        ("zstd", Some("zstd")),
+        ("deflate", None),
     ];
-    for (accept, expect) in cases {
-        let r = c
-            .get(&url)
-            .header("accept-encoding", accept)
-            .send()
-            .await
-            .unwrap();
-        assert!(status(r.headers()).contains("hit"), "{accept}");
-        let enc = r
-            .headers()
-            .get("content-encoding")
-            .map(|v| v.to_str().unwrap().to_owned());
-        assert_eq!(enc.as_deref(), expect, "Accept-Encoding: {accept}");
-        assert_eq!(r.headers()["vary"].to_str().unwrap(), "Accept-Encoding");
-        // Strong for the stored bytes, weak for another coding of them.
-        let etag = r.headers()["etag"].to_str().unwrap().to_owned();
-        assert_eq!(etag.starts_with("W/"), expect.is_none(), "{accept}: {etag}");
-        let again = c
-            .get(&url)
-            .header("accept-encoding", accept)
-            .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(again.status(), 304, "{accept}: {etag}");
-        assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
-        let bytes = r.bytes().await.unwrap();
-        if expect.is_none() {
-            let v: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
-            assert_eq!(v, plain, "decoded for {accept}");
+    let decode = |coding: Option<&str>, bytes: &[u8]| -> Vec<Value> {
+        let plain = match coding {
+            None => bytes.to_vec(),
+            Some("gzip") => {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)
+                    .unwrap();
+                out
+            }
+            Some("zstd") => zstd::decode_all(bytes).unwrap(),
+            Some(other) => panic!("no decoder for {other} here"),
+        };
+        serde_json::from_slice(&plain).unwrap()
+    };
+    let mut l1_after_first_pass = 0;
+    for pass in 0..2 {
+        for (accept, expect) in cases {
+            let r = c
+                .get(&url)
+                .header("accept-encoding", accept)
+                .send()
+                .await
+                .unwrap();
+            assert!(status(r.headers()).contains("hit"), "{accept}");
+            let enc = r
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(enc.as_deref(), expect, "Accept-Encoding: {accept}");
+            assert_eq!(r.headers()["vary"].to_str().unwrap(), "Accept-Encoding");
+            // Strong for the stored bytes, weak for another coding of them.
+            let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+            assert_eq!(
+                etag.starts_with("W/"),
+                expect != Some("br"),
+                "{accept}: {etag}"
+            );
+            let again = c
+                .get(&url)
+                .header("accept-encoding", accept)
+                .header("if-none-match", &etag)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(again.status(), 304, "{accept}: {etag}");
+            assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+            let bytes = r.bytes().await.unwrap();
+            if expect.is_some() {
+                assert!(bytes.len() < serde_json::to_vec(&plain).unwrap().len() / 3);
+            }
+            if expect != Some("br") {
+                assert_eq!(decode(expect, &bytes), plain, "as sent for {accept}");
+            }
+        }
+        let l1 = admin_stats(&c, &larder).await["l1_bytes"].as_u64().unwrap();
+        if pass == 0 {
+            assert!(
+                l1 > l1_bytes + 400,
+                "the gzip and zstd forms are kept and weighed: {l1} after, {l1_bytes} before"
+            );
+            l1_after_first_pass = l1;
         } else {
-            assert!(bytes.len() < serde_json::to_vec(&plain).unwrap().len() / 3);
+            assert_eq!(l1, l1_after_first_pass, "the second pass made nothing new");
         }
     }
     let stats = admin_stats(&c, &larder).await;
@@ -254,9 +289,26 @@ async fn compression_is_negotiated_and_done_once() {
         stats["rules"]["hello-greetings"]["origin_calls"], 1,
         "{stats}"
     );
-    assert_eq!(
-        stats["l1_bytes"], l1_bytes,
-        "identity clients reused the kept form: {stats}"
+    // One recoding per coding asked for (identity, gzip, zstd), not one per hit.
+    let metrics = c
+        .get(larder.url("/metrics"))
+        .header("x-admin-key", READ_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "larder_cache_variants_made_total 3"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("variants"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // A purge takes both forms: the next identity client finds nothing.
     let purged = c

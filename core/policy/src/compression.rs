@@ -99,33 +99,50 @@ impl Compression {
     /// The preferred algorithm the client accepts, from `Accept-Encoding` with q-values.
     /// Our preference order decides among accepted ones; `q=0` refuses; `*` accepts the rest.
     pub fn negotiate(&self, accept_encoding: &str) -> Option<Algorithm> {
-        let mut star: Option<bool> = None;
-        let mut listed: Vec<(&str, bool)> = Vec::new();
-        for part in accept_encoding.split(',') {
-            let mut it = part.split(';');
-            let name = it.next().unwrap_or("").trim();
-            let q = it
-                .find_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|q| q.trim().parse::<f32>().ok())
-                })
-                .unwrap_or(1.0);
-            if name == "*" {
-                star = Some(q > 0.0);
-            } else if !name.is_empty() {
-                listed.push((name, q > 0.0));
-            }
+        self.algorithms
+            .iter()
+            .copied()
+            .find(|a| accept_weight(accept_encoding, a.token()) > 0.0)
+    }
+}
+
+/// The client's weight (`q`) for the content coding `token` under an `Accept-Encoding`
+/// header, per RFC 9110 §12.5.3: an explicit entry wins, then `*`; `identity` is acceptable
+/// unless refused, any other coding only if listed. Tokens compare case-insensitively, and
+/// `x-gzip` is `gzip`. The one parser of the header: negotiation of what is stored and of
+/// which variant to make both read it here.
+pub fn accept_weight(header: &str, token: &str) -> f32 {
+    let same = |listed: &str| {
+        listed.eq_ignore_ascii_case(token)
+            || (listed.eq_ignore_ascii_case("x-gzip") && token.eq_ignore_ascii_case("gzip"))
+    };
+    let mut star = None;
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let listed = parts.next().unwrap_or("").trim();
+        if listed.is_empty() {
+            continue;
         }
-        self.algorithms.iter().copied().find(|a| {
-            match listed
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(a.token()))
-            {
-                Some((_, ok)) => *ok,
-                None => star.unwrap_or(false),
-            }
-        })
+        let q = parts
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| v.trim().parse::<f32>().ok())?
+            })
+            .next()
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        if listed == "*" {
+            star = Some(q);
+        } else if same(listed) {
+            return q;
+        }
+    }
+    match star {
+        Some(q) => q,
+        None if token.eq_ignore_ascii_case("identity") => 1.0,
+        None => 0.0,
     }
 }
 
@@ -161,6 +178,18 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_weights_follow_rfc_9110() {
+        assert_eq!(accept_weight("gzip", "identity"), 1.0);
+        assert_eq!(accept_weight("gzip, identity;q=0", "identity"), 0.0);
+        assert_eq!(accept_weight("*;q=0", "identity"), 0.0);
+        assert_eq!(accept_weight("ZSTD;Q=0.3", "zstd"), 0.3);
+        assert_eq!(accept_weight("x-gzip", "gzip"), 1.0);
+        assert_eq!(accept_weight("*;q=0.5, zstd;q=0", "zstd"), 0.0);
+        assert_eq!(accept_weight("*;q=0.5, zstd;q=0", "br"), 0.5);
+        assert_eq!(accept_weight("br", "gzip"), 0.0);
+    }
 
     #[test]
     fn decides_by_type_and_size() {

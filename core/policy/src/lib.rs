@@ -44,7 +44,7 @@ pub mod units;
 pub mod warming;
 
 pub use catalog::{Catalog, CatalogEvent, CatalogNamedRule, CatalogRoute, CatalogWarmSource};
-pub use compression::Compression;
+pub use compression::{Compression, accept_weight};
 pub use diag::{Diagnostic, Diagnostics, Location};
 pub use expr::{Clock, Expr};
 pub use policy::{Explanation, PolicySet, RequestMatch, RouteInfo, Trigger};

@@ -61,6 +61,8 @@ pub fn render(engine: &Engine, warmer: &Warmer) -> String {
     counter!("larder_cache_compressions_total").absolute(
         crate::telemetry::metrics::COMPRESSIONS.load(std::sync::atomic::Ordering::Relaxed),
     );
+    counter!("larder_cache_variants_made_total")
+        .absolute(crate::telemetry::metrics::VARIANTS.load(std::sync::atomic::Ordering::Relaxed));
     gauge!("larder_cache_l1_bytes").set(s.l1_bytes as f64);
     gauge!("larder_cache_l1_capacity_bytes").set(s.l1_capacity_bytes as f64);
     gauge!("larder_cache_l1_entries").set(s.l1_entries as f64);

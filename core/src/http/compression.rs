@@ -25,57 +25,50 @@ pub(crate) fn encoding_of(algorithm: larder_policy::Algorithm) -> BodyEncoding {
     }
 }
 
+/// The level the rule compresses `coding` at (identity has none).
+pub(crate) fn level_of(comp: &larder_policy::Compression, coding: BodyEncoding) -> i32 {
+    use larder_policy::Algorithm::*;
+    let alg = match coding {
+        BodyEncoding::Identity => return 0,
+        BodyEncoding::Br => Br,
+        BodyEncoding::Zstd => Zstd,
+        BodyEncoding::Gzip => Gzip,
+        BodyEncoding::Deflate => Deflate,
+    };
+    comp.level_for(alg) as i32
+}
+
 /// What to do with a stored body for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     /// Send the stored bytes with the stored `Content-Encoding`.
     AsStored,
-    /// Decode to identity first.
-    Decode,
-}
-
-/// The client's weight (`q`) for `coding` under an `Accept-Encoding` header, per RFC 9110
-/// §12.5.3: an explicit entry wins, then `*`; identity is acceptable unless refused.
-fn weight(header: &str, coding: BodyEncoding) -> f32 {
-    let mut star = None;
-    for item in header.split(',') {
-        let mut parts = item.split(';');
-        let token = parts.next().unwrap_or("").trim();
-        if token.is_empty() {
-            continue;
-        }
-        let q = parts
-            .filter_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case("q")
-                    .then(|| v.trim().parse::<f32>().ok())?
-            })
-            .next()
-            .unwrap_or(1.0)
-            .clamp(0.0, 1.0);
-        if token == "*" {
-            star = Some(q);
-        } else if BodyEncoding::from_token(token) == Some(coding) {
-            return q;
-        }
-    }
-    match (star, coding) {
-        (Some(q), _) => q,
-        (None, BodyEncoding::Identity) => 1.0,
-        (None, _) => 0.0,
-    }
+    /// Send the body in this other coding (identity: decoded), made on the first such
+    /// request and kept with the entry in L1 ([`larder_store::Variants`]).
+    Variant(BodyEncoding),
 }
 
 /// Decides how to send a body stored with `stored` coding to a client that sent
-/// `accept_encoding` (absent header: identity, the safe reading for clients like plain curl).
-pub fn negotiate(accept_encoding: Option<&str>, stored: BodyEncoding) -> Delivery {
+/// `accept_encoding` (absent header: identity, the safe reading for clients like plain curl),
+/// under the rule's compression settings `offered`: the stored coding if the client takes
+/// it, else the rule's most preferred algorithm the client takes, else identity.
+pub fn negotiate(
+    accept_encoding: Option<&str>,
+    stored: BodyEncoding,
+    offered: &larder_policy::Compression,
+) -> Delivery {
     if stored == BodyEncoding::Identity {
         return Delivery::AsStored;
     }
-    match accept_encoding {
-        Some(h) if weight(h, stored) > 0.0 => Delivery::AsStored,
-        _ => Delivery::Decode,
+    let Some(header) = accept_encoding else {
+        return Delivery::Variant(BodyEncoding::Identity);
+    };
+    if larder_policy::accept_weight(header, stored.token()) > 0.0 {
+        return Delivery::AsStored;
+    }
+    match offered.enabled.then(|| offered.negotiate(header)).flatten() {
+        Some(alg) => Delivery::Variant(encoding_of(alg)),
+        None => Delivery::Variant(BodyEncoding::Identity),
     }
 }
 
@@ -147,37 +140,59 @@ pub async fn decompress(
     }
 }
 
+/// The body of a stored entry in another coding: decoded from `stored` (at most `limit`
+/// bytes; `plain` is the decoded form when one is at hand), then compressed with `coding`
+/// at `level` unless identity is wanted.
+pub async fn transcode(
+    body: &[u8],
+    stored: BodyEncoding,
+    plain: Option<&Bytes>,
+    coding: BodyEncoding,
+    level: i32,
+    limit: usize,
+) -> Result<Bytes, CodingError> {
+    let plain = match plain {
+        Some(p) => p.clone(),
+        None => decompress(body, stored, limit).await?,
+    };
+    if coding == BodyEncoding::Identity {
+        return Ok(plain);
+    }
+    compress(&plain, coding, level).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn q_values_decide() {
+    fn q_values_and_the_rules_preference_decide() {
+        use BodyEncoding::*;
         use Delivery::*;
-        assert_eq!(negotiate(Some("br, gzip"), BodyEncoding::Br), AsStored);
+        let rule = larder_policy::Compression::default(); // br, zstd, gzip
+        let n = |ae: Option<&str>, stored| negotiate(ae, stored, &rule);
+        assert_eq!(n(Some("br, gzip"), Br), AsStored);
+        assert_eq!(n(Some("gzip;q=1.0, br;q=0"), Br), Variant(Gzip));
+        assert_eq!(n(Some("gzip, deflate"), Br), Variant(Gzip));
         assert_eq!(
-            negotiate(Some("gzip;q=1.0, br;q=0"), BodyEncoding::Br),
-            Decode
+            n(Some("deflate"), Br),
+            Variant(Identity),
+            "not offered by the rule"
         );
-        assert_eq!(negotiate(Some("gzip"), BodyEncoding::Br), Decode);
-        assert_eq!(negotiate(Some("*"), BodyEncoding::Zstd), AsStored);
-        assert_eq!(
-            negotiate(Some("*;q=0.5, zstd;q=0"), BodyEncoding::Zstd),
-            Decode
-        );
-        assert_eq!(negotiate(Some("ZSTD;Q=0.3"), BodyEncoding::Zstd), AsStored);
-        assert_eq!(negotiate(Some("x-gzip"), BodyEncoding::Gzip), AsStored);
-        assert_eq!(negotiate(Some("identity"), BodyEncoding::Gzip), Decode);
-        assert_eq!(negotiate(None, BodyEncoding::Br), Decode);
-        assert_eq!(negotiate(None, BodyEncoding::Identity), AsStored);
-        assert_eq!(negotiate(Some("br;q=0.001"), BodyEncoding::Br), AsStored);
-    }
-
-    #[test]
-    fn identity_weight_follows_rfc() {
-        assert_eq!(weight("gzip", BodyEncoding::Identity), 1.0);
-        assert_eq!(weight("gzip, identity;q=0", BodyEncoding::Identity), 0.0);
-        assert_eq!(weight("*;q=0", BodyEncoding::Identity), 0.0);
+        assert_eq!(n(Some("zstd, gzip"), Br), Variant(Zstd), "the rule's order");
+        assert_eq!(n(Some("*"), Zstd), AsStored);
+        assert_eq!(n(Some("*;q=0.5, zstd;q=0"), Zstd), Variant(Br));
+        assert_eq!(n(Some("ZSTD;Q=0.3"), Zstd), AsStored);
+        assert_eq!(n(Some("x-gzip"), Gzip), AsStored);
+        assert_eq!(n(Some("identity"), Gzip), Variant(Identity));
+        assert_eq!(n(None, Br), Variant(Identity));
+        assert_eq!(n(None, Identity), AsStored);
+        assert_eq!(n(Some("br;q=0.001"), Br), AsStored);
+        let off = larder_policy::Compression {
+            enabled: false,
+            ..Default::default()
+        };
+        assert_eq!(negotiate(Some("gzip"), Br, &off), Variant(Identity));
     }
 
     #[tokio::test]

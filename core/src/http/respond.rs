@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::cache::{BoundRule, Engine};
 use crate::http::compression::{self, Delivery};
 use crate::http::error::ApiError;
+use crate::telemetry::metrics::VARIANTS;
 
 pub(crate) static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
@@ -104,12 +105,12 @@ pub(crate) async fn respond(
     }
     let stored = entry.encoding;
     let accept = accept.and_then(|v| v.to_str().ok());
-    let delivery = compression::negotiate(accept, stored);
+    let delivery = compression::negotiate(accept, stored, &rule.compression);
     if let Some(etag) = &entry.etag {
         // The stored validator is strong for the stored bytes; another coding of them is
         // the same data but not the same bytes, so it gets the weak form (RFC 9110 §8.8.1).
         match delivery {
-            Delivery::Decode if !etag.starts_with("W/") => {
+            Delivery::Variant(_) if !etag.starts_with("W/") => {
                 set_owned_header(&mut resp, header::ETAG, format!("W/{etag}"));
             }
             _ => set_header(&mut resp, header::ETAG, etag),
@@ -122,41 +123,66 @@ pub(crate) async fn respond(
             return resp;
         }
     }
-    match delivery {
-        Delivery::AsStored => {
-            if let Some(token) = entry.encoding.content_encoding() {
-                set_header(&mut resp, header::CONTENT_ENCODING, token);
-            }
-            resp.set_body(entry.body.clone());
-        }
-        Delivery::Decode => {
-            if let Some(plain) = entry.identity.get() {
-                resp.set_body(plain.clone());
-                return resp;
-            }
-            let span = tracing::debug_span!("cache.decompress", cache.encoding = stored.token());
-            match Box::pin(
-                compression::decompress(&entry.body, stored, decoded_limit).instrument(span),
-            )
-            .await
-            {
-                Ok(plain) => {
-                    // Another client may have kept one meanwhile: the first one stays.
-                    engine.cache.l1().keep_identity(key, entry, plain.clone());
-                    resp.set_body(plain);
-                }
+    let (coding, body) = match delivery {
+        Delivery::AsStored => (stored, entry.body.clone()),
+        Delivery::Variant(coding) => match entry.variants.get(coding) {
+            Some(kept) => (coding, kept.clone()),
+            None => match variant(entry, key, coding, rule, decoded_limit, engine).await {
+                Ok(made) => (coding, made),
                 Err(e) => {
-                    tracing::error!(error = %e, "stored body could not be decoded for this client");
+                    tracing::error!(error = %e, "stored body could not be recoded for this client");
                     return ApiError::new(
                         "internal_error",
                         "the cached response could not be decoded",
                     )
                     .respond(StatusCode::INTERNAL_SERVER_ERROR);
                 }
-            }
-        }
+            },
+        },
+    };
+    if let Some(token) = coding.content_encoding() {
+        set_header(&mut resp, header::CONTENT_ENCODING, token);
     }
+    resp.set_body(body);
     resp
+}
+
+/// Makes `entry`'s body in `coding` for the first client that asked for it, and keeps it
+/// with the entry in L1 (weighed in its budget), so every later such client is served as
+/// stored: one decode (and one compression) per entry and coding, never per hit.
+async fn variant(
+    entry: &std::sync::Arc<Entry>,
+    key: &str,
+    coding: BodyEncoding,
+    rule: &larder_policy::Rule,
+    decoded_limit: usize,
+    engine: &Engine,
+) -> Result<bytes::Bytes, compression::CodingError> {
+    let span = tracing::debug_span!(
+        "cache.recode",
+        cache.encoding = entry.encoding.token(),
+        cache.variant = coding.token()
+    );
+    let level = compression::level_of(&rule.compression, coding);
+    let made = Box::pin(
+        compression::transcode(
+            &entry.body,
+            entry.encoding,
+            entry.variants.get(BodyEncoding::Identity),
+            coding,
+            level,
+            decoded_limit,
+        )
+        .instrument(span),
+    )
+    .await?;
+    VARIANTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Another client may have kept one meanwhile: the first one stays.
+    engine
+        .cache
+        .l1()
+        .keep_variant(key, entry, coding, made.clone());
+    Ok(made)
 }
 
 /// A response with a stored entry's status (or `fallback` if it is not valid) and headers;

@@ -17,6 +17,10 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Bodies compressed so far (`larder_cache_compressions_total`): a hit must never add to it.
 pub static COMPRESSIONS: AtomicU64 = AtomicU64::new(0);
 
+/// Other codings made of stored bodies (`larder_cache_variants_made_total`): one per entry
+/// and coding a client asked for, never one per hit.
+pub static VARIANTS: AtomicU64 = AtomicU64::new(0);
+
 /// Installs the process-wide recorder (once) and returns its handle.
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
@@ -120,6 +124,10 @@ const HELP: &[(&str, &str)] = &[
     (
         "larder_cache_compressions_total",
         "Bodies compressed when stored (a hit never adds to it).",
+    ),
+    (
+        "larder_cache_variants_made_total",
+        "Stored bodies recoded for a client that cannot take the stored coding: once per entry and coding, kept in L1.",
     ),
     (
         "larder_cache_l1_bytes",

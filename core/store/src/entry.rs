@@ -136,10 +136,56 @@ pub struct Entry {
     pub tags: Vec<String>,
     /// Strong validator for `If-None-Match`, computed once at store time.
     pub etag: Option<String>,
-    /// `body` decoded, kept in L1 once a client that cannot take [`Entry::encoding`] asked
-    /// for it, so later such clients get it without a decode. Never written to L2 (a
-    /// promoted entry makes its own on first demand); counted by [`Entry::weight`].
-    pub identity: OnceLock<Bytes>,
+    /// `body` in other codings, each made once when a client that cannot take
+    /// [`Entry::encoding`] first asked for it, and kept in L1 so later such clients get it
+    /// with no decoding or compressing. Never written to L2 (a promoted entry makes its own
+    /// on first demand); counted by [`Entry::weight`].
+    pub variants: Variants,
+}
+
+/// The other codings of one entry's body, at most one per [`BodyEncoding`]; the first one
+/// kept for a coding stays. Empty, it costs one pointer-sized slot: most entries are only
+/// ever asked for in their stored coding, and small tagged entries are many.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Variants(OnceLock<Box<[OnceLock<Bytes>; 5]>>);
+
+impl Variants {
+    /// The body in `coding`, if a client asked for it before.
+    #[inline]
+    pub fn get(&self, coding: BodyEncoding) -> Option<&Bytes> {
+        self.0.get()?[coding as usize].get()
+    }
+
+    /// Keeps `bytes` as the `coding` form unless one is kept already; true if it was kept.
+    pub fn keep(&self, coding: BodyEncoding, bytes: Bytes) -> bool {
+        self.0.get_or_init(Box::default)[coding as usize]
+            .set(bytes)
+            .is_ok()
+    }
+
+    /// Which codings are kept, in [`BodyEncoding`] order.
+    pub fn codings(&self) -> Vec<BodyEncoding> {
+        self.0.get().map_or_else(Vec::new, |slots| {
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.get().is_some())
+                .filter_map(|(i, _)| BodyEncoding::from_u8(i as u8))
+                .collect()
+        })
+    }
+
+    /// Memory held: the bodies, and the slots once any is kept.
+    pub fn weight(&self) -> usize {
+        self.0.get().map_or(0, |slots| {
+            std::mem::size_of::<[OnceLock<Bytes>; 5]>()
+                + slots
+                    .iter()
+                    .filter_map(OnceLock::get)
+                    .map(Bytes::len)
+                    .sum::<usize>()
+        })
+    }
 }
 
 /// Why stored bytes could not be turned back into an [`Entry`]. The engine treats every
@@ -178,7 +224,7 @@ impl Entry {
             stale_if_error: Duration::ZERO,
             tags: Vec::new(),
             etag: None,
-            identity: OnceLock::new(),
+            variants: Variants::default(),
         }
     }
 
@@ -301,9 +347,8 @@ impl Entry {
         // Each tag is stored as a String here and indexed (a set slot) in L1's tag index.
         let tags: usize = self.tags.iter().map(|t| t.len() + 64).sum();
         let etag = self.etag.as_ref().map_or(0, |e| e.len() + 24);
-        let identity = self.identity.get().map_or(0, Bytes::len);
         // The Arc, this struct, the cache slot and allocator rounding of each buffer.
-        (self.body.len() + identity + headers + tags + etag + 320) as u64
+        (self.body.len() + self.variants.weight() + headers + tags + etag + 320) as u64
     }
 
     /// Serialises into the versioned layout described in the module docs.
@@ -444,7 +489,7 @@ impl Entry {
             stale_if_error,
             tags,
             etag,
-            identity: OnceLock::new(),
+            variants: Variants::default(),
         })
     }
 }

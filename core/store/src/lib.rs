@@ -40,7 +40,7 @@ pub use cache::{
 };
 pub use clock::Clock;
 pub use config::{BreakerConfig, CacheConfig, LockConfig, RedisConfig, StoreKind};
-pub use entry::{BodyEncoding, DecodeError, Entry, Freshness};
+pub use entry::{BodyEncoding, DecodeError, Entry, Freshness, Variants};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use redis::{RedisHealth, RedisMode, RedisStore};

@@ -15,7 +15,7 @@ use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
 use crate::clock::Clock;
-use crate::entry::{Entry, Freshness};
+use crate::entry::{BodyEncoding, Entry, Freshness};
 use crate::error::StoreError;
 use crate::store::{Found, KeyInfo, Layer, Purge, Store, glob_match, ms};
 
@@ -123,10 +123,10 @@ impl MemoryStore {
         true
     }
 
-    /// Keeps `identity`, the decoded form of `entry`'s body, in the entry (see
-    /// [`Entry::identity`]) if `key` still holds this very entry, and weighs it again with
-    /// it; the budget then evicts as for any insert.
-    pub fn keep_identity(&self, key: &str, entry: &Arc<Entry>, identity: Bytes) {
+    /// Keeps `body`, `entry`'s body in `coding`, in the entry (see [`Entry::variants`]) if
+    /// `key` still holds this very entry, and weighs it again with it; the budget then
+    /// evicts as for any insert.
+    pub fn keep_variant(&self, key: &str, entry: &Arc<Entry>, coding: BodyEncoding, body: Bytes) {
         let key: Arc<str> = Arc::from(key);
         // Set inside the callback: quick_cache weighs the entry before and after it. A zero
         // timeout: a key being loaded elsewhere keeps no form now.
@@ -134,7 +134,7 @@ impl MemoryStore {
             .cache
             .entry(&key, Some(std::time::Duration::ZERO), |_, current| {
                 if Arc::ptr_eq(current, entry) {
-                    let _ = current.identity.set(identity);
+                    current.variants.keep(coding, body);
                 }
                 quick_cache::sync::EntryAction::Retain(())
             });
@@ -307,24 +307,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_kept_identity_form_is_weighed_and_only_for_the_entry_in_place() {
+    async fn kept_variants_are_weighed_and_only_for_the_entry_in_place() {
+        use BodyEncoding::{Gzip, Identity};
         let m = MemoryStore::new(1 << 20, Clock::new());
         let first = entry(100, &[]);
         m.insert("k", first.clone());
         let before = m.bytes();
-        m.keep_identity("k", &first, Bytes::from(vec![1u8; 4000]));
-        assert_eq!(m.bytes(), before + 4000);
-        assert_eq!(
-            m.get_now("k").unwrap().identity.get().map(Bytes::len),
-            Some(4000)
-        );
+        m.keep_variant("k", &first, Identity, Bytes::from(vec![1u8; 4000]));
+        let slots = m.bytes() - before - 4000;
+        assert!(slots > 0 && slots < 256, "the slots are weighed: {slots}");
+        m.keep_variant("k", &first, Gzip, Bytes::from(vec![4u8; 300]));
+        assert_eq!(m.bytes(), before + slots + 4300);
+        let kept = m.get_now("k").unwrap();
+        assert_eq!(kept.variants.get(Identity).map(Bytes::len), Some(4000));
+        assert_eq!(kept.variants.get(Gzip).map(Bytes::len), Some(300));
+        assert_eq!(kept.variants.codings(), vec![Identity, Gzip]);
         // The first form kept stays; a form for an entry no longer in place is not kept.
-        m.keep_identity("k", &first, Bytes::from(vec![2u8; 10]));
-        assert_eq!(m.bytes(), before + 4000);
+        m.keep_variant("k", &first, Identity, Bytes::from(vec![2u8; 10]));
+        assert_eq!(m.bytes(), before + slots + 4300);
         let newer = entry(100, &[]);
         m.insert("k", newer.clone());
-        m.keep_identity("k", &first, Bytes::from(vec![3u8; 4000]));
-        assert!(newer.identity.get().is_none());
+        m.keep_variant("k", &first, Identity, Bytes::from(vec![3u8; 4000]));
+        assert!(newer.variants.get(Identity).is_none());
         assert_eq!(m.bytes(), before);
     }
 
