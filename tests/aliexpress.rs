@@ -96,8 +96,46 @@ async fn searches_are_cached_with_an_exact_cache_hit_and_shared_by_get_and_post(
         "{status}"
     );
     assert!(r.headers().contains_key("server-timing"));
+    // Compressed per the rule, as a cached route's answer is; this client sent no
+    // Accept-Encoding, so it gets identity, and the answer says it varies.
+    assert!(r.headers().get("content-encoding").is_none());
+    assert_eq!(r.headers()["vary"], "Accept-Encoding");
     let post: Value = r.json().await.unwrap();
     assert_eq!(post["metadata"]["cache_hit"], true, "{post}");
+    for (accept, coding) in [("gzip, deflate", "gzip"), ("br;q=0, zstd", "zstd")] {
+        let r =
+            c.get(larder.url(
+                "/api/products/search?keywords=phone%20case&page_size=10&sort=SALE_PRICE_ASC",
+            ))
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-encoding"], coding, "{accept}");
+        assert_eq!(r.headers()["vary"], "Accept-Encoding");
+        let packed = r.bytes().await.unwrap();
+        let plain = match coding {
+            "gzip" => {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&packed[..]),
+                    &mut out,
+                )
+                .unwrap();
+                out
+            }
+            _ => zstd::decode_all(&packed[..]).unwrap(),
+        };
+        assert!(
+            packed.len() * 3 < plain.len(),
+            "{} of {}",
+            packed.len(),
+            plain.len()
+        );
+        let v: Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(v["data"], first["data"], "{accept}");
+        assert_eq!(v["metadata"]["cache_hit"], true);
+    }
     assert_eq!(
         gw.calls(methods::PRODUCT_QUERY),
         1,

@@ -35,6 +35,7 @@ use crate::config::LoadedConfig;
 use crate::config::RateLimit;
 use crate::http::admission::{Admission, Cors, Limiter};
 use crate::http::auth::Authenticator;
+use crate::http::compression::CodedBodies;
 use crate::http::error::ApiError;
 use crate::http::pipeline::{PathEndpoint, Pipeline, Server};
 use crate::jobs::warming::Warmer;
@@ -137,6 +138,7 @@ struct Parts<'a> {
     operations: &'a [Operation],
     engine: &'a Arc<Engine>,
     auth: &'a Arc<Authenticator>,
+    coded: Arc<CodedBodies>,
 }
 
 /// A plugin's admission defaults after the config's overrides: its limiter and CORS.
@@ -226,6 +228,11 @@ impl App {
             operations: &operations,
             engine: &engine,
             auth: &auth,
+            // A sixteenth of L1's budget, within 1–64 MiB: compressed answers are the
+            // smaller copies of what L1 holds as data.
+            coded: Arc::new(CodedBodies::new(
+                (engine.cache.l1().capacity() / 16).clamp(1 << 20, 64 << 20),
+            )),
         };
         let (route, limiters) = parts.routes(routes)?;
         let route = parts.core_pages(route, (&json, &yaml, swagger_html), &warmer);
@@ -722,6 +729,7 @@ impl Parts<'_> {
                 .find(|p| p.name == op.plugin)
                 .map(|p| p.plugin.clone()),
             access_log: self.config.config.telemetry.access_log,
+            coded: self.coded.clone(),
         }
     }
 }

@@ -1,13 +1,19 @@
-//! Stored compression: a body is compressed once, when it is stored, and served as stored to
-//! every client that accepts its coding; clients that don't get it decoded (with a size cap).
+//! Compression, done once: a body is compressed when it is stored and served as stored to
+//! every client that accepts its coding; a client that doesn't gets another coding (or
+//! identity) made on first demand and kept with the entry. Answers that handlers build from
+//! `get_or_load` values are compressed once per distinct answer ([`CodedBodies`]).
 
 use async_compression::Level;
 use async_compression::tokio::bufread::{
     BrotliDecoder, BrotliEncoder, DeflateDecoder, DeflateEncoder, GzipDecoder, GzipEncoder,
     ZstdDecoder, ZstdEncoder,
 };
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::telemetry::metrics::COMPRESSIONS;
 
 // One vocabulary for codings: the store's. An entry records the [`BodyEncoding`] its body
 // is in, and negotiation, compression and decoding speak the same enum.
@@ -161,6 +167,87 @@ pub async fn transcode(
     compress(&plain, coding, level).await
 }
 
+/// Compressed forms of answers that handlers build on every request from values they read
+/// through `get_or_load` (AliExpress, products): the data is cached, the answer's bytes are
+/// not. Keyed by the bytes' hash and the coding. An answer seen once is compressed at the
+/// fastest level, since many answers are never seen again (AliExpress stamps each with a
+/// request id and time); seen again, it is compressed at the rule's level and kept, and
+/// every later copy costs one hash of the body. Bounded in bytes, apart from L1's budget
+/// (it holds answers, not entries).
+pub(crate) struct CodedBodies {
+    cache: quick_cache::sync::Cache<(u128, BodyEncoding), Coded, CodedWeighter>,
+}
+
+/// What the memo knows of one answer in one coding.
+#[derive(Clone)]
+enum Coded {
+    /// Seen once, not kept.
+    Seen,
+    /// Compressed at the rule's level; empty when that did not make it smaller.
+    Kept(Bytes),
+}
+
+#[derive(Clone)]
+struct CodedWeighter;
+
+impl quick_cache::Weighter<(u128, BodyEncoding), Coded> for CodedWeighter {
+    fn weight(&self, _: &(u128, BodyEncoding), coded: &Coded) -> u64 {
+        // The key, the value and the cache's slot.
+        let body = match coded {
+            Coded::Seen => 0,
+            Coded::Kept(b) => b.len(),
+        };
+        body as u64 + 96
+    }
+}
+
+impl CodedBodies {
+    /// A memo holding at most `capacity_bytes`.
+    pub(crate) fn new(capacity_bytes: u64) -> Self {
+        CodedBodies {
+            cache: quick_cache::sync::Cache::with_weighter(
+                (capacity_bytes / 4096).clamp(16, 1 << 16) as usize,
+                capacity_bytes.max(1),
+                CodedWeighter,
+            ),
+        }
+    }
+
+    /// `body` compressed with `coding` (at `level` once it is seen again); `None` when
+    /// compressing does not make it smaller (then it is sent as it is).
+    pub(crate) async fn get(&self, body: &[u8], coding: BodyEncoding, level: i32) -> Option<Bytes> {
+        let key = (xxhash_rust::xxh3::xxh3_128(body), coding);
+        let seen = match self.cache.get(&key) {
+            Some(Coded::Kept(packed)) => return (!packed.is_empty()).then_some(packed),
+            Some(Coded::Seen) => true,
+            None => false,
+        };
+        let packed = match compress(body, coding, if seen { level } else { 1 }).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "compressing an answer failed; sent as it is");
+                return None;
+            }
+        };
+        COMPRESSIONS.fetch_add(1, Ordering::Relaxed);
+        let packed = if packed.len() < body.len() {
+            packed
+        } else {
+            Bytes::new()
+        };
+        // An empty value remembers "not worth it", so that is not tried again either.
+        self.cache.insert(
+            key,
+            if seen {
+                Coded::Kept(packed.clone())
+            } else {
+                Coded::Seen
+            },
+        );
+        (!packed.is_empty()).then_some(packed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +296,27 @@ mod tests {
             let unpacked = decompress(&packed, coding, body.len()).await.unwrap();
             assert_eq!(&unpacked[..], &body[..], "{coding}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_answer_seen_again_is_compressed_once_at_the_rules_level_and_kept() {
+        let memo = CodedBodies::new(1 << 20);
+        let body: Vec<u8> = br#"{"product":{"title":"phone case","price":"3.10"}}"#.repeat(200);
+        let fast = memo.get(&body, BodyEncoding::Gzip, 9).await.unwrap();
+        let kept = memo.get(&body, BodyEncoding::Gzip, 9).await.unwrap();
+        assert!(kept.len() <= fast.len(), "{} > {}", kept.len(), fast.len());
+        let again = memo.get(&body, BodyEncoding::Gzip, 9).await.unwrap();
+        assert_eq!(
+            again.as_ptr(),
+            kept.as_ptr(),
+            "the kept bytes, not a new compression"
+        );
+        let other = memo.get(&body, BodyEncoding::Zstd, 9).await.unwrap();
+        assert_ne!(other, kept, "one entry per coding");
+        assert!(
+            memo.get(b"tiny", BodyEncoding::Gzip, 9).await.is_none(),
+            "no gain, sent as it is"
+        );
     }
 
     #[tokio::test]

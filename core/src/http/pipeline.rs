@@ -44,8 +44,11 @@ use tracing::Instrument;
 use crate::cache::{BoundRule, Engine, RouteSlot, entry_tag, plugin_tag};
 use crate::http::admission::{Admission, Admitted, BodyOverLimit, Cors};
 use crate::http::auth::Identity;
+use crate::http::compression::CodedBodies;
 use crate::http::error::{ApiError, error_response};
-use crate::http::respond::{CACHE_STATUS, origin_failure, respond, set_header, set_owned_header};
+use crate::http::respond::{
+    CACHE_STATUS, code_answer, origin_failure, respond, set_header, set_owned_header,
+};
 use crate::http::store::{Pending, to_loaded};
 use crate::http::view::{View, Who};
 use crate::plugins::host::{Handled, handling};
@@ -79,6 +82,9 @@ pub(crate) struct Pipeline {
     pub plugin: Option<Arc<dyn larder_plugin::DynPlugin>>,
     /// Log one `larder::access` line per request (`telemetry.access_log`).
     pub access_log: bool,
+    /// Compressed forms of answers handlers build from `get_or_load` values (one memo for
+    /// the whole application).
+    pub coded: Arc<CodedBodies>,
 }
 
 /// A request's tracing: the head sampling decision and, once one exists, its span.
@@ -490,6 +496,7 @@ impl Pipeline {
         origin_time: &OriginTime,
     ) -> Response {
         let span = trace.for_origin(self, &req);
+        let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
         let t = Instant::now();
         let (mut resp, handled) = run_handler(&self.origin, req)
             .instrument(span.clone())
@@ -498,6 +505,9 @@ impl Pipeline {
         apply_events(&self.engine, &handled.events)
             .instrument(span)
             .await;
+        if let Some(rule) = &handled.compression {
+            resp = code_answer(resp, rule, accept.as_ref(), &self.coded).await;
+        }
         // A handler that cached from code (`get_or_load`) says what the cache did, as a
         // cached route would: one RFC 9211 member per value it read.
         if !handled.cache_status.is_empty() && !resp.headers().contains_key(&CACHE_STATUS) {

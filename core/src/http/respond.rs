@@ -10,7 +10,7 @@ use poem::http::header::{self, HeaderName, HeaderValue};
 use tracing::Instrument;
 
 use crate::cache::{BoundRule, Engine};
-use crate::http::compression::{self, Delivery};
+use crate::http::compression::{self, CodedBodies, Delivery};
 use crate::http::error::ApiError;
 use crate::telemetry::metrics::VARIANTS;
 
@@ -183,6 +183,92 @@ async fn variant(
         .l1()
         .keep_variant(key, entry, coding, made.clone());
     Ok(made)
+}
+
+/// The answer of a handler that read its data through `get_or_load`, compressed per the
+/// first such rule that compresses (`rule`), as a cached route's would be: the rule's
+/// preferred coding the client accepts, `Vary: Accept-Encoding`, and a weak `ETag` if the
+/// handler set a strong one. Each distinct answer is compressed once ([`CodedBodies`]).
+pub(crate) async fn code_answer(
+    resp: Response,
+    rule: &larder_policy::Rule,
+    accept: Option<&HeaderValue>,
+    coded: &CodedBodies,
+) -> Response {
+    let comp = &rule.compression;
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !status.is_success()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::PARTIAL_CONTENT
+        || resp.headers().contains_key(header::CONTENT_ENCODING)
+        || !comp.should_compress(content_type, u64::MAX)
+    {
+        return resp;
+    }
+    let content_type = content_type.to_owned();
+    let (mut parts, body) = resp.into_parts();
+    let body = match body.into_bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the handler's answer failed");
+            return ApiError::new("internal_error", "the answer could not be read")
+                .respond(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    if !comp.should_compress(&content_type, body.len() as u64) {
+        return Response::from_parts(parts, body.into());
+    }
+    // Whatever this client gets, the answer depends on what it accepts.
+    let vary = match parts
+        .headers
+        .get(header::VARY)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v)
+            if v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("accept-encoding")) =>
+        {
+            None
+        }
+        Some(v) => Some(format!("{v}, Accept-Encoding")),
+        None => Some("Accept-Encoding".to_owned()),
+    };
+    if let Some(vary) = vary.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        parts.headers.insert(header::VARY, vary);
+    }
+    let chosen = accept
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| comp.negotiate(h))
+        .map(compression::encoding_of);
+    let Some(coding) = chosen else {
+        return Response::from_parts(parts, body.into());
+    };
+    let Some(packed) = coded
+        .get(&body, coding, compression::level_of(comp, coding))
+        .await
+    else {
+        return Response::from_parts(parts, body.into());
+    };
+    if let Some(token) = coding.content_encoding() {
+        parts
+            .headers
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+    }
+    let strong = parts
+        .headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .filter(|e| !e.starts_with("W/"))
+        .map(|e| format!("W/{e}"));
+    if let Some(weak) = strong.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        parts.headers.insert(header::ETAG, weak);
+    }
+    Response::from_parts(parts, packed.into())
 }
 
 /// A response with a stored entry's status (or `fallback` if it is not valid) and headers;

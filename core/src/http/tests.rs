@@ -643,6 +643,7 @@ async fn a_hits_future_stays_small() {
         source: "".into(),
         decoded_limit: 1,
         access_log: false,
+        coded: Arc::new(crate::http::compression::CodedBodies::new(1 << 20)),
         plugin: None,
     };
     let sizes: BTreeMap<&str, usize> = p.future_sizes().into_iter().collect();

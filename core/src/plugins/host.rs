@@ -36,14 +36,17 @@ struct Handling {
     events: RefCell<Vec<Event>>,
     by: Option<String>,
     cache_status: RefCell<Vec<String>>,
+    compression: RefCell<Option<Arc<larder_policy::Rule>>>,
 }
 
-/// What a handler did besides answering: the events it emitted, and one RFC 9211
+/// What a handler did besides answering: the events it emitted, one RFC 9211
 /// `Cache-Status` member per value it read through `get_or_load` (e.g.
-/// `larder; hit; ttl=290; detail=l1; rule=products-product`).
+/// `larder; hit; ttl=290; detail=l1; rule=products-product`), and the first of those rules
+/// that compresses, whose settings then apply to the answer.
 pub(crate) struct Handled {
     pub events: Vec<Event>,
     pub cache_status: Vec<String>,
+    pub compression: Option<Arc<larder_policy::Rule>>,
 }
 
 tokio::task_local! {
@@ -60,6 +63,7 @@ pub(crate) async fn handling<F: Future>(by: Option<String>, f: F) -> (F::Output,
         events: RefCell::new(Vec::new()),
         by,
         cache_status: RefCell::new(Vec::new()),
+        compression: RefCell::new(None),
     };
     HANDLING
         .scope(handling, async {
@@ -67,6 +71,7 @@ pub(crate) async fn handling<F: Future>(by: Option<String>, f: F) -> (F::Output,
             let handled = HANDLING.with(|h| Handled {
                 events: h.events.take(),
                 cache_status: h.cache_status.take(),
+                compression: h.compression.take(),
             });
             (out, handled)
         })
@@ -75,8 +80,14 @@ pub(crate) async fn handling<F: Future>(by: Option<String>, f: F) -> (F::Output,
 
 /// Notes a `get_or_load` outcome for the answer of the request being handled on this task
 /// (none outside a request, e.g. a plugin's background refresh).
-fn note_cache_status(member: String) {
-    let _ = HANDLING.try_with(|h| h.cache_status.borrow_mut().push(member));
+fn note_cache_status(member: String, rule: &Arc<larder_policy::Rule>) {
+    let _ = HANDLING.try_with(|h| {
+        h.cache_status.borrow_mut().push(member);
+        let mut compression = h.compression.borrow_mut();
+        if compression.is_none() && rule.compression.enabled {
+            *compression = Some(rule.clone());
+        }
+    });
 }
 
 /// Queues an event for the request being handled on this task; gives it back when the
@@ -256,13 +267,13 @@ impl Host for CoreHost {
             Ok((
                 Bytes::clone(&served.entry.body),
                 LoadOutcome::of(served.status.outcome),
-                Some(member),
+                Some((member, rule)),
             ))
         };
         Box::pin(async move {
             let served: Result<_, PluginError> = served.await;
-            if let Ok((_, _, Some(member))) = &served {
-                note_cache_status(member.clone());
+            if let Ok((_, _, Some((member, rule)))) = &served {
+                note_cache_status(member.clone(), rule);
             }
             if let Some((recorder, plugin, rule, key)) = note {
                 let outcome = match &served {

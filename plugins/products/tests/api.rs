@@ -149,6 +149,53 @@ async fn a_product_is_stored_then_hit_under_its_explicit_key() {
     assert_eq!(listed, ["products:product:3"], "{keys}");
 }
 
+/// `larder_cache_compressions_total`, from `/metrics`.
+async fn compressions(s: &Shop) -> u64 {
+    let resp = s.m.client.get("/metrics").send().await;
+    let text = resp.0.into_body().into_string().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("larder_cache_compressions_total "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn answers_are_compressed_per_the_rule_once_per_distinct_answer() {
+    let s = shop().await;
+    let page = "/products-api/products?page_size=20";
+    let plain_resp = s.m.client.get(page).send().await;
+    assert!(plain_resp.0.headers().get("content-encoding").is_none());
+    assert_eq!(plain_resp.0.headers()["vary"], "Accept-Encoding");
+    let plain = plain_resp.0.into_body().into_bytes().await.unwrap();
+    assert!(plain.len() > 4096, "{} bytes", plain.len());
+    let before = compressions(&s).await;
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        let resp =
+            s.m.client
+                .get(page)
+                .header("accept-encoding", "gzip, deflate")
+                .send()
+                .await;
+        assert!(s.m.cache_status(&resp).contains("hit"));
+        assert_eq!(resp.0.headers()["content-encoding"], "gzip");
+        assert_eq!(resp.0.headers()["vary"], "Accept-Encoding");
+        let packed = resp.0.into_body().into_bytes().await.unwrap();
+        let mut unpacked = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&packed[..]),
+            &mut unpacked,
+        )
+        .unwrap();
+        assert_eq!(unpacked, plain);
+        sent.push(packed);
+    }
+    // Seen once: compressed fast; seen again: at the rule's level, and kept for the rest.
+    assert_eq!(compressions(&s).await - before, 2);
+    assert!(sent[1].len() <= sent[0].len());
+    assert_eq!(sent[2], sent[1]);
+    assert_eq!(sent[3], sent[1]);
+}
+
 #[tokio::test]
 async fn an_update_purges_that_product_and_the_catalog_and_no_other_product() {
     let s = shop().await;
