@@ -352,7 +352,7 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_reaches_the_upstream() {
     assert_eq!(parts[3], "01", "sampled");
     assert!(descends(&t, origin, t.server()));
 
-    // Stored compressed once, decoded for this client.
+    // Stored compressed once, recoded (here: decoded) for this client.
     let t = Trace::of(spans, &list_trace);
     let compress = t.one("cache.compress");
     assert!(descends(&t, compress, t.one("cache.store")));
@@ -363,7 +363,15 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_reaches_the_upstream() {
         a["cache.bytes_out"].parse().unwrap(),
     );
     assert!(bytes_out < bytes_in, "{a:?}");
-    assert_eq!(attrs(t.one("cache.decompress"))["cache.encoding"], "br");
+    let recode = attrs(t.one("cache.recode"));
+    assert_eq!(
+        (
+            recode["cache.encoding"].as_str(),
+            recode["cache.variant"].as_str()
+        ),
+        ("br", "identity"),
+        "{recode:?}"
+    );
 
     // The write's invalidation.
     let t = Trace::of(spans, &put_trace);

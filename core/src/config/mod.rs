@@ -359,6 +359,12 @@ pub struct ServerConfig {
     /// reads this one clock, so tests and demos run at a chosen date. Unset in production.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_start: Option<String>,
+    /// Keep the clock at `clock_start` (or at the start-up time) instead of letting it run:
+    /// for tests that compare two servers' time-windowed answers ("the last hour"), which
+    /// would otherwise differ by the seconds between the servers' starts. Entries never
+    /// age with it. Never in production.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clock_frozen: bool,
     /// Seconds a client has to send a request's headers, counted from when the server
     /// starts waiting for them (a new connection, or the end of the previous response on a
     /// kept-alive one). HTTP/1 connections that trickle their headers (slowloris) or sit
@@ -380,6 +386,7 @@ impl Default for ServerConfig {
         Self {
             shutdown_grace_seconds: default_grace(),
             clock_start: None,
+            clock_frozen: false,
             header_read_timeout_seconds: default_header_read_timeout(),
             max_connections: None,
         }
@@ -413,14 +420,18 @@ impl ServerConfig {
     /// The server's one clock: the wall time, or `clock_start` when set. `None` when
     /// `clock_start` is not an instant ([`LoadedConfig::check`] reports it).
     pub fn clock(&self) -> Option<larder_store::Clock> {
-        match &self.clock_start {
-            None => Some(larder_store::Clock::new()),
+        let ms = match &self.clock_start {
+            None => larder_store::Clock::new().now_ms(),
             Some(s) => {
                 let at = larder_policy::Clock::parse(s)?;
-                let ms = u64::try_from(at.unix_secs).ok()?.checked_mul(1000)?;
-                Some(larder_store::Clock::starting_at(ms))
+                u64::try_from(at.unix_secs).ok()?.checked_mul(1000)?
             }
-        }
+        };
+        Some(if self.clock_frozen {
+            larder_store::Clock::frozen_at(ms)
+        } else {
+            larder_store::Clock::starting_at(ms)
+        })
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 pub struct Clock {
     base_unix_ms: u64,
     start: Instant,
+    frozen: bool,
 }
 
 impl Clock {
@@ -33,12 +34,25 @@ impl Clock {
         Clock {
             base_unix_ms: unix_ms,
             start: Instant::now(),
+            frozen: false,
+        }
+    }
+
+    /// A clock that always reads `unix_ms`: two servers compared answer for answer (one
+    /// per database engine, say) then agree on every "last hour", whenever each started.
+    pub fn frozen_at(unix_ms: u64) -> Self {
+        Clock {
+            frozen: true,
+            ..Clock::starting_at(unix_ms)
         }
     }
 
     /// Current unix time in milliseconds.
     #[inline]
     pub fn now_ms(&self) -> u64 {
+        if self.frozen {
+            return self.base_unix_ms;
+        }
         self.base_unix_ms + self.start.elapsed().as_millis() as u64
     }
 
@@ -68,5 +82,8 @@ mod tests {
             clock.now(),
             UNIX_EPOCH + Duration::from_millis(1_764_547_290_000)
         );
+        let frozen = Clock::frozen_at(1_764_547_200_000);
+        tokio::time::advance(Duration::from_secs(90)).await;
+        assert_eq!(frozen.now_ms(), 1_764_547_200_000);
     }
 }
