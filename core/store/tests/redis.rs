@@ -49,6 +49,18 @@ async fn in_l2(cache: &Cache, key: &str) -> bool {
     matches!(cache.l2().unwrap().fetch(key).await, Ok(Some(_)))
 }
 
+/// Waits until the instance hears the others' purges (subscribed and caught up).
+async fn subscribed(cache: &Cache) {
+    eventually(Duration::from_secs(10), "subscribed", || async {
+        cache.snapshot().redis.is_some_and(|r| r.subscribed)
+    })
+    .await;
+}
+
+fn pending_purges(cache: &Cache) -> u64 {
+    cache.snapshot().redis.map_or(0, |r| r.pending_purges)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_instance_is_served_from_l2() {
     let redis = RedisServer::spawn().unwrap();
@@ -166,6 +178,9 @@ async fn tag_invalidation_reaches_other_instances_l1() {
     let opts = CallOptions::default();
     let a = Cache::new(config(&redis.url())).await.unwrap();
     let b = Cache::new(config(&redis.url())).await.unwrap();
+    // B's first subscription drops whatever its L1 holds (it had no baseline): let it
+    // come up first.
+    subscribed(&b).await;
     a.set("slots:7:mon", entry("free", &["slots:7"]), &opts)
         .await
         .unwrap();
@@ -177,14 +192,12 @@ async fn tag_invalidation_reaches_other_instances_l1() {
         assert_eq!(served.status.layer, Some(Layer::L2));
         assert!(b.l1().get_now(key).is_some());
     }
-    // Let B's subscription come up before invalidating (it is established in the background).
-    eventually(Duration::from_secs(5), "B subscribed", || async {
+    assert!(
         redis
             .command("PUBSUB NUMSUB larder:invalidate")
             .unwrap()
             .contains(":2")
-    })
-    .await;
+    );
 
     let removed = a
         .invalidate(Purge::Tags(vec!["slots:7".into()]))
@@ -262,7 +275,12 @@ async fn pattern_purge_keys_listing_and_purge_all() {
     assert_eq!(cache.keys("odd:*", 1_000).await.unwrap().len(), 600);
     cache.invalidate(Purge::All).await.unwrap();
     let left = redis.command("DBSIZE").unwrap();
-    assert_eq!(left.trim(), ":0", "purge all removes entries and tag sets");
+    assert_eq!(
+        left.trim(),
+        ":1",
+        "purge all removes entries and tag sets, not the purge stream"
+    );
+    assert_eq!(redis.command("EXISTS larder:purges").unwrap().trim(), ":1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,23 +485,30 @@ async fn redis_down_at_start_is_used_once_it_comes_up() {
     let breaker_open = |c: &Cache| c.l2().unwrap().breaker().is_open();
     assert!(breaker_open(&cache), "Redis was down at start");
 
+    // Stored while nobody's purges could be heard: dropped at the first subscription.
+    let _ = cache
+        .set("before", entry("b", &[]), &CallOptions::default())
+        .await;
+    assert!(cache.l1().get_now("before").is_some());
+
     redis.restart().unwrap();
     eventually(Duration::from_secs(10), "the breaker closes", || async {
         !breaker_open(&cache)
     })
     .await;
+
+    // It joins cross-instance invalidation too, and says so: a purge made by an instance
+    // started now reaches its L1.
+    subscribed(&cache).await;
+    assert!(
+        cache.l1().get_now("before").is_none(),
+        "no baseline: the first subscription drops L1"
+    );
     cache
         .set("after", entry("a", &[]), &CallOptions::default())
         .await
         .unwrap();
     assert!(in_l2(&cache, "after").await, "L2 in use");
-
-    // It joins cross-instance invalidation too, and says so: a purge made by an instance
-    // started now reaches its L1.
-    eventually(Duration::from_secs(10), "subscribed", || async {
-        cache.snapshot().redis.is_some_and(|r| r.subscribed)
-    })
-    .await;
     let other = Cache::new(config(&redis.url())).await.unwrap();
     assert!(cache.l1().get_now("after").is_some());
     other
@@ -496,4 +521,130 @@ async fn redis_down_at_start_is_used_once_it_comes_up() {
         || async { cache.l1().get_now("after").is_none() },
     )
     .await;
+}
+
+/// The issue's lost purge: Redis stalls, a purge on A cannot reach it. A's L1 is purged at
+/// once and the Redis part queued; B, which cannot hear anything, stops serving its L1
+/// copy within the window; when Redis answers again the queue is replayed, so Redis, B and
+/// a new instance all lose the old entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_made_while_redis_is_paused_is_replayed_and_bounded_meanwhile() {
+    let redis = RedisServer::spawn().unwrap();
+    let window = Duration::from_secs(1);
+    let mut cfg = config(&redis.url());
+    cfg.redis.unsubscribed_l1_window_ms = window;
+    let opts = CallOptions::default();
+    let a = Cache::new(cfg.clone()).await.unwrap();
+    let b = Cache::new(cfg.clone()).await.unwrap();
+    subscribed(&a).await;
+    subscribed(&b).await;
+    a.set("slots:7:mon", entry("free", &["slots:7"]), &opts)
+        .await
+        .unwrap();
+    let served = b.lookup("slots:7:mon", &opts).await.unwrap();
+    assert_eq!(served.status.layer, Some(Layer::L2));
+    assert!(b.l1_hit("slots:7:mon", &opts).is_some());
+
+    redis.pause();
+    let paused = Instant::now();
+    let err = a
+        .invalidate(Purge::Tags(vec!["slots:7".into()]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("queued"), "{err}");
+    assert_eq!(pending_purges(&a), 1);
+    assert!(
+        a.l1_hit("slots:7:mon", &opts).is_none(),
+        "A's own L1 at once"
+    );
+    let stopped = eventually(
+        window + Duration::from_secs(2),
+        "B stops serving its L1 copy",
+        || async { b.l1_hit("slots:7:mon", &opts).is_none() },
+    )
+    .await;
+    println!(
+        "B stopped serving the purged entry {:?} after Redis paused (window {window:?})",
+        paused.elapsed()
+    );
+    let _ = stopped;
+    assert!(
+        b.l1().get_now("slots:7:mon").is_some(),
+        "B never heard the purge: the window alone stopped it"
+    );
+
+    redis.resume();
+    let replayed = eventually(Duration::from_secs(10), "A replays its queue", || async {
+        pending_purges(&a) == 0
+    })
+    .await;
+    println!("A's queued purge replayed {replayed:?} after Redis resumed");
+    assert!(!in_l2(&a, "slots:7:mon").await, "gone from Redis");
+    eventually(
+        Duration::from_secs(10),
+        "B hears the replayed purge",
+        || async { b.l1().get_now("slots:7:mon").is_none() },
+    )
+    .await;
+    subscribed(&b).await;
+    let c = Cache::new(cfg).await.unwrap();
+    assert!(
+        c.lookup("slots:7:mon", &opts).await.is_none(),
+        "a new instance does not read the old entry back"
+    );
+}
+
+/// Pub/sub drops what a disconnected subscriber would have received; the purge stream does
+/// not. A purge B never got as a message is applied when B's subscriber reconnects; when
+/// the stream was trimmed past B's position, B cannot know what it missed and drops L1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_message_is_read_back_from_the_purge_stream() {
+    let redis = RedisServer::spawn().unwrap();
+    let opts = CallOptions::store(StoreKind::Memory);
+    let b = Cache::new(config(&redis.url())).await.unwrap();
+    subscribed(&b).await;
+    b.set("slots:7:mon", entry("free", &["slots:7"]), &opts)
+        .await
+        .unwrap();
+    b.set("other", entry("x", &[]), &opts).await.unwrap();
+    // Recorded as another instance's script would, but never published.
+    let reply = redis
+        .command(r#"XADD larder:purges * p "LDRI1 000000000000002a T7:slots:7""#)
+        .unwrap();
+    assert!(reply.starts_with('$'), "{reply}");
+    assert!(b.l1().get_now("slots:7:mon").is_some());
+
+    redis.command("CLIENT KILL TYPE pubsub").unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "B applies the purge it missed",
+        || async { b.l1().get_now("slots:7:mon").is_none() },
+    )
+    .await;
+    subscribed(&b).await;
+    assert!(
+        b.l1().get_now("other").is_some(),
+        "a gap read back costs nothing else"
+    );
+    assert_eq!(b.snapshot().counters.invalidations_received, 1);
+
+    // Two more unpublished purges, then the stream trimmed to the last one: B's position
+    // is gone, so whatever lay between is unknown.
+    for key in ["x1", "x2"] {
+        redis
+            .command(&format!(
+                r#"XADD larder:purges * p "LDRI1 000000000000002a K{}:{key}""#,
+                key.len()
+            ))
+            .unwrap();
+    }
+    redis.command("XTRIM larder:purges MAXLEN 1").unwrap();
+    redis.command("CLIENT KILL TYPE pubsub").unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "B drops its L1 after a gap it cannot read back",
+        || async { b.l1().get_now("other").is_none() },
+    )
+    .await;
+    subscribed(&b).await;
 }
