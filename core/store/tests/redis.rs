@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use larder_store::{
     Cache, CacheConfig, CallOptions, Entry, Layer, Loaded, Outcome, Purge, RedisConfig, StoreKind,
 };
-use larder_testkit::redis::{RedisCluster, RedisServer};
+use larder_testkit::redis::{RedisCluster, RedisServer, raw_command};
 
 fn config(url: &str) -> CacheConfig {
     CacheConfig {
@@ -420,12 +420,22 @@ async fn cluster_tags_patterns_and_lookups() {
     let served = other.lookup("item:13", &opts).await.unwrap();
     assert_eq!(served.status.layer, Some(Layer::L2));
     assert_eq!(&served.entry.body[..], b"v13");
+    subscribed(&other).await;
+    other.lookup("item:4", &opts).await.unwrap();
+    assert!(other.l1().get_now("item:4").is_some());
 
     let removed = cache
         .invalidate(Purge::Tags(vec!["quarter".into()]))
         .await
         .unwrap();
     assert_eq!(removed, 50);
+    // Published from the recording script on the stream's node, heard through another.
+    eventually(
+        Duration::from_secs(5),
+        "the purge reaches the other L1",
+        || async { other.l1().get_now("item:4").is_none() },
+    )
+    .await;
     let redis_only = CallOptions::store(StoreKind::Redis);
     assert!(other.lookup("item:0", &redis_only).await.is_none());
     assert!(other.lookup("item:1", &redis_only).await.is_some());
@@ -468,6 +478,35 @@ async fn cluster_tags_patterns_and_lookups() {
     let health = cache.health().await;
     assert_eq!(health.mode, "cluster");
     assert!(health.redis.unwrap().ping_ms.is_some());
+
+    // Catching up reads the stream from whichever master holds it.
+    other
+        .set(
+            "solo",
+            entry("s", &[]),
+            &CallOptions::store(StoreKind::Memory),
+        )
+        .await
+        .unwrap();
+    let recorded = cluster.ports().into_iter().any(|port| {
+        raw_command(
+            port,
+            r#"XADD larder:purges * p "LDRI1 000000000000002a K4:solo""#,
+        )
+        .unwrap()
+        .starts_with('$')
+    });
+    assert!(recorded, "no master took the stream entry");
+    for port in cluster.ports() {
+        raw_command(port, "CLIENT KILL TYPE pubsub").unwrap();
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the missed purge is read back",
+        || async { other.l1().get_now("solo").is_none() },
+    )
+    .await;
+    subscribed(&other).await;
 }
 
 /// Redis down when the cache starts, up later: fred keeps trying the first connection, and
