@@ -300,6 +300,7 @@ struct Inner {
     outbox: Outbox,
     /// One replay at a time, so queued purges go out in order.
     replaying: tokio::sync::Mutex<()>,
+    replay_warned_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Cache {
@@ -371,6 +372,7 @@ impl Cache {
                 l1_window_ms,
                 outbox,
                 replaying: tokio::sync::Mutex::new(()),
+                replay_warned_ms: AtomicU64::new(0),
             }),
         };
         if let Some(l2) = &cache.inner.l2 {
@@ -1086,6 +1088,10 @@ impl Cache {
                 Ok(n) => (local.max(n), Ok(local.max(n))),
                 Err(err) => {
                     inner.outbox.push(target);
+                    // The error is returned (and logged) now; the replayer's reminder can wait.
+                    inner
+                        .replay_warned_ms
+                        .store(inner.clock.now_ms(), Ordering::Relaxed);
                     let err = StoreError::Unavailable(format!(
                         "{err}; the purge is queued and replayed when Redis is back"
                     ));
@@ -1124,7 +1130,17 @@ impl Cache {
                     replayed += 1;
                 }
                 Err(err) => {
-                    tracing::debug!(%err, pending = outbox.len(), "replaying queued purges failed; will retry");
+                    // Retried every tick, so logged quietly; but a queue that does not drain
+                    // (a long outage, or an error Redis keeps answering, such as a refused
+                    // script) also keeps this instance off L2: say so every 30 s.
+                    let now = self.inner.clock.now_ms();
+                    let warned = self.inner.replay_warned_ms.load(Ordering::Relaxed);
+                    if now.saturating_sub(warned) >= 30_000 {
+                        self.inner.replay_warned_ms.store(now, Ordering::Relaxed);
+                        tracing::warn!(%err, pending = outbox.len(), "purges queued while Redis was unreachable are still not replayed; retrying");
+                    } else {
+                        tracing::debug!(%err, pending = outbox.len(), "replaying queued purges failed; will retry");
+                    }
                     break;
                 }
             }
