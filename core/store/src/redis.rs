@@ -25,10 +25,11 @@
 //! # Missed invalidations
 //! Pub/sub drops what a disconnected subscriber would have received, so every invalidation
 //! is also appended to the purge stream, in the same script that publishes it. The
-//! subscriber re-sends its SUBSCRIBE as a heartbeat; when one fails, or the connection is
-//! re-made, the instance counts as unsubscribed from its last confirmed contact (the engine
-//! then serves L1 entries only within a bounded window), and once subscribed again it reads
-//! the stream from the last id it applied before it counts as subscribed.
+//! subscriber PINGs over its own connection as a heartbeat; when one goes unanswered, or the
+//! connection is re-made, the instance counts as unsubscribed from its last confirmed
+//! contact (the engine then serves L1 entries only within a bounded window), and once
+//! subscribed again it reads the stream from the last id it applied before it counts as
+//! subscribed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -348,8 +349,8 @@ impl RedisStore {
         &self.inner.breaker
     }
 
-    /// Whether this instance hears other instances' invalidations: its latest heartbeat
-    /// SUBSCRIBE was answered and it has read what it missed from the purge stream.
+    /// Whether this instance hears other instances' invalidations: its subscriber's latest
+    /// heartbeat was answered and it has read what it missed from the purge stream.
     pub fn subscribed(&self) -> bool {
         self.inner.unsubscribed_since.load(Ordering::Relaxed) == 0
     }
