@@ -687,3 +687,60 @@ async fn a_missed_message_is_read_back_from_the_purge_stream() {
     .await;
     subscribed(&b).await;
 }
+
+/// Redis killed and restarted empty: the purge made meanwhile is replayed to the new Redis,
+/// and B, whose stream position no longer exists, drops its whole L1 rather than trusting
+/// copies that purges it never saw may concern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_replays_the_queue_and_resets_instances_that_lost_their_position() {
+    let mut redis = RedisServer::spawn().unwrap();
+    let cfg = config(&redis.url());
+    let opts = CallOptions::default();
+    let a = Cache::new(cfg.clone()).await.unwrap();
+    let b = Cache::new(cfg.clone()).await.unwrap();
+    subscribed(&a).await;
+    subscribed(&b).await;
+    // B gets a stream position from a message it heard.
+    a.invalidate(Purge::Keys(vec!["warm-up".into()]))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "B hears the first purge",
+        || async { b.snapshot().counters.invalidations_received == 1 },
+    )
+    .await;
+    a.set("slots:7:mon", entry("free", &["slots:7"]), &opts)
+        .await
+        .unwrap();
+    b.lookup("slots:7:mon", &opts).await.unwrap();
+    b.set(
+        "other",
+        entry("x", &[]),
+        &CallOptions::store(StoreKind::Memory),
+    )
+    .await
+    .unwrap();
+
+    redis.kill();
+    let err = a
+        .invalidate(Purge::Tags(vec!["slots:7".into()]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("queued"), "{err}");
+    redis.restart().unwrap();
+    eventually(Duration::from_secs(10), "A replays its queue", || async {
+        pending_purges(&a) == 0
+    })
+    .await;
+    assert_eq!(
+        redis.command("XLEN larder:purges").unwrap().trim(),
+        ":1",
+        "the replayed purge is in the new Redis's stream"
+    );
+    eventually(Duration::from_secs(10), "B resets its L1", || async {
+        b.l1().get_now("other").is_none() && b.l1().get_now("slots:7:mon").is_none()
+    })
+    .await;
+    subscribed(&b).await;
+}
