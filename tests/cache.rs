@@ -1311,3 +1311,117 @@ async fn health_is_degraded_until_other_instances_purges_are_heard() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The lost purge, end to end. Two instances share Redis and both hold a greeting;
+/// Redis stalls (SIGSTOP); a PUT on A answers 200. B cannot hear the purge, so it stops
+/// serving its copy once the unsubscribed window has passed; when Redis answers again A
+/// replays the purge: Redis no longer holds the entry, a new instance C does not read it
+/// back, and B is subscribed again with nothing pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_made_while_redis_is_paused_reaches_every_instance() {
+    let redis = RedisServer::spawn().unwrap();
+    let dir = policy_dir(&[]);
+    let window = Duration::from_secs(2);
+    let storage = format!(
+        "storage:\n  mode: hybrid\n  redis:\n    url: {}\n    unsubscribed_l1_window_ms: {}\n",
+        redis.url(),
+        window.as_millis()
+    );
+    let a = start(dir.path(), 0, &storage);
+    let b = start(dir.path(), 0, &storage);
+    let c = reqwest::Client::new();
+    wait_for_redis(&c, &a).await;
+    wait_for_redis(&c, &b).await;
+    let in_redis = || {
+        let reply = redis.command("KEYS larder:*:e:hello:greeting:ada").unwrap();
+        !reply.starts_with("*0")
+    };
+    let (_, h, _) = get(&c, &a.url("/greetings/ada")).await;
+    assert!(status(&h).contains("stored"), "{}", status(&h));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !in_redis() {
+        assert!(Instant::now() < deadline, "the entry never reached Redis");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    get(&c, &b.url("/greetings/ada")).await;
+    let (_, h, _) = get(&c, &b.url("/greetings/ada")).await;
+    assert!(status(&h).ends_with("detail=l1"), "{}", status(&h));
+
+    redis.pause();
+    let paused = Instant::now();
+    let r = c
+        .put(a.url("/greetings/ada"))
+        .json(&json!({"greeting": "Good evening"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a write answers while Redis is stalled");
+    let written = Instant::now();
+    let health = admin_get(&c, &a, "/admin/cache/health").await;
+    // The route's invalidation and the plugin's `greeting.updated` trigger: one purge each.
+    assert_eq!(health["cache"]["pending_purges"], 2, "{health}");
+    assert!(
+        health["problems"].to_string().contains("not replayed yet"),
+        "{health}"
+    );
+    // B answers every request meanwhile, from its L1 copy until the window (counted from
+    // its last contact with Redis, before the pause) has passed.
+    let deadline = paused + window + Duration::from_millis(500);
+    let mut stale_answers = 0;
+    let stopped = loop {
+        let sent = Instant::now();
+        let (code, h, _) = get(&c, &b.url("/greetings/ada")).await;
+        assert_eq!(code, 200);
+        if !status(&h).contains("detail=l1") {
+            break sent;
+        }
+        stale_answers += 1;
+        assert!(
+            sent < deadline,
+            "B still served its L1 copy {:?} after Redis paused",
+            sent - paused
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!(
+        "B stopped serving the purged entry {:?} after Redis paused ({:?} after the write's 200; window {window:?}); {stale_answers} answers from L1 before",
+        stopped - paused,
+        stopped.saturating_duration_since(written),
+    );
+
+    redis.resume();
+    let resumed = Instant::now();
+    let deadline = resumed + Duration::from_secs(15);
+    loop {
+        let health = admin_get(&c, &a, "/admin/cache/health").await;
+        if health["cache"]["pending_purges"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A never replayed: {health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "A's queued purge replayed {:?} after Redis resumed",
+        resumed.elapsed()
+    );
+    assert!(!in_redis(), "Redis still holds the purged entry");
+    let fresh = start(dir.path(), 0, &storage);
+    wait_for_redis(&c, &fresh).await;
+    let (_, h, _) = get(&c, &fresh.url("/greetings/ada")).await;
+    assert!(
+        status(&h).contains("fwd=uri-miss"),
+        "a new instance read the purged entry back: {}",
+        status(&h)
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let health = admin_get(&c, &b, "/admin/cache/health").await;
+        if health["status"] == "ok" {
+            assert_eq!(health["cache"]["redis"]["subscribed"], true, "{health}");
+            assert_eq!(health["cache"]["pending_purges"], 0, "{health}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never caught up: {health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -71,6 +71,8 @@ pub fn render(engine: &Engine, warmer: &Warmer) -> String {
         gauge!("larder_redis_connected").set(f64::from(u8::from(r.connected)));
         gauge!("larder_redis_breaker_open").set(f64::from(u8::from(r.breaker_open)));
         counter!("larder_redis_breaker_opened_total").absolute(r.breaker_opened_total);
+        gauge!("larder_redis_subscribed").set(f64::from(u8::from(r.subscribed)));
+        gauge!("larder_cache_pending_purges").set(r.pending_purges as f64);
     }
     let latencies = [
         ("l1", &s.l1_latency),

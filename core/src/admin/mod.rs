@@ -445,8 +445,9 @@ impl AdminApi {
     }
 
     /// Cache health: mode (memory, standalone, sentinel, cluster), Redis connection and
-    /// breaker state, ping latency, whether other instances' purges are heard, and the last
-    /// policy reload; `degraded` with the `problems` in words when something is off.
+    /// breaker state, ping latency, whether other instances' purges are heard, purges still
+    /// waiting to reach Redis (`cache.pending_purges`), and the last policy reload;
+    /// `degraded` with the `problems` in words when something is off.
     #[oai(
         path = "/cache/health",
         method = "get",
@@ -459,12 +460,19 @@ impl AdminApi {
         if let Some(redis) = &health.redis {
             if !redis.connected {
                 problems.push(
-                    "Redis is unreachable: L2 is skipped and answers come from L1 and the origin",
+                    "Redis is unreachable: L2 is skipped and answers come from L1 and the origin"
+                        .to_string(),
                 );
             }
             if !redis.subscribed {
-                problems.push("not subscribed to the invalidation channel: other instances' purges do not reach this instance's L1");
+                problems.push("not subscribed to the invalidation channel: other instances' purges do not reach this instance's L1".to_string());
             }
+        }
+        if health.pending_purges > 0 {
+            problems.push(format!(
+                "{} purge(s) made while Redis was unreachable are not replayed yet: Redis and the other instances may still hold the purged entries",
+                health.pending_purges
+            ));
         }
         Json(serde_json::json!({
             "status": if problems.is_empty() { "ok" } else { "degraded" },

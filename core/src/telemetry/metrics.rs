@@ -155,6 +155,14 @@ const HELP: &[(&str, &str)] = &[
         "Times the Redis circuit breaker opened.",
     ),
     (
+        "larder_redis_subscribed",
+        "1 while this instance hears other instances' purges (subscribed and caught up), else 0.",
+    ),
+    (
+        "larder_cache_pending_purges",
+        "Purges made while Redis was unreachable and not yet replayed to it.",
+    ),
+    (
         "larder_cache_latency_seconds",
         "Latency quantiles of L1 and L2 lookups and origin calls, since start.",
     ),

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -24,12 +24,19 @@ use crate::config::{CacheConfig, StoreKind};
 use crate::entry::{Entry, Freshness};
 use crate::error::StoreError;
 use crate::memory::MemoryStore;
+use crate::outbox::Outbox;
 use crate::purge_log::PurgeLog;
-use crate::redis::{RedisHealth, RedisStore};
+use crate::redis::{Incoming, RedisHealth, RedisStore};
 use crate::stats::{RedisState, RuleStats, Stats, StatsSnapshot};
 use crate::store::{KeyInfo, Layer, Purge, Store};
 
 const FLIGHT_SHARDS: usize = 32;
+/// How often queued invalidations are retried while Redis is unreachable.
+const REPLAY_EVERY: Duration = Duration::from_millis(100);
+
+fn ms_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Per-call choices, usually derived once per policy rule and reused.
 #[derive(Debug, Clone, Default)]
@@ -221,6 +228,9 @@ pub struct CacheHealth {
     pub mode: &'static str,
     /// Redis details when configured.
     pub redis: Option<RedisHealth>,
+    /// Invalidations made while Redis was unreachable and not yet replayed to it (nor to
+    /// the other instances).
+    pub pending_purges: u64,
 }
 
 #[derive(Clone)]
@@ -283,6 +293,14 @@ struct Inner {
     flights: Box<[FlightShard]>,
     instance_id: u64,
     purges: Arc<PurgeLog>,
+    /// 0 while this instance hears other instances' purges; otherwise since when it may
+    /// have missed some (set by the subscriber). Read on every L1 hit.
+    unsubscribed_since: Arc<AtomicU64>,
+    l1_window_ms: u64,
+    outbox: Outbox,
+    /// One replay at a time, so queued purges go out in order.
+    replaying: tokio::sync::Mutex<()>,
+    replay_warned_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Cache {
@@ -334,6 +352,11 @@ impl Cache {
             }
         };
         let instance_id = fastrand::u64(1..);
+        let unsubscribed_since = l2
+            .as_ref()
+            .map_or_else(Arc::default, RedisStore::unsubscribed_since);
+        let l1_window_ms = ms_u64(config.redis.unsubscribed_l1_window_ms);
+        let outbox = Outbox::new(config.redis.purge_outbox_max);
         let cache = Cache {
             inner: Arc::new(Inner {
                 config,
@@ -345,21 +368,50 @@ impl Cache {
                 flights: (0..FLIGHT_SHARDS).map(|_| Mutex::default()).collect(),
                 instance_id,
                 purges: Arc::default(),
+                unsubscribed_since,
+                l1_window_ms,
+                outbox,
+                replaying: tokio::sync::Mutex::new(()),
+                replay_warned_ms: AtomicU64::new(0),
             }),
         };
         if let Some(l2) = &cache.inner.l2 {
             let l1 = cache.inner.l1.clone();
             let stats = cache.inner.stats.clone();
             let purges = cache.inner.purges.clone();
-            l2.subscribe(move |payload| match coherence::decode(&payload) {
-                Some((from, _)) if from == instance_id => {}
-                Some((_, target)) => {
+            l2.subscribe(instance_id, move |incoming| match incoming {
+                Incoming::Purge(target) => {
                     purges.record(&target);
                     l1.purge_now(&target);
                     bump(&stats.counters.invalidations_received);
                 }
-                None => tracing::warn!("ignoring malformed invalidation message"),
+                Incoming::Reset(why) => {
+                    // Recorded first, so a load that started before cannot store what it read.
+                    purges.record(&Purge::All);
+                    let dropped = l1.len();
+                    l1.purge_now(&Purge::All);
+                    if dropped > 0 {
+                        tracing::warn!(
+                            dropped,
+                            why,
+                            "dropping the whole L1: purges may have been missed"
+                        );
+                    } else {
+                        tracing::debug!(why, "purge stream position reset (L1 was empty)");
+                    }
+                }
             })?;
+            cache.spawn_replayer();
+            // With Redis up, subscribe before serving: the first subscription drops
+            // whatever L1 holds (it has no stream position yet), and would make loads
+            // already running count as raced.
+            if l2.connected() {
+                let deadline =
+                    tokio::time::Instant::now() + cache.inner.config.redis.connect_timeout_ms;
+                while !l2.subscribed() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
         }
         Ok(cache)
     }
@@ -429,6 +481,25 @@ impl Cache {
             .unwrap_or(self.inner.config.redis.lock.enabled)
     }
 
+    /// Whether an L1 entry may be served: always while this instance hears the other
+    /// instances' purges (one atomic load), otherwise within the bounded window.
+    #[inline]
+    fn l1_trusted(&self, entry: &Entry, now: u64) -> bool {
+        coherence::l1_servable(
+            self.inner.unsubscribed_since.load(Ordering::Acquire),
+            entry.created_at_ms,
+            now,
+            self.inner.l1_window_ms,
+        )
+    }
+
+    /// Whether to read L2: the breaker lets calls through and none of this instance's own
+    /// purges is still waiting to reach Redis (the entries they remove are still there).
+    #[inline]
+    fn l2_readable(&self, l2: &RedisStore) -> bool {
+        self.inner.outbox.len() == 0 && l2.available()
+    }
+
     /// The fresh-L1-hit path alone: no L2, no loader, `None` for anything else (and then
     /// nothing is counted: the caller goes on to [`Cache::look`], which counts).
     /// Lets a caller skip building a loader when the answer is already in memory.
@@ -441,7 +512,7 @@ impl Cache {
         let timer = sample_l1().then(Instant::now);
         let now = inner.clock.now_ms();
         let entry = inner.l1.get_now(key)?;
-        if entry.freshness(now) != Freshness::Fresh {
+        if entry.freshness(now) != Freshness::Fresh || !self.l1_trusted(&entry, now) {
             return None;
         }
         bump(&inner.stats.counters.hits_l1);
@@ -504,7 +575,12 @@ impl Cache {
     /// breaker lets calls through).
     #[inline]
     pub fn reads_l2(&self, opts: &CallOptions) -> bool {
-        self.layers(opts).1 && self.inner.l2.as_ref().is_some_and(RedisStore::available)
+        self.layers(opts).1
+            && self
+                .inner
+                .l2
+                .as_ref()
+                .is_some_and(|l2| self.l2_readable(l2))
     }
 
     /// The second half of [`Cache::get_or_load`], after a [`Cache::look`] of the same key
@@ -559,7 +635,7 @@ impl Cache {
         let mut best: Option<(Arc<Entry>, Layer, Freshness)> = None;
         if use_l1 {
             let timer = sample_l1().then(Instant::now);
-            if let Some(entry) = inner.l1.get_now(key) {
+            if let Some(entry) = inner.l1.get_now(key).filter(|e| self.l1_trusted(e, now)) {
                 match entry.freshness(now) {
                     Freshness::Fresh => {
                         bump(&inner.stats.counters.hits_l1);
@@ -580,7 +656,7 @@ impl Cache {
             bump(&inner.stats.counters.misses_l1);
         }
         if use_l2 && let Some(l2) = &inner.l2 {
-            if l2.available() {
+            if self.l2_readable(l2) {
                 let started = Instant::now();
                 let since = inner.purges.now();
                 let fetched = l2.fetch(key).await;
@@ -756,6 +832,7 @@ impl Cache {
         if use_l1
             && let Some(entry) = inner.l1.get_now(key)
             && entry.freshness(inner.clock.now_ms()) == Freshness::Fresh
+            && self.l1_trusted(&entry, inner.clock.now_ms())
         {
             let now = inner.clock.now_ms();
             return (
@@ -763,7 +840,10 @@ impl Cache {
                 Shared::Entry(entry, Some(Layer::L1)),
             );
         }
-        let l2 = inner.l2.as_ref().filter(|l2| use_l2 && l2.available());
+        let l2 = inner
+            .l2
+            .as_ref()
+            .filter(|l2| use_l2 && self.l2_readable(l2));
         let mut lock_token = None;
         if let Some(l2) = l2
             && self.lock_enabled(opts)
@@ -973,30 +1053,128 @@ impl Cache {
     /// goes out, so nobody re-reads the old entry from L2 after dropping it. Returns the
     /// number of entries removed (the larger of the two layers' counts).
     ///
-    /// L1 is purged even when Redis is down; the error is still returned so an admin knows
-    /// L2 (and the other instances) were not reached.
+    /// L1 is purged even when Redis is down, and the Redis part is then queued and replayed
+    /// in order once Redis answers (see [`CacheHealth::pending_purges`]); the error is still
+    /// returned so an admin knows L2 and the other instances have not been reached yet.
     pub async fn invalidate(&self, target: Purge) -> Result<u64, StoreError> {
         let inner = &*self.inner;
         inner.purges.record(&target);
-        let remote = match &inner.l2 {
-            Some(l2) => Some(Store::purge(l2, &target).await),
-            None => None,
+        let Some(l2) = &inner.l2 else {
+            let removed = inner.l1.purge_now(&target);
+            inner
+                .stats
+                .counters
+                .deletes
+                .fetch_add(removed, Ordering::Relaxed);
+            return Ok(removed);
         };
-        let local = inner.l1.purge_now(&target);
-        let mut removed = local;
-        if let Some(result) = remote {
-            removed = removed.max(result?);
-            let l2 = inner.l2.as_ref().expect("remote result implies l2");
-            l2.publish(coherence::encode(inner.instance_id, &target))
-                .await?;
-            bump(&inner.stats.counters.invalidations_published);
-        }
+        let (removed, result) = if inner.outbox.len() > 0 {
+            // Behind the queued ones, to keep their order.
+            let local = inner.l1.purge_now(&target);
+            inner.outbox.push(target);
+            self.replay().await;
+            let result = match inner.outbox.len() {
+                0 => Ok(local),
+                n => Err(StoreError::Unavailable(format!(
+                    "Redis unreachable; this purge is queued with {} others, replayed when Redis is back",
+                    n - 1
+                ))),
+            };
+            (local, result)
+        } else {
+            let remote = self.purge_remote(l2, &target).await;
+            let local = inner.l1.purge_now(&target);
+            match remote {
+                Ok(n) => (local.max(n), Ok(local.max(n))),
+                Err(err) => {
+                    inner.outbox.push(target);
+                    // The error is returned (and logged) now; the replayer's reminder can wait.
+                    inner
+                        .replay_warned_ms
+                        .store(inner.clock.now_ms(), Ordering::Relaxed);
+                    let err = StoreError::Unavailable(format!(
+                        "{err}; the purge is queued and replayed when Redis is back"
+                    ));
+                    (local, Err(err))
+                }
+            }
+        };
         inner
             .stats
             .counters
             .deletes
             .fetch_add(removed, Ordering::Relaxed);
+        result
+    }
+
+    /// The Redis part of an invalidation: delete from L2, then record it in the purge
+    /// stream and publish it, so other instances and Redis itself lose the old entries.
+    async fn purge_remote(&self, l2: &RedisStore, target: &Purge) -> Result<u64, StoreError> {
+        let removed = Store::purge(l2, target).await?;
+        l2.record(coherence::encode(self.inner.instance_id, target))
+            .await?;
+        bump(&self.inner.stats.counters.invalidations_published);
         Ok(removed)
+    }
+
+    /// Sends queued invalidations to Redis, oldest first, stopping at the first failure.
+    async fn replay(&self) {
+        let Some(l2) = &self.inner.l2 else { return };
+        let _one_at_a_time = self.inner.replaying.lock().await;
+        let outbox = &self.inner.outbox;
+        let mut replayed = 0u64;
+        while let Some((seq, target)) = outbox.front() {
+            match self.purge_remote(l2, &target).await {
+                Ok(_) => {
+                    outbox.done(seq);
+                    replayed += 1;
+                }
+                Err(err) => {
+                    // Retried every tick, so logged quietly; but a queue that does not drain
+                    // (a long outage, or an error Redis keeps answering, such as a refused
+                    // script) also keeps this instance off L2: say so every 30 s.
+                    let now = self.inner.clock.now_ms();
+                    let warned = self.inner.replay_warned_ms.load(Ordering::Relaxed);
+                    if now.saturating_sub(warned) >= 30_000 {
+                        self.inner.replay_warned_ms.store(now, Ordering::Relaxed);
+                        tracing::warn!(%err, pending = outbox.len(), "purges queued while Redis was unreachable are still not replayed; retrying");
+                    } else {
+                        tracing::debug!(%err, pending = outbox.len(), "replaying queued purges failed; will retry");
+                    }
+                    break;
+                }
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(
+                replayed,
+                pending = outbox.len(),
+                "replayed purges queued while Redis was unreachable"
+            );
+        }
+    }
+
+    /// Retries queued invalidations every [`REPLAY_EVERY`] while there are any, forcing the
+    /// breaker's probe so they go out as soon as Redis answers: until then other instances
+    /// may still read the old entries from L2.
+    fn spawn_replayer(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REPLAY_EVERY).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.outbox.len() == 0 {
+                    continue;
+                }
+                let cache = Cache { inner };
+                let l2 = cache.inner.l2.as_ref().expect("replayer runs with L2");
+                if l2.available() {
+                    cache.replay().await;
+                } else {
+                    l2.probe_now();
+                }
+            }
+        });
     }
 
     /// Lists keys matching a glob with their remaining lifetime: from Redis when configured
@@ -1014,6 +1192,7 @@ impl Cache {
             None => CacheHealth {
                 mode: "memory",
                 redis: None,
+                pending_purges: 0,
             },
             Some(l2) => {
                 let health = l2.health().await;
@@ -1024,6 +1203,7 @@ impl Cache {
                         crate::redis::RedisMode::Cluster => "cluster",
                     },
                     redis: Some(health),
+                    pending_purges: self.inner.outbox.len() as u64,
                 }
             }
         }
@@ -1055,6 +1235,7 @@ impl Cache {
                 breaker_open: l2.breaker().is_open(),
                 breaker_opened_total: l2.breaker().opened_total(),
                 subscribed: l2.subscribed(),
+                pending_purges: inner.outbox.len() as u64,
             }),
             l1_latency: inner.stats.l1_latency.snapshot(),
             l2_latency: inner.stats.l2_latency.snapshot(),
@@ -1103,6 +1284,45 @@ impl Drop for FlightGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RedisConfig;
+
+    /// An instance whose Redis never answers never subscribes: its L1 entries are served
+    /// for the window after the later of its start and their creation, then count as misses.
+    #[tokio::test(start_paused = true)]
+    async fn unsubscribed_l1_entries_are_served_only_within_the_window() {
+        let config = CacheConfig {
+            mode: StoreKind::Hybrid,
+            redis: RedisConfig {
+                url: Some("redis://127.0.0.1:1".into()),
+                connect_timeout_ms: Duration::from_millis(10),
+                unsubscribed_l1_window_ms: Duration::from_secs(5),
+                ..RedisConfig::default()
+            },
+            ..CacheConfig::default()
+        };
+        let cache = Cache::new(config).await.unwrap();
+        assert!(!cache.l2().unwrap().subscribed());
+        let opts = CallOptions::store(StoreKind::Memory);
+        let entry = || Entry::new(200, "v").with_ttl(Duration::from_secs(60));
+        cache.set("old", entry(), &opts).await.unwrap();
+        assert!(cache.l1_hit("old", &opts).is_some());
+        tokio::time::advance(Duration::from_millis(4_900)).await;
+        assert!(cache.l1_hit("old", &opts).is_some(), "inside the window");
+        cache.set("new", entry(), &opts).await.unwrap();
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(cache.l1_hit("old", &opts).is_none(), "past the window");
+        assert!(
+            cache.lookup("old", &opts).await.is_none(),
+            "a miss for lookups too"
+        );
+        assert!(cache.l1().get_now("old").is_some(), "kept, not served");
+        assert!(
+            cache.l1_hit("new", &opts).is_some(),
+            "an entry created during the outage has its own window"
+        );
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(cache.l1_hit("new", &opts).is_none());
+    }
 
     #[test]
     fn cache_status_values() {

@@ -80,6 +80,25 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Pub/sub channel carrying invalidations between instances.
     pub channel: String,
+    /// While this instance is not subscribed to the invalidation channel (Redis down, or
+    /// the subscriber reconnecting and catching up), it cannot hear other instances'
+    /// purges, so an L1 entry is served for at most this long after the later of the
+    /// disconnect and the entry's creation; past that it counts as a miss. This is the
+    /// bound on how stale an answer can be during an outage. Shorter means fresher answers
+    /// and more origin calls while Redis is away (L2 is skipped then, so every miss reaches
+    /// the origin); the default of 5 s keeps staleness to seconds while letting a hot key
+    /// cost its origin one call per key every 5 s.
+    #[serde(with = "millis")]
+    #[schemars(with = "u64")]
+    pub unsubscribed_l1_window_ms: Duration,
+    /// Entries kept in the purge stream (`{key_prefix}:purges`, trimmed approximately). An
+    /// instance that was disconnected reads the purges it missed from there; one that
+    /// missed more than this many drops its whole L1 instead.
+    pub purge_stream_max_len: u64,
+    /// Invalidations queued while Redis is unreachable, replayed in order once it answers.
+    /// Past this many the queue collapses into one purge of everything (logged), which is
+    /// safe but empties every cache.
+    pub purge_outbox_max: usize,
     /// Circuit breaker around every Redis call.
     pub breaker: BreakerConfig,
     /// Cross-instance miss coalescing.
@@ -97,6 +116,9 @@ impl Default for RedisConfig {
             reconnect_max_ms: Duration::from_secs(2),
             key_prefix: "larder".into(),
             channel: "larder:invalidate".into(),
+            unsubscribed_l1_window_ms: Duration::from_secs(5),
+            purge_stream_max_len: 10_000,
+            purge_outbox_max: 10_000,
             breaker: BreakerConfig::default(),
             lock: LockConfig::default(),
         }

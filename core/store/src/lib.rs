@@ -30,6 +30,7 @@ pub mod config;
 pub mod entry;
 pub mod error;
 pub mod memory;
+mod outbox;
 mod purge_log;
 pub mod redis;
 pub mod stats;
@@ -43,6 +44,6 @@ pub use config::{BreakerConfig, CacheConfig, LockConfig, RedisConfig, StoreKind}
 pub use entry::{BodyEncoding, DecodeError, Entry, Freshness, Variants};
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use redis::{RedisHealth, RedisMode, RedisStore};
+pub use redis::{Incoming, RedisHealth, RedisMode, RedisStore};
 pub use stats::{RuleStats, StatsSnapshot};
 pub use store::{Found, KeyInfo, Layer, Purge, Store};

@@ -8,6 +8,7 @@
 //! {prefix}:{bNN}:e:K       the encoded entry (SET … PX retention)
 //! {prefix}:{bNN}:t:TAG     set of the bucket's keys carrying TAG (expires with its longest entry)
 //! {prefix}:{bNN}:l:K       cross-instance load lock (SET NX PX, random token)
+//! {prefix}:purges          stream of every invalidation (one key: one slot in Cluster)
 //! ```
 //!
 //! An entry with tags is written by one Lua script over keys of a single slot, so the
@@ -20,8 +21,18 @@
 //! Every command runs with `fail_fast` and a short timeout, behind a [`Breaker`]. The client
 //! has a reconnect policy (without one fred hangs after a restart), and the pub/sub client
 //! uses `manage_subscriptions()` so invalidation messages resume after a reconnect.
+//!
+//! # Missed invalidations
+//! Pub/sub drops what a disconnected subscriber would have received, so every invalidation
+//! is also appended to the purge stream, in the same script that publishes it. The
+//! subscriber PINGs over its own connection as a heartbeat; when one goes unanswered, or the
+//! connection is re-made, the instance counts as unsubscribed from its last confirmed
+//! contact (the engine then serves L1 entries only within a bounded window), and once
+//! subscribed again it reads the stream from the last id it applied before it counts as
+//! subscribed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,6 +46,7 @@ use serde::Serialize;
 
 use crate::breaker::Breaker;
 use crate::clock::Clock;
+use crate::coherence::{self, StreamId};
 use crate::config::RedisConfig;
 use crate::entry::{Entry, Freshness};
 use crate::error::StoreError;
@@ -67,6 +79,18 @@ redis.call('SREM', KEYS[1], unpack(ARGV))
 return n
 "#;
 
+/// Appends an invalidation to the purge stream and publishes it with its stream id, in one
+/// step: a subscriber that sees the message knows how far into the stream it has read, and
+/// one that misses it finds it in the stream.
+const RECORD: &str = r#"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'p', ARGV[1])
+redis.call('PUBLISH', ARGV[3], 'LDRS ' .. id .. ' ' .. ARGV[1])
+return id
+"#;
+
+/// Stream entries read per XRANGE while catching up.
+const CATCH_UP_PAGE: u64 = 500;
+
 const UNLOCK: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -97,8 +121,28 @@ pub struct RedisHealth {
     pub ping_ms: Option<f64>,
     /// Why the PING failed, if it did.
     pub error: Option<String>,
-    /// Subscribed to the invalidation channel: other instances' purges reach this L1.
+    /// Subscribed to the invalidation channel and caught up with the purge stream: other
+    /// instances' purges reach this L1.
     pub subscribed: bool,
+}
+
+/// What the subscriber hands to the engine.
+#[derive(Debug)]
+pub enum Incoming {
+    /// Another instance's invalidation, live or read back from the stream.
+    Purge(Purge),
+    /// Purges may have been missed and cannot be read back (no baseline yet, the stream
+    /// was trimmed past this instance's position, or Redis lost its data): drop all of L1.
+    Reset(&'static str),
+}
+
+/// How far into the purge stream this instance has applied everything.
+#[derive(Default)]
+struct StreamPosition {
+    last: Option<StreamId>,
+    /// Messages advance `last` only while caught up: during a gap, a live message may be
+    /// newer than stream entries not read yet.
+    caught_up: bool,
 }
 
 /// The L2 store. Cloning shares the connections.
@@ -117,8 +161,16 @@ struct Inner {
     channel: String,
     opts: Options,
     mode: RedisMode,
-    /// The invalidation channel's SUBSCRIBE has been answered.
-    subscribed: std::sync::atomic::AtomicBool,
+    stream: String,
+    stream_max_len: u64,
+    /// 0 while subscribed and caught up; otherwise the unix ms from which this instance may
+    /// have missed invalidations. Shared with the engine, which reads it on every L1 hit.
+    unsubscribed_since: Arc<AtomicU64>,
+    position: parking_lot::Mutex<StreamPosition>,
+    heartbeat: Duration,
+    heartbeat_timeout: Duration,
+    /// When the latest answered heartbeat was sent (unix ms).
+    last_contact_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -224,7 +276,17 @@ impl RedisStore {
                 channel: cfg.channel.clone(),
                 opts,
                 mode,
-                subscribed: std::sync::atomic::AtomicBool::new(false),
+                stream: format!("{}:purges", cfg.key_prefix),
+                stream_max_len: cfg.purge_stream_max_len.max(1),
+                unsubscribed_since: Arc::new(AtomicU64::new(clock.now_ms().max(1))),
+                position: parking_lot::Mutex::default(),
+                // Loss of contact must be noticed well inside the L1 window, which counts
+                // from the last confirmed contact.
+                heartbeat: (cfg.unsubscribed_l1_window_ms / 4)
+                    .clamp(Duration::from_millis(50), Duration::from_secs(1)),
+                heartbeat_timeout: (cfg.unsubscribed_l1_window_ms / 4)
+                    .clamp(Duration::from_millis(250), Duration::from_secs(2)),
+                last_contact_ms: AtomicU64::new(clock.now_ms()),
             }),
         };
         // Listening before connecting, so the first connection's notice cannot be missed.
@@ -287,12 +349,21 @@ impl RedisStore {
         &self.inner.breaker
     }
 
-    /// Whether this instance listens to other instances' invalidations: its SUBSCRIBE to
-    /// the channel has been answered (the client re-subscribes by itself after reconnects).
+    /// Whether this instance hears other instances' invalidations: its subscriber's latest
+    /// heartbeat was answered and it has read what it missed from the purge stream.
     pub fn subscribed(&self) -> bool {
-        self.inner
-            .subscribed
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.unsubscribed_since.load(Ordering::Relaxed) == 0
+    }
+
+    /// The engine's handle on "unsubscribed since" (0 while subscribed).
+    pub(crate) fn unsubscribed_since(&self) -> Arc<AtomicU64> {
+        self.inner.unsubscribed_since.clone()
+    }
+
+    /// Starts a breaker probe now if the breaker is open, so queued purges go out as soon as
+    /// Redis answers rather than after the open period.
+    pub(crate) fn probe_now(&self) {
+        self.probe(true);
     }
 
     /// At least one pooled connection is up.
@@ -481,8 +552,10 @@ impl RedisStore {
         while let Some(page) = pages.next().await {
             let mut page = page.map_err(|e| self.note_error(e))?;
             let keys = page.take_results().unwrap_or_default();
+            // The purge stream outlives a purge of everything: instances catching up read it.
             let ops = keys
                 .into_iter()
+                .filter(|k| k.as_str() != Some(self.inner.stream.as_str()))
                 .map(|k| async move { self.guarded(self.client().unlink::<i64, _>(k)).await });
             for r in join_all(ops).await {
                 deleted += r? as u64;
@@ -609,20 +682,30 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Publishes an invalidation message to the other instances.
-    pub async fn publish(&self, payload: Bytes) -> Result<(), StoreError> {
-        let _: i64 = self
-            .guarded(self.client().publish(self.inner.channel.as_str(), payload))
+    /// Records an invalidation (already encoded by [`coherence::encode`]) in the purge
+    /// stream and publishes it to the other instances, atomically; returns its stream id.
+    pub async fn record(&self, payload: Bytes) -> Result<StreamId, StoreError> {
+        let args: Vec<Value> = vec![
+            payload.into(),
+            (self.inner.stream_max_len as i64).into(),
+            self.inner.channel.as_str().into(),
+        ];
+        let id: String = self
+            .guarded(
+                self.client()
+                    .eval(RECORD, vec![self.inner.stream.as_str()], args),
+            )
             .await?;
-        Ok(())
+        StreamId::parse(&id)
+            .ok_or_else(|| StoreError::Unavailable(format!("XADD answered a bad id {id:?}")))
     }
 
-    /// Subscribes to the invalidation channel and calls `on_message` for each payload, for
-    /// as long as the store lives. The subscriber client re-subscribes after reconnects;
-    /// the first SUBSCRIBE is retried until Redis answers (it may be down at start).
-    pub fn subscribe<F>(&self, on_message: F) -> Result<(), StoreError>
+    /// Subscribes to the invalidation channel and hands the engine every other instance's
+    /// invalidation, for as long as the store lives; after any gap (start, outage,
+    /// reconnect) it first reads back what was missed from the purge stream.
+    pub fn subscribe<F>(&self, instance: u64, on_incoming: F) -> Result<(), StoreError>
     where
-        F: Fn(Bytes) + Send + Sync + 'static,
+        F: Fn(Incoming) + Send + Sync + 'static,
     {
         // `fail_fast` off, as for the pool: with it on, a subscriber whose first connection
         // fails (Redis down at start) stops trying for good, and this instance never hears
@@ -633,39 +716,86 @@ impl RedisStore {
             .clone()
             .with_config(|c| c.fail_fast = false)
             .build_subscriber_client()?;
+        let on_incoming = Arc::new(on_incoming);
         let mut rx = subscriber.message_rx();
-        let channel = self.inner.channel.clone();
+        let mut reconnects = subscriber.reconnect_rx();
         subscriber.connect();
         subscriber.manage_subscriptions();
         let weak = Arc::downgrade(&self.inner);
         let sub = subscriber.clone();
+        let handler = on_incoming.clone();
         tokio::spawn(async move {
-            let mut delay = Duration::from_millis(20);
+            let mut healthy = false;
+            let mut backoff = Duration::ZERO;
             // A SUBSCRIBE sent before the connection was made can go unanswered; short
             // first waits keep the time this instance misses purges short.
             let mut wait = Duration::from_millis(100);
             loop {
-                if weak.strong_count() == 0 {
-                    return;
+                let pause = if healthy {
+                    weak.upgrade().map_or(Duration::ZERO, |i| i.heartbeat)
+                } else {
+                    backoff
+                };
+                // A reconnect means messages may have been dropped in between, however
+                // quickly the client re-subscribed by itself.
+                let reconnected = tokio::select! {
+                    _ = tokio::time::sleep(pause) => false,
+                    r = reconnects.recv() => match r {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                let store = RedisStore { inner };
+                if reconnected && healthy {
+                    store.lost_contact("the subscriber reconnected");
                 }
+                // Marked by the message task too (when it lagged).
+                healthy &= store.subscribed();
+                let sent_ms = store.inner.clock.now_ms();
+                let timeout = if healthy {
+                    store.inner.heartbeat_timeout
+                } else {
+                    wait
+                };
                 // Not `wait_for_connect` first: it waits for the *next* connection result,
                 // and misses one that lands between its state check and its subscription to
                 // the notice. A SUBSCRIBE queued while disconnected goes out on connect.
-                let attempt = sub.subscribe(channel.as_str());
-                match tokio::time::timeout(wait, attempt).await {
-                    Ok(Ok(())) => {
-                        if let Some(inner) = weak.upgrade() {
-                            inner
-                                .subscribed
-                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                // fred completes a SUBSCRIBE once written (its confirmation arrives out of
+                // band), so the PING behind it on the same connection is what proves Redis
+                // has processed it, and, later, that the connection still delivers.
+                let channel = store.inner.channel.as_str();
+                let exchange = async {
+                    if !healthy {
+                        sub.subscribe(channel).await?;
+                    }
+                    sub.ping::<Value>(None).await.map(drop)
+                };
+                let answered = matches!(tokio::time::timeout(timeout, exchange).await, Ok(Ok(())));
+                if healthy {
+                    if !answered {
+                        store.lost_contact("the invalidation channel's heartbeat went unanswered");
+                    }
+                    healthy = answered && store.contact_confirmed(sent_ms);
+                    continue;
+                }
+                let caught_up = answered
+                    && match store.catch_up(instance, &*handler).await {
+                        Ok(()) => true,
+                        Err(err) => {
+                            tracing::debug!(%err, "catching up with the purge stream failed; retrying");
+                            false
                         }
-                        return;
-                    }
-                    _ => {
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(1));
-                        wait = (wait * 2).min(Duration::from_secs(2));
-                    }
+                    };
+                if caught_up && store.contact_confirmed(sent_ms) {
+                    healthy = true;
+                    backoff = Duration::ZERO;
+                    wait = Duration::from_millis(100);
+                    tracing::info!("subscribed to the invalidation channel and caught up");
+                } else {
+                    backoff =
+                        (backoff * 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
+                    wait = (wait * 2).min(Duration::from_secs(2));
                 }
             }
         });
@@ -674,24 +804,153 @@ impl RedisStore {
             loop {
                 match rx.recv().await {
                     Ok(msg) => {
-                        if weak.strong_count() == 0 {
-                            break;
-                        }
-                        if let Some(bytes) = msg.value.as_bytes() {
-                            on_message(Bytes::copy_from_slice(bytes));
+                        let Some(inner) = weak.upgrade() else { break };
+                        let Some(bytes) = msg.value.as_bytes() else {
+                            continue;
+                        };
+                        match coherence::decode_published(bytes) {
+                            Some((id, from, target)) => {
+                                if let Some(id) = id {
+                                    let mut position = inner.position.lock();
+                                    if position.caught_up && position.last < Some(id) {
+                                        position.last = Some(id);
+                                    }
+                                }
+                                if from != instance {
+                                    on_incoming(Incoming::Purge(target));
+                                }
+                            }
+                            None => tracing::warn!("ignoring malformed invalidation message"),
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(
                             missed = n,
-                            "invalidation messages dropped (subscriber lagged)"
+                            "invalidation messages dropped (subscriber lagged); catching up from the purge stream"
                         );
+                        if let Some(inner) = weak.upgrade() {
+                            RedisStore { inner }.lost_contact("the subscriber lagged");
+                        }
                     }
                     Err(_) => break,
                 }
             }
             let _ = subscriber.quit().await;
         });
+        Ok(())
+    }
+
+    /// Marks this instance unsubscribed from its last confirmed contact (kept if already
+    /// marked), so the engine's L1 window starts there.
+    fn lost_contact(&self, why: &str) {
+        let inner = &self.inner;
+        let mut position = inner.position.lock();
+        position.caught_up = false;
+        let last_contact = inner.last_contact_ms.load(Ordering::Relaxed).max(1);
+        if inner
+            .unsubscribed_since
+            .compare_exchange(0, last_contact, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            tracing::warn!(
+                why,
+                "not hearing other instances' purges; L1 entries are served for a bounded window until caught up"
+            );
+        }
+    }
+
+    /// A heartbeat sent at `sent_ms` was answered: every message published before then has
+    /// reached this instance. Counts as subscribed only if nothing marked a gap since the
+    /// last catch-up; returns whether it does.
+    fn contact_confirmed(&self, sent_ms: u64) -> bool {
+        let position = self.inner.position.lock();
+        if !position.caught_up {
+            return false;
+        }
+        self.inner.last_contact_ms.store(sent_ms, Ordering::Relaxed);
+        self.inner.unsubscribed_since.store(0, Ordering::Release);
+        true
+    }
+
+    /// Reads back the purges missed since the last applied stream id and hands them over
+    /// (its own ones skipped); or asks for a reset when they cannot be read back.
+    async fn catch_up(
+        &self,
+        instance: u64,
+        on_incoming: &(dyn Fn(Incoming) + Send + Sync),
+    ) -> Result<(), StoreError> {
+        let stream = self.inner.stream.as_str();
+        let last = self.inner.position.lock().last;
+        let first: Vec<(String, std::collections::HashMap<String, Bytes>)> = self
+            .guarded(self.client().xrange_values(stream, "-", "+", Some(1)))
+            .await?;
+        let first = first.first().and_then(|(id, _)| StreamId::parse(id));
+        let gap = match (last, first) {
+            (None, _) => Some("no purge baseline yet (first subscription since start)"),
+            (Some(last), None) if last != StreamId::ZERO => {
+                Some("the purge stream is gone (Redis lost its data)")
+            }
+            (Some(_), None) => None,
+            (Some(last), Some(_)) if last == StreamId::ZERO => {
+                let len: u64 = self.guarded(self.client().xlen(stream)).await?;
+                (len >= self.inner.stream_max_len)
+                    .then_some("the purge stream was trimmed past this instance's position")
+            }
+            (Some(last), Some(first)) => (first > last)
+                .then_some("the purge stream was trimmed past this instance's position"),
+        };
+        let mut last = match gap {
+            Some(why) => {
+                let top: Vec<(String, std::collections::HashMap<String, Bytes>)> = self
+                    .guarded(self.client().xrevrange_values(stream, "+", "-", Some(1)))
+                    .await?;
+                on_incoming(Incoming::Reset(why));
+                top.first()
+                    .and_then(|(id, _)| StreamId::parse(id))
+                    .unwrap_or(StreamId::ZERO)
+            }
+            None => last.unwrap_or(StreamId::ZERO),
+        };
+        if gap.is_none() {
+            let mut applied = 0usize;
+            loop {
+                let page: Vec<(String, std::collections::HashMap<String, Bytes>)> = self
+                    .guarded(self.client().xrange_values(
+                        stream,
+                        format!("({last}"),
+                        "+",
+                        Some(CATCH_UP_PAGE),
+                    ))
+                    .await?;
+                for (id, fields) in &page {
+                    let Some(id) = StreamId::parse(id) else {
+                        continue;
+                    };
+                    last = last.max(id);
+                    match fields.get("p").and_then(|p| coherence::decode(p)) {
+                        Some((from, _)) if from == instance => {}
+                        Some((_, target)) => {
+                            applied += 1;
+                            on_incoming(Incoming::Purge(target));
+                        }
+                        None => tracing::warn!(%id, "ignoring malformed purge stream entry"),
+                    }
+                }
+                if (page.len() as u64) < CATCH_UP_PAGE {
+                    break;
+                }
+            }
+            if applied > 0 {
+                tracing::info!(applied, "applied purges missed while not subscribed");
+            }
+        }
+        let mut position = self.inner.position.lock();
+        position.last = match gap {
+            // Restarted from the stream's end: an older position would mean another reset.
+            Some(_) => Some(last),
+            None => Some(position.last.map_or(last, |l| l.max(last))),
+        };
+        position.caught_up = true;
         Ok(())
     }
 

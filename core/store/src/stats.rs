@@ -274,8 +274,11 @@ pub struct RedisState {
     pub breaker_open: bool,
     /// How often the breaker has opened since start.
     pub breaker_opened_total: u64,
-    /// This instance hears other instances' invalidations (its SUBSCRIBE was answered).
+    /// This instance hears other instances' invalidations: subscribed, and caught up with
+    /// the purge stream after any gap.
     pub subscribed: bool,
+    /// Invalidations queued while Redis was unreachable, not yet replayed.
+    pub pending_purges: u64,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use larder_store::{
     Cache, CacheConfig, CallOptions, Entry, Layer, Loaded, Outcome, Purge, RedisConfig, StoreKind,
 };
-use larder_testkit::redis::{RedisCluster, RedisServer};
+use larder_testkit::redis::{RedisCluster, RedisServer, raw_command};
 
 fn config(url: &str) -> CacheConfig {
     CacheConfig {
@@ -47,6 +47,18 @@ where
 
 async fn in_l2(cache: &Cache, key: &str) -> bool {
     matches!(cache.l2().unwrap().fetch(key).await, Ok(Some(_)))
+}
+
+/// Waits until the instance hears the others' purges (subscribed and caught up).
+async fn subscribed(cache: &Cache) {
+    eventually(Duration::from_secs(10), "subscribed", || async {
+        cache.snapshot().redis.is_some_and(|r| r.subscribed)
+    })
+    .await;
+}
+
+fn pending_purges(cache: &Cache) -> u64 {
+    cache.snapshot().redis.map_or(0, |r| r.pending_purges)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,6 +178,9 @@ async fn tag_invalidation_reaches_other_instances_l1() {
     let opts = CallOptions::default();
     let a = Cache::new(config(&redis.url())).await.unwrap();
     let b = Cache::new(config(&redis.url())).await.unwrap();
+    // B's first subscription drops whatever its L1 holds (it had no baseline): let it
+    // come up first.
+    subscribed(&b).await;
     a.set("slots:7:mon", entry("free", &["slots:7"]), &opts)
         .await
         .unwrap();
@@ -177,14 +192,12 @@ async fn tag_invalidation_reaches_other_instances_l1() {
         assert_eq!(served.status.layer, Some(Layer::L2));
         assert!(b.l1().get_now(key).is_some());
     }
-    // Let B's subscription come up before invalidating (it is established in the background).
-    eventually(Duration::from_secs(5), "B subscribed", || async {
+    assert!(
         redis
             .command("PUBSUB NUMSUB larder:invalidate")
             .unwrap()
             .contains(":2")
-    })
-    .await;
+    );
 
     let removed = a
         .invalidate(Purge::Tags(vec!["slots:7".into()]))
@@ -262,7 +275,12 @@ async fn pattern_purge_keys_listing_and_purge_all() {
     assert_eq!(cache.keys("odd:*", 1_000).await.unwrap().len(), 600);
     cache.invalidate(Purge::All).await.unwrap();
     let left = redis.command("DBSIZE").unwrap();
-    assert_eq!(left.trim(), ":0", "purge all removes entries and tag sets");
+    assert_eq!(
+        left.trim(),
+        ":1",
+        "purge all removes entries and tag sets, not the purge stream"
+    );
+    assert_eq!(redis.command("EXISTS larder:purges").unwrap().trim(), ":1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,12 +420,22 @@ async fn cluster_tags_patterns_and_lookups() {
     let served = other.lookup("item:13", &opts).await.unwrap();
     assert_eq!(served.status.layer, Some(Layer::L2));
     assert_eq!(&served.entry.body[..], b"v13");
+    subscribed(&other).await;
+    other.lookup("item:4", &opts).await.unwrap();
+    assert!(other.l1().get_now("item:4").is_some());
 
     let removed = cache
         .invalidate(Purge::Tags(vec!["quarter".into()]))
         .await
         .unwrap();
     assert_eq!(removed, 50);
+    // Published from the recording script on the stream's node, heard through another.
+    eventually(
+        Duration::from_secs(5),
+        "the purge reaches the other L1",
+        || async { other.l1().get_now("item:4").is_none() },
+    )
+    .await;
     let redis_only = CallOptions::store(StoreKind::Redis);
     assert!(other.lookup("item:0", &redis_only).await.is_none());
     assert!(other.lookup("item:1", &redis_only).await.is_some());
@@ -450,6 +478,35 @@ async fn cluster_tags_patterns_and_lookups() {
     let health = cache.health().await;
     assert_eq!(health.mode, "cluster");
     assert!(health.redis.unwrap().ping_ms.is_some());
+
+    // Catching up reads the stream from whichever master holds it.
+    other
+        .set(
+            "solo",
+            entry("s", &[]),
+            &CallOptions::store(StoreKind::Memory),
+        )
+        .await
+        .unwrap();
+    let recorded = cluster.ports().into_iter().any(|port| {
+        raw_command(
+            port,
+            r#"XADD larder:purges * p "LDRI1 000000000000002a K4:solo""#,
+        )
+        .unwrap()
+        .starts_with('$')
+    });
+    assert!(recorded, "no master took the stream entry");
+    for port in cluster.ports() {
+        raw_command(port, "CLIENT KILL TYPE pubsub").unwrap();
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the missed purge is read back",
+        || async { other.l1().get_now("solo").is_none() },
+    )
+    .await;
+    subscribed(&other).await;
 }
 
 /// Redis down when the cache starts, up later: fred keeps trying the first connection, and
@@ -467,23 +524,30 @@ async fn redis_down_at_start_is_used_once_it_comes_up() {
     let breaker_open = |c: &Cache| c.l2().unwrap().breaker().is_open();
     assert!(breaker_open(&cache), "Redis was down at start");
 
+    // Stored while nobody's purges could be heard: dropped at the first subscription.
+    let _ = cache
+        .set("before", entry("b", &[]), &CallOptions::default())
+        .await;
+    assert!(cache.l1().get_now("before").is_some());
+
     redis.restart().unwrap();
     eventually(Duration::from_secs(10), "the breaker closes", || async {
         !breaker_open(&cache)
     })
     .await;
+
+    // It joins cross-instance invalidation too, and says so: a purge made by an instance
+    // started now reaches its L1.
+    subscribed(&cache).await;
+    assert!(
+        cache.l1().get_now("before").is_none(),
+        "no baseline: the first subscription drops L1"
+    );
     cache
         .set("after", entry("a", &[]), &CallOptions::default())
         .await
         .unwrap();
     assert!(in_l2(&cache, "after").await, "L2 in use");
-
-    // It joins cross-instance invalidation too, and says so: a purge made by an instance
-    // started now reaches its L1.
-    eventually(Duration::from_secs(10), "subscribed", || async {
-        cache.snapshot().redis.is_some_and(|r| r.subscribed)
-    })
-    .await;
     let other = Cache::new(config(&redis.url())).await.unwrap();
     assert!(cache.l1().get_now("after").is_some());
     other
@@ -496,4 +560,187 @@ async fn redis_down_at_start_is_used_once_it_comes_up() {
         || async { cache.l1().get_now("after").is_none() },
     )
     .await;
+}
+
+/// The issue's lost purge: Redis stalls, a purge on A cannot reach it. A's L1 is purged at
+/// once and the Redis part queued; B, which cannot hear anything, stops serving its L1
+/// copy within the window; when Redis answers again the queue is replayed, so Redis, B and
+/// a new instance all lose the old entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_made_while_redis_is_paused_is_replayed_and_bounded_meanwhile() {
+    let redis = RedisServer::spawn().unwrap();
+    let window = Duration::from_secs(1);
+    let mut cfg = config(&redis.url());
+    cfg.redis.unsubscribed_l1_window_ms = window;
+    let opts = CallOptions::default();
+    let a = Cache::new(cfg.clone()).await.unwrap();
+    let b = Cache::new(cfg.clone()).await.unwrap();
+    subscribed(&a).await;
+    subscribed(&b).await;
+    a.set("slots:7:mon", entry("free", &["slots:7"]), &opts)
+        .await
+        .unwrap();
+    let served = b.lookup("slots:7:mon", &opts).await.unwrap();
+    assert_eq!(served.status.layer, Some(Layer::L2));
+    assert!(b.l1_hit("slots:7:mon", &opts).is_some());
+
+    redis.pause();
+    let paused = Instant::now();
+    let err = a
+        .invalidate(Purge::Tags(vec!["slots:7".into()]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("queued"), "{err}");
+    assert_eq!(pending_purges(&a), 1);
+    assert!(
+        a.l1_hit("slots:7:mon", &opts).is_none(),
+        "A's own L1 at once"
+    );
+    let stopped = eventually(
+        window + Duration::from_secs(2),
+        "B stops serving its L1 copy",
+        || async { b.l1_hit("slots:7:mon", &opts).is_none() },
+    )
+    .await;
+    println!(
+        "B stopped serving the purged entry {:?} after Redis paused (window {window:?})",
+        paused.elapsed()
+    );
+    let _ = stopped;
+    assert!(
+        b.l1().get_now("slots:7:mon").is_some(),
+        "B never heard the purge: the window alone stopped it"
+    );
+
+    redis.resume();
+    let replayed = eventually(Duration::from_secs(10), "A replays its queue", || async {
+        pending_purges(&a) == 0
+    })
+    .await;
+    println!("A's queued purge replayed {replayed:?} after Redis resumed");
+    assert!(!in_l2(&a, "slots:7:mon").await, "gone from Redis");
+    eventually(
+        Duration::from_secs(10),
+        "B hears the replayed purge",
+        || async { b.l1().get_now("slots:7:mon").is_none() },
+    )
+    .await;
+    subscribed(&b).await;
+    let c = Cache::new(cfg).await.unwrap();
+    assert!(
+        c.lookup("slots:7:mon", &opts).await.is_none(),
+        "a new instance does not read the old entry back"
+    );
+}
+
+/// Pub/sub drops what a disconnected subscriber would have received; the purge stream does
+/// not. A purge B never got as a message is applied when B's subscriber reconnects; when
+/// the stream was trimmed past B's position, B cannot know what it missed and drops L1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_message_is_read_back_from_the_purge_stream() {
+    let redis = RedisServer::spawn().unwrap();
+    let opts = CallOptions::store(StoreKind::Memory);
+    let b = Cache::new(config(&redis.url())).await.unwrap();
+    subscribed(&b).await;
+    b.set("slots:7:mon", entry("free", &["slots:7"]), &opts)
+        .await
+        .unwrap();
+    b.set("other", entry("x", &[]), &opts).await.unwrap();
+    // Recorded as another instance's script would, but never published.
+    let reply = redis
+        .command(r#"XADD larder:purges * p "LDRI1 000000000000002a T7:slots:7""#)
+        .unwrap();
+    assert!(reply.starts_with('$'), "{reply}");
+    assert!(b.l1().get_now("slots:7:mon").is_some());
+
+    redis.command("CLIENT KILL TYPE pubsub").unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "B applies the purge it missed",
+        || async { b.l1().get_now("slots:7:mon").is_none() },
+    )
+    .await;
+    subscribed(&b).await;
+    assert!(
+        b.l1().get_now("other").is_some(),
+        "a gap read back costs nothing else"
+    );
+    assert_eq!(b.snapshot().counters.invalidations_received, 1);
+
+    // Two more unpublished purges, then the stream trimmed to the last one: B's position
+    // is gone, so whatever lay between is unknown.
+    for key in ["x1", "x2"] {
+        redis
+            .command(&format!(
+                r#"XADD larder:purges * p "LDRI1 000000000000002a K{}:{key}""#,
+                key.len()
+            ))
+            .unwrap();
+    }
+    redis.command("XTRIM larder:purges MAXLEN 1").unwrap();
+    redis.command("CLIENT KILL TYPE pubsub").unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "B drops its L1 after a gap it cannot read back",
+        || async { b.l1().get_now("other").is_none() },
+    )
+    .await;
+    subscribed(&b).await;
+}
+
+/// Redis killed and restarted empty: the purge made meanwhile is replayed to the new Redis,
+/// and B, whose stream position no longer exists, drops its whole L1 rather than trusting
+/// copies that purges it never saw may concern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_replays_the_queue_and_resets_instances_that_lost_their_position() {
+    let mut redis = RedisServer::spawn().unwrap();
+    let cfg = config(&redis.url());
+    let opts = CallOptions::default();
+    let a = Cache::new(cfg.clone()).await.unwrap();
+    let b = Cache::new(cfg.clone()).await.unwrap();
+    subscribed(&a).await;
+    subscribed(&b).await;
+    // B gets a stream position from a message it heard.
+    a.invalidate(Purge::Keys(vec!["warm-up".into()]))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "B hears the first purge",
+        || async { b.snapshot().counters.invalidations_received == 1 },
+    )
+    .await;
+    a.set("slots:7:mon", entry("free", &["slots:7"]), &opts)
+        .await
+        .unwrap();
+    b.lookup("slots:7:mon", &opts).await.unwrap();
+    b.set(
+        "other",
+        entry("x", &[]),
+        &CallOptions::store(StoreKind::Memory),
+    )
+    .await
+    .unwrap();
+
+    redis.kill();
+    let err = a
+        .invalidate(Purge::Tags(vec!["slots:7".into()]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("queued"), "{err}");
+    redis.restart().unwrap();
+    eventually(Duration::from_secs(10), "A replays its queue", || async {
+        pending_purges(&a) == 0
+    })
+    .await;
+    assert_eq!(
+        redis.command("XLEN larder:purges").unwrap().trim(),
+        ":1",
+        "the replayed purge is in the new Redis's stream"
+    );
+    eventually(Duration::from_secs(10), "B resets its L1", || async {
+        b.l1().get_now("other").is_none() && b.l1().get_now("slots:7:mon").is_none()
+    })
+    .await;
+    subscribed(&b).await;
 }

@@ -2,7 +2,8 @@
 //!
 //! Tests never touch a Redis they did not start: each [`RedisServer`] runs on a free
 //! loopback port with persistence off and its own temp dir, and dies with its handle.
-//! [`RedisServer::kill`] and [`RedisServer::restart`] (same port) drive outage tests.
+//! [`RedisServer::kill`] and [`RedisServer::restart`] (same port), and
+//! [`RedisServer::pause`]/[`RedisServer::resume`] (SIGSTOP/SIGCONT), drive outage tests.
 //! [`RedisCluster`] starts three masters and joins them with `redis-cli --cluster create`.
 
 use std::net::TcpListener;
@@ -142,6 +143,26 @@ impl RedisServer {
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Stops the process (SIGSTOP): connections stay open but nothing answers, as with a
+    /// stalled or partitioned Redis. [`RedisServer::resume`] continues it.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Continues a paused process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on the pid of a child this handle owns and has not reaped.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
     }
 
     /// Kills the process (SIGKILL) and reaps it: an abrupt outage.
