@@ -3,18 +3,29 @@
 //! multi-thread, one worker per allowed core). Whatever a cached route loses against this
 //! is what Larder's layers cost.
 //!
-//! `larder-bench-ceiling [--listen ADDR] [--payload-bytes N]`; prints
-//! `listening on http://ADDR` like `larder serve`.
+//! `larder-bench-ceiling [--listen ADDR] [--payload-bytes N | --body FILE
+//! [--content-type T] [--content-encoding E]]`; prints `listening on http://ADDR` like
+//! `larder serve`. `--body` serves a file's bytes as they are (a real route's answer,
+//! compressed or not), for the bench's scenarios on real routes.
 
 use bytes::Bytes;
 use poem::listener::TcpAcceptor;
 use poem::{EndpointExt, Response, Route, get, handler, web::Data};
 
+/// What `/raw` answers.
+struct Answer {
+    body: Bytes,
+    content_type: String,
+    content_encoding: Option<String>,
+}
+
 #[handler]
-fn raw(body: Data<&Bytes>) -> Response {
-    Response::builder()
-        .content_type("application/json")
-        .body(body.0.clone())
+fn raw(answer: Data<&std::sync::Arc<Answer>>) -> Response {
+    let mut resp = Response::builder().content_type(answer.content_type.as_str());
+    if let Some(enc) = &answer.content_encoding {
+        resp = resp.header("content-encoding", enc.as_str());
+    }
+    resp.body(answer.body.clone())
 }
 
 fn arg(name: &str) -> Option<String> {
@@ -29,7 +40,15 @@ fn main() -> std::io::Result<()> {
     let size = arg("--payload-bytes")
         .and_then(|s| s.parse().ok())
         .unwrap_or(larder_bench_plugin::DEFAULT_PAYLOAD_BYTES);
-    let body = Bytes::from(larder_bench_plugin::payload(size, 0));
+    let body = match arg("--body") {
+        Some(path) => Bytes::from(std::fs::read(&path)?),
+        None => Bytes::from(larder_bench_plugin::payload(size, 0)),
+    };
+    let answer = std::sync::Arc::new(Answer {
+        body,
+        content_type: arg("--content-type").unwrap_or_else(|| "application/json".into()),
+        content_encoding: arg("--content-encoding"),
+    });
     // The scheduler `larder_core::app::cli::runtime` picks for the same cores (current-thread on one),
     // so the two servers differ only in what runs per request.
     let workers = std::env::var("TOKIO_WORKER_THREADS")
@@ -44,7 +63,7 @@ fn main() -> std::io::Result<()> {
     runtime.enable_all().build()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen).await?;
         println!("listening on http://{}", listener.local_addr()?);
-        let app = Route::new().at("/raw", get(raw)).data(body);
+        let app = Route::new().at("/raw", get(raw)).data(answer);
         poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
             .run(app)
             .await

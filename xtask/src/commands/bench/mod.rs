@@ -80,6 +80,9 @@ pub struct LarderOpts {
     pub analytics: Option<PathBuf>,
     /// How long `/ready` may take (plugins started, start-up warm jobs done).
     pub ready_timeout: Duration,
+    /// The built-in `booking` and `aliexpress` plugins on (their shipped policies, rate
+    /// limits off, AliExpress in mock mode), for the scenarios on real routes.
+    pub builtins: bool,
 }
 
 impl LarderOpts {
@@ -92,6 +95,7 @@ impl LarderOpts {
             config: String::new(),
             analytics: None,
             ready_timeout: Duration::from_secs(10),
+            builtins: false,
         }
     }
 
@@ -183,6 +187,24 @@ impl Ctx {
         Server::spawn(cmd, self.pinning.as_ref().map(|p| p.server.clone()))
     }
 
+    /// The ceiling answering `GET /raw` with the bytes of `body` (a file) and this
+    /// `Content-Encoding`: what a real route's answer costs a bare handler.
+    pub fn ceiling_serving(
+        &self,
+        body: &Path,
+        content_type: &str,
+        content_encoding: Option<&str>,
+    ) -> anyhow::Result<Server> {
+        let mut cmd = Command::new(self.bin.join("larder-bench-ceiling"));
+        cmd.args(["--listen", "127.0.0.1:0", "--body"])
+            .arg(body)
+            .args(["--content-type", content_type]);
+        if let Some(enc) = content_encoding {
+            cmd.args(["--content-encoding", enc]);
+        }
+        Server::spawn(cmd, self.pinning.as_ref().map(|p| p.server.clone()))
+    }
+
     /// Starts a Larder with the bench plugin and policy.
     pub fn larder(&mut self, o: LarderOpts) -> anyhow::Result<Server> {
         self.starts += 1;
@@ -210,6 +232,17 @@ impl Ctx {
             }
             None => "  analytics: { enabled: false }\n".into(),
         };
+        let builtins = if o.builtins {
+            for f in ["booking.yaml", "aliexpress.yaml"] {
+                std::fs::copy(self.root.join("policies").join(f), policies.join(f))
+                    .with_context(|| format!("copying policies/{f}"))?;
+            }
+            // Off for the same reason as analytics'; AliExpress without credentials answers
+            // from its mock catalogue, so nothing leaves the machine.
+            "  booking:\n    rate_limit: { per_second: 0, per_minute: 0 }\n  aliexpress:\n    rate_limit: { per_second: 0, per_minute: 0 }\n"
+        } else {
+            "  aliexpress: { enabled: false }\n  booking: { enabled: false }\n"
+        };
         let lib = self.bin.join("liblarder_bench_plugin.so");
         let storage = match &o.redis {
             Some(url) => format!(
@@ -220,7 +253,7 @@ impl Ctx {
             None => "  mode: memory\n".into(),
         };
         let config = format!(
-            "listen: 127.0.0.1:0\npolicies: {policies}\nplugins:\n  aliexpress: {{ enabled: false }}\n  booking: {{ enabled: false }}\n{analytics}  bench:\n    library: {lib}\n    prefix: /bench\n    settings: {{ payload_bytes: {pb}, slow_ms: {slow} }}\nstorage:\n  l1_capacity_bytes: {l1}\n{storage}{extra}",
+            "listen: 127.0.0.1:0\npolicies: {policies}\nplugins:\n{builtins}  products: {{ enabled: false }}\n{analytics}  bench:\n    library: {lib}\n    prefix: /bench\n    settings: {{ payload_bytes: {pb}, slow_ms: {slow} }}\nstorage:\n  l1_capacity_bytes: {l1}\n{storage}{extra}",
             policies = yaml_str(&policies.to_string_lossy()),
             lib = yaml_str(&lib.to_string_lossy()),
             pb = self.payload_bytes,
