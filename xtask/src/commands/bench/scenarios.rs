@@ -1395,7 +1395,8 @@ fn routes(ctx: &mut Ctx, report: &mut Report) -> anyhow::Result<()> {
                 ours.push(r);
             }
             ceiling.stop();
-            let rps = |runs: &[load::LoadResult]| median(&runs.iter().map(|r| r.rps).collect::<Vec<_>>());
+            let rps =
+                |runs: &[load::LoadResult]| median(&runs.iter().map(|r| r.rps).collect::<Vec<_>>());
             let (c, l) = (rps(&bare), rps(&ours));
             let ratio = if c > 0.0 { l / c } else { 0.0 };
             let cpu = ours
