@@ -43,8 +43,8 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Scenarios to run (default: all): ceiling, l1-hit, l1-hit-traced, l1-hit-auth, l2-hit,
-    /// miss, zipf,
-    /// stampede, swr, compression, invalidation, redis-outage, memory, analytics.
+    /// miss, zipf, stampede, swr, compression, routes, invalidation, redis-outage, memory,
+    /// analytics.
     #[arg(long = "scenario", value_name = "NAME", num_args = 1..)]
     scenarios: Vec<String>,
     /// Where the report and charts go.
