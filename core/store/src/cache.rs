@@ -476,6 +476,14 @@ impl Cache {
         }
     }
 
+    /// How long the lock is held and waited for: the configured timeout, cut to the call's
+    /// origin timeout, so waiting on another instance never takes longer than loading here
+    /// would be allowed to.
+    fn lock_timeout(&self, opts: &CallOptions) -> Duration {
+        let configured = self.inner.config.redis.lock.timeout_ms;
+        opts.load_timeout.map_or(configured, |t| t.min(configured))
+    }
+
     fn lock_enabled(&self, opts: &CallOptions) -> bool {
         opts.cross_instance_lock
             .unwrap_or(self.inner.config.redis.lock.enabled)
@@ -848,7 +856,7 @@ impl Cache {
         if let Some(l2) = l2
             && self.lock_enabled(opts)
         {
-            let timeout = inner.config.redis.lock.timeout_ms;
+            let timeout = self.lock_timeout(opts);
             match l2.try_lock(key, timeout).await {
                 Ok(Some(token)) => lock_token = Some(token),
                 Ok(None) => {
@@ -992,7 +1000,7 @@ impl Cache {
         opts: &CallOptions,
     ) -> Option<Arc<Entry>> {
         let lock = &self.inner.config.redis.lock;
-        let deadline = tokio::time::Instant::now() + lock.timeout_ms;
+        let deadline = tokio::time::Instant::now() + self.lock_timeout(opts);
         loop {
             tokio::time::sleep(lock.poll_ms).await;
             if tokio::time::Instant::now() >= deadline || !l2.available() {

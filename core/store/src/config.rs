@@ -151,9 +151,13 @@ impl Default for BreakerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LockConfig {
-    /// Default for calls that do not choose; rules may turn it on for expensive origins.
+    /// Default for calls that do not choose. On: with Redis shared by several instances a
+    /// cold key costs one origin call in all, not one per instance (a miss costs one more
+    /// Redis round trip, and the loader writes L2 before unlocking). Off saves those on a
+    /// single instance. Without Redis, or while it is unreachable, there is no lock.
     pub enabled: bool,
-    /// Lock lifetime and the longest a waiting instance polls before loading itself.
+    /// Lock lifetime and the longest a waiting instance polls before loading itself; never
+    /// longer than the call's own origin timeout, when it has one.
     #[serde(with = "millis")]
     #[schemars(with = "u64")]
     pub timeout_ms: Duration,
@@ -166,7 +170,7 @@ pub struct LockConfig {
 impl Default for LockConfig {
     fn default() -> Self {
         LockConfig {
-            enabled: false,
+            enabled: true,
             timeout_ms: Duration::from_secs(5),
             poll_ms: Duration::from_millis(20),
         }

@@ -144,8 +144,11 @@ async fn corrupt_and_unknown_version_entries_are_misses_and_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_instance_lock_makes_one_origin_call_in_total() {
     let redis = RedisServer::spawn().unwrap();
-    let mut cfg = config(&redis.url());
-    cfg.redis.lock.enabled = true;
+    let cfg = config(&redis.url());
+    assert!(
+        cfg.redis.lock.enabled,
+        "single-flight across instances is the default"
+    );
     let a = Cache::new(cfg.clone()).await.unwrap();
     let b = Cache::new(cfg).await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -170,6 +173,45 @@ async fn cross_instance_lock_makes_one_origin_call_in_total() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let waits = a.snapshot().counters.lock_waits + b.snapshot().counters.lock_waits;
     assert_eq!(waits, 1, "exactly one instance waited on the other's lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_on_another_instances_lock_never_outlasts_the_origin_timeout() {
+    let redis = RedisServer::spawn().unwrap();
+    let cfg = config(&redis.url());
+    assert_eq!(cfg.redis.lock.timeout_ms, Duration::from_secs(5));
+    let a = Cache::new(cfg.clone()).await.unwrap();
+    let b = Cache::new(cfg).await.unwrap();
+    // A takes the lock and its origin never answers (no timeout on its call): as if A had
+    // stalled or died holding the lock for its configured 5 s.
+    let (hung_tx, hung_rx) = tokio::sync::oneshot::channel::<()>();
+    let hung = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.get_or_load("hangs", &CallOptions::default(), move || async move {
+                let _ = hung_tx.send(());
+                std::future::pending::<Loaded>().await
+            })
+            .await
+        })
+    };
+    hung_rx.await.unwrap();
+    // B's call has a 300 ms origin timeout: it waits on A's lock no longer than that, then
+    // loads itself, rather than for the lock's 5 s.
+    let opts = CallOptions::default().with_load_timeout(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let served = b
+        .get_or_load("hangs", &opts, || async { Loaded::Store(entry("b", &[])) })
+        .await
+        .unwrap();
+    assert_eq!(&served.entry.body[..], b"b");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "B waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(b.snapshot().counters.lock_waits, 1);
+    hung.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
