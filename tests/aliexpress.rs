@@ -155,6 +155,12 @@ async fn searches_are_cached_with_an_exact_cache_hit_and_shared_by_get_and_post(
         .unwrap();
     let fresh: Value = r.json().await.unwrap();
     assert_eq!(fresh["metadata"]["cache_hit"], false);
+    // Encoded from the plugin's types here, spliced from the cached JSON above: the same.
+    assert_eq!(fresh["data"], first["data"]);
+    assert_eq!(
+        fresh.as_object().unwrap().keys().collect::<Vec<_>>(),
+        first.as_object().unwrap().keys().collect::<Vec<_>>()
+    );
     assert_eq!(gw.calls(methods::PRODUCT_QUERY), 2);
 }
 

@@ -497,22 +497,38 @@ impl PluginContext {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
     {
-        let loader: BytesLoader = Box::pin(async move {
-            let value = guard(async move { load().await }).await??;
-            serde_json::to_vec(&value)
-                .map(Bytes::from)
-                .map_err(|e| PluginError::failed(format!("cannot serialise cached value: {e}")))
-        });
-        let cached = self
-            .host
-            .get_or_load(&self.plugin, rule.name, key.into(), loader)
-            .await?;
+        let cached = self.get_or_load_json(rule, key, load).await?;
         let value = serde_json::from_slice(&cached.bytes)
             .map_err(|e| PluginError::failed(format!("cached value does not decode: {e}")))?;
         Ok(LoadedValue {
             value,
             cache_hit: cached.cache_hit,
         })
+    }
+
+    /// [`Self::get_or_load`] without decoding: the value's JSON as cached, for a handler
+    /// that answers with it as it is (spliced into its envelope) instead of decoding it into
+    /// `T` and encoding it again on every hit.
+    pub async fn get_or_load_json<T, F, Fut>(
+        &self,
+        rule: &NamedRule,
+        key: impl Into<String>,
+        load: F,
+    ) -> Result<CachedBytes, PluginError>
+    where
+        T: Serialize + Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
+    {
+        let loader: BytesLoader = Box::pin(async move {
+            let value = guard(async move { load().await }).await??;
+            serde_json::to_vec(&value)
+                .map(Bytes::from)
+                .map_err(|e| PluginError::failed(format!("cannot serialise cached value: {e}")))
+        });
+        self.host
+            .get_or_load(&self.plugin, rule.name, key.into(), loader)
+            .await
     }
 
     /// The seeds' `@cache_invalidate`: drops entries this plugin cached.

@@ -28,9 +28,9 @@ pub mod plugin;
 pub use api::PluginApi;
 pub use body::JsonBody;
 pub use context::{
-    CacheHealth, Event, EventKind, EventSpec, Host, HttpDefaults, Invalidation, KeyListing,
-    ListedKey, LoadedValue, NamedRule, NamedRuleSpec, OperationLimit, PluginContext, RuleCounts,
-    WarmRequest, WarmRun, WarmSource, WarmSourceSpec, is_wildcard_only, rule_counts,
+    CacheHealth, CachedBytes, Event, EventKind, EventSpec, Host, HttpDefaults, Invalidation,
+    KeyListing, ListedKey, LoadedValue, NamedRule, NamedRuleSpec, OperationLimit, PluginContext,
+    RuleCounts, WarmRequest, WarmRun, WarmSource, WarmSourceSpec, is_wildcard_only, rule_counts,
     rule_hits_and_misses,
 };
 pub use identity::{

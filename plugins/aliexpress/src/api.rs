@@ -9,7 +9,7 @@ use larder_plugin::{JsonBody, NamedRule};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use larder_plugin::{Invalidation, LoadedValue, PluginContext, PluginError};
+use larder_plugin::{CachedBytes, Invalidation, LoadedValue, PluginContext, PluginError};
 use poem::Request;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
@@ -72,12 +72,34 @@ impl State {
         F: FnOnce(Arc<State>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
+        let cached = self.cached_json(rule, key, load).await?;
+        let value = serde_json::from_slice(&cached.bytes)
+            .map_err(|e| ApiError::Internal(format!("cached value does not decode: {e}")))?;
+        Ok(LoadedValue {
+            value,
+            cache_hit: cached.cache_hit,
+        })
+    }
+
+    /// [`Self::cached`] without decoding: the value's JSON as cached, for an answer that
+    /// splices it into the envelope ([`Reply::cached`]).
+    pub async fn cached_json<T, F, Fut>(
+        self: &Arc<Self>,
+        rule: &NamedRule,
+        key: String,
+        load: F,
+    ) -> Result<CachedBytes, ApiError>
+    where
+        T: Serialize + Send + 'static,
+        F: FnOnce(Arc<State>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
         let failure: Arc<Mutex<Option<ApiError>>> = Arc::default();
         let slot = failure.clone();
         let state = self.clone();
         let result = self
             .context
-            .get_or_load(rule, key, move || async move {
+            .get_or_load_json(rule, key, move || async move {
                 load(state).await.map_err(|e| {
                     let message = e.to_string();
                     *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -134,22 +156,22 @@ impl State {
         let query = ProductQuery::from_request(&req, true)?;
         let key = query.cache_key("search", &self.settings);
         let loaded = self
-            .cached(&rules::SEARCH, key, move |s| async move {
+            .cached_json(&rules::SEARCH, key, move |s| async move {
                 Ok(s.source.search(&query, &s.settings).await?)
             })
             .await?;
-        Ok(Reply::ok(loaded.value, loaded.cache_hit, true))
+        Ok(Reply::cached(loaded.bytes, loaded.cache_hit, true))
     }
 
     async fn hot(self: &Arc<Self>, req: SearchRequest) -> Result<Reply<ProductPage>, ApiError> {
         let query = ProductQuery::from_request(&req, false)?;
         let key = query.cache_key("hot", &self.settings);
         let loaded = self
-            .cached(&rules::HOT_PRODUCTS, key, move |s| async move {
+            .cached_json(&rules::HOT_PRODUCTS, key, move |s| async move {
                 Ok(s.source.hot(&query, &s.settings).await?)
             })
             .await?;
-        Ok(Reply::ok(loaded.value, loaded.cache_hit, true))
+        Ok(Reply::cached(loaded.bytes, loaded.cache_hit, true))
     }
 
     async fn details(
